@@ -1,0 +1,51 @@
+# The user's entry point. Every target depends on a stamped .venv that it creates and fills on first use,
+# so a fresh clone needs nothing but `make <target>`.
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU build of torch pinned for this machine (an unpinned torch pulls a multi-GB CUDA build).
+# Override for your hardware, e.g. `make install TORCH=torch==2.5.1`.
+TORCH  ?= torch==2.13.0
+DATA   ?= data
+SAMPLE ?= $(DATA)/raw
+RAW    ?= $(SAMPLE)
+WORKERS ?=
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SP    := $(BIN)/slimpajama
+WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
+
+.PHONY: install test test-all lint sample bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev,train]"
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The bundled sample corpus, generated once into SAMPLE (RAW=<dir> points the pipeline at your own corpus).
+sample: $(SAMPLE)/_ground_truth.json
+
+$(SAMPLE)/_ground_truth.json: | $(STAMP)
+	$(SP) sample --out $(SAMPLE)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
+
+# Removes what make and the pipeline generated; a corpus of yours under RAW is kept unless it is the sample.
+clean:
+	rm -rf $(DATA)/work $(DATA)/slimpajama $(DATA)/tokens $(DATA)/shards $(DATA)/stats
+	if [ -f $(SAMPLE)/_ground_truth.json ]; then rm -rf $(SAMPLE); fi
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache benchmarks/results.json
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Packing algorithms, the shard format and shard readers (installed as `slimpajama.packers`)."""

@@ -1,0 +1,153 @@
+"""Document stages: one input file -> one parquet shard of DOC_SCHEMA rows, through a pure batch transform.
+
+`DocumentStage.transform(batch)` returns the output batch and the rows it dropped, by reason, as boolean masks
+over the input batch; this module does the reading, writing, bad-input log and ledger around it. The ingest
+stage (identity transform) converts any corpus to parquet shards; normalize and later stages subclass it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
+from slimpajama.ledger import Ledger, sizes_by_source
+from slimpajama.readers import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_MAX_DOC_BYTES,
+    JSONL_SUFFIXES,
+    PARQUET_SUFFIXES,
+    InputFile,
+    read_documents,
+)
+from slimpajama.writers import ParquetShardWriter, atomic_path
+
+from .runner import STATE_DIR, ShardOutcome, ShardTask
+
+BAD_INPUT = "bad_input"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    source: str | None = None  # source for files with no meta.redpajama_set_name and no source folder
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES
+    on_error: str = "skip"  # skip | fail
+
+    def __post_init__(self):
+        if self.on_error not in ("skip", "fail"):
+            raise SlimPajamaError(f"--on-error must be skip or fail, not {self.on_error!r}")
+
+    def reader_kwargs(self) -> dict:
+        return dict(source=self.source, batch_rows=self.batch_rows, batch_bytes=self.batch_bytes,
+                    max_doc_bytes=self.max_doc_bytes)
+
+
+def strip_corpus_suffix(rel: str) -> str:
+    for suf in sorted(JSONL_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True):
+        if rel.endswith(suf):
+            return rel[: -len(suf)]
+    return rel
+
+
+def file_tasks(files: list[InputFile]) -> list[ShardTask]:
+    """One task per input file; its output mirrors the input's relative path (`a/b.jsonl.zst` -> `a/b.parquet`)."""
+    tasks, seen = [], {}
+    for f in files:
+        key = strip_corpus_suffix(f.rel)
+        if key in seen:
+            raise SlimPajamaError(f"inputs {seen[key]} and {f.rel} would write the same shard {key}.parquet; "
+                                  "rename one of them")
+        seen[key] = f.rel
+        tasks.append(ShardTask(key=key, inputs=(f,)))
+    return tasks
+
+
+class _ErrorLog:
+    """Bad-input records of one shard as JSON lines, counted in the ledger; written atomically, only if any."""
+
+    def __init__(self, path: str, ledger: Ledger, fail: bool):
+        self.path, self.ledger, self.fail = path, ledger, fail
+        self._ctx = self._fh = None
+        self.count = 0
+
+    def __call__(self, rec: BadRecord) -> None:
+        if self.fail:
+            raise_on_bad(rec)
+        if self._fh is None:
+            self._ctx = atomic_path(self.path)
+            self._fh = open(self._ctx.__enter__(), "wb")
+        self._fh.write(orjson.dumps(rec.to_dict()) + b"\n")
+        self.ledger.count_in(rec.source, 1, rec.nbytes)
+        self.ledger.count_dropped(rec.source, BAD_INPUT, 1, rec.nbytes)
+        self.count += 1
+
+    def close(self, ok: bool) -> None:
+        if self._fh is None:
+            return
+        self._fh.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            with contextlib.suppress(BaseException):
+                self._ctx.__exit__(RuntimeError, RuntimeError("shard failed"), None)
+
+
+class DocumentStage:
+    name = "ingest"
+
+    def __init__(self, read: ReadOptions | None = None):
+        self.read = read or ReadOptions()
+
+    def config(self) -> dict:
+        """Settings of the transform that change its output (subclasses extend)."""
+        return {}
+
+    def fingerprint(self) -> dict:
+        read = asdict(self.read)
+        read.pop("on_error")  # a skip run and a fail run that succeeds write the same bytes
+        return {"stage": self.name, "read": read, **self.config()}
+
+    def transform(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
+        """-> (output rows, {reason: boolean mask of dropped input rows}). Output rows are the input rows in
+        none of the masks, in order. Identity here."""
+        return batch, {}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        ledger = Ledger(self.name)
+        out_rel = task.key + ".parquet"
+        err_rel = f"{STATE_DIR}/{task.key}.errors.jsonl"
+        errors = _ErrorLog(os.path.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
+        ok = False
+        try:
+            with ParquetShardWriter(os.path.join(out_dir, out_rel)) as writer:
+                for f in task.inputs:
+                    for batch in read_documents(f, errors, **self.read.reader_kwargs()):
+                        writer.write(self._account(batch, ledger))
+            ok = True
+        finally:
+            errors.close(ok)
+        return ShardOutcome(outputs=[out_rel], ledger=ledger, errors_file=err_rel if errors.count else None)
+
+    def _account(self, batch: pa.RecordBatch, ledger: Ledger) -> pa.RecordBatch:
+        ledger.batch_in(batch)
+        out, drops = self.transform(batch)
+        keep = np.ones(batch.num_rows, dtype=bool)
+        for reason, mask in drops.items():
+            mask = np.asarray(mask, dtype=bool) & keep  # a row is dropped once, for its first reason
+            if mask.any():
+                ledger.batch_dropped(batch.filter(pa.array(mask)), reason)
+            keep &= ~mask
+        if out.num_rows != int(keep.sum()):
+            raise AssertionError(f"{self.name}: transform returned {out.num_rows} rows, expected {int(keep.sum())}")
+        written = sizes_by_source(out)
+        for s, (d, b) in sizes_by_source(batch.filter(pa.array(keep)) if not keep.all() else batch).items():
+            ledger.count_out(s, d, b, written.get(s, (0, 0))[1])
+        return out

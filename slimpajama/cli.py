@@ -1,0 +1,141 @@
+"""The `slimpajama` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from .errors import SlimPajamaError
+
+MiB = 1 << 20
+
+
+def _parse_size(value: str | None) -> int | None:
+    """'64MB', '2GiB', '1e9', '0' -> bytes (0 or 'none' -> None)."""
+    if value is None or str(value).lower() in ("0", "none", "off"):
+        return None
+    s = str(value).strip().lower().replace("ib", "b")
+    units = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "b": 1}
+    for u, mult in units.items():
+        if s.endswith(u):
+            return int(float(s[: -len(u)]) * mult)
+    return int(float(s))
+
+
+class SizeType(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        try:
+            return _parse_size(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a size like 512MB or 2GB", param, ctx)
+
+
+SIZE = SizeType()
+
+
+def ray_options(f):
+    f = click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Cap on parallel shard tasks (default: every CPU of the Ray cluster).")(f)
+    f = click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+                     help="Join this Ray cluster instead of starting an embedded one (also $RAY_ADDRESS).")(f)
+    f = click.option("--quiet", is_flag=True, help="No progress bar.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Print the stage summary as JSON.")(f)
+    return f
+
+
+def read_options(f):
+    f = click.option("--source", default=None,
+                     help="Source name for files with neither meta.redpajama_set_name nor a source folder.")(f)
+    f = click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+                     help="skip: count bad input under bad_input and log it in errors.jsonl; fail: stop at the "
+                          "first bad record, naming file and line.")(f)
+    f = click.option("--max-doc-bytes", type=SIZE, default="32MB", show_default=True,
+                     help="Records larger than this are bad input (0: no limit).")(f)
+    return f
+
+
+def _fail_cleanly(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SlimPajamaError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _print_report(report, as_json: bool) -> None:
+    summary = report.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.stage}: {summary['out']}")
+    for col in ("source", "docs in", "docs out", "dropped", "bytes in", "bytes out"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for src, c in sorted(report.ledger.sources.items()):
+        dropped = ", ".join(f"{r} {d:,}" for r, (d, _) in sorted(c.dropped.items())) or "-"
+        table.add_row(src, f"{c.docs_in:,}", f"{c.docs_out:,}", dropped, f"{c.bytes_in:,}", f"{c.bytes_written:,}")
+    console = Console(stderr=False)
+    console.print(table)
+    console.print(f"{summary['shards']} shards ({summary['resumed']} already complete), "
+                  f"{summary['bad_input_records']} bad input records, {summary['seconds']} s")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="slimpajama")
+def main():
+    """SlimPajama data pipeline: normalize, filter, dedup, release, tokenize and pack a RedPajama-style corpus."""
+
+
+@main.command()
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--docs", type=click.IntRange(min=200), default=None, help="Number of documents (default 2000).")
+@click.option("--bytes", "nbytes", type=SIZE, default=None,
+              help="Approximate uncompressed size instead of --docs, e.g. 1GB.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@_fail_cleanly
+def sample(out, seed, docs, nbytes, workers):
+    """Generate a deterministic RedPajama-shaped sample corpus with planted duplicates and ground truth."""
+    from .progress import counter_progress
+    from .sample_corpus import GROUND_TRUTH_FILE, generate_corpus
+
+    with counter_progress("sample", "files") as tick:
+        truth = generate_corpus(out, seed=seed, docs=docs, nbytes=nbytes, workers=workers,
+                                progress=lambda r: tick(1))
+    click.echo(f"wrote {truth['docs']:,} documents in {len(truth['files'])} files "
+               f"({truth['bytes_compressed'] / MiB:.1f} MiB compressed) to {out}; planted cases in "
+               f"{out}/{GROUND_TRUTH_FILE}")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@read_options
+@ray_options
+@_fail_cleanly
+def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+    """Read a corpus (jsonl, jsonl.zst, jsonl.gz, parquet; files, directories or globs) into parquet shards of
+    (doc_id, source, text, meta), counting and logging bad input."""
+    from slimpajama.pipelines import DocumentStage, ReadOptions, file_tasks, run_stage
+
+    from .readers import discover
+
+    stage = DocumentStage(ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes))
+    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
+                       progress=not quiet)
+    _print_report(report, as_json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Streaming corpus readers: jsonl / jsonl.zst / jsonl.gz / parquet, a directory tree of them, or a glob.
+
+Every reader yields Arrow record batches with DOC_SCHEMA, holding at most `batch_rows` rows or about
+`batch_bytes` bytes of text, so memory is bounded by the batch, never by the file. A record that cannot become a
+document is reported to `on_bad` (a BadRecord naming file and line) and skipped; `raise_on_bad` turns that into
+the `--on-error fail` policy.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from .errors import BadRecord, SlimPajamaError
+from .schema import DOC_SCHEMA, UNKNOWN_SOURCE, make_batch
+
+JSONL_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.gz", ".json.zst")
+PARQUET_SUFFIXES = (".parquet",)
+DEFAULT_BATCH_ROWS = 4096
+DEFAULT_BATCH_BYTES = 32 << 20
+# RedPajama's largest documents (whole books) are a few MB; a larger "document" is almost always a broken dump,
+# and it is the one thing that would make a worker's memory depend on the input.
+DEFAULT_MAX_DOC_BYTES = 32 << 20
+_READ_CHUNK = 1 << 20
+
+OnBad = Callable[[BadRecord], None]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str  # where to open it
+    rel: str  # posix path relative to the input root: the prefix of every doc_id read from it
+    size: int
+
+    @property
+    def folder_source(self) -> str | None:
+        """The first folder under the input root, RedPajama's layout (`<root>/<source>/<file>`)."""
+        parts = self.rel.split("/")
+        return parts[0] if len(parts) > 1 else None
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.rel.endswith(PARQUET_SUFFIXES)
+
+
+def is_corpus_file(name: str) -> bool:
+    base = os.path.basename(name)
+    return not base.startswith((".", "_")) and base.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def _glob_root(pattern: str) -> str:
+    parts = Path(pattern).parts
+    fixed = []
+    for p in parts:
+        if glob.has_magic(p):
+            break
+        fixed.append(p)
+    return str(Path(*fixed)) if fixed else "."
+
+
+def discover(inputs: list[str] | str) -> list[InputFile]:
+    """Expand files, directories (recursively) and globs into corpus files, sorted by relative path.
+
+    Names starting with "." or "_" are skipped (temporary files, `_state/`, ground truth, ...).
+    """
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [inputs]
+    found: dict[str, InputFile] = {}
+    for spec in map(str, inputs):
+        if glob.has_magic(spec):
+            root = _glob_root(spec)
+            paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+        elif os.path.isdir(spec):
+            root = spec
+            paths = []
+            for dirpath, dirnames, filenames in os.walk(spec):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+                paths.extend(os.path.join(dirpath, f) for f in filenames)
+        elif os.path.isfile(spec):
+            root = os.path.dirname(spec) or "."
+            paths = [spec]
+        else:
+            raise SlimPajamaError(f"input not found: {spec}")
+        for p in paths:
+            rel = Path(os.path.relpath(p, root)).as_posix()
+            if not is_corpus_file(rel) or any(part.startswith((".", "_")) for part in rel.split("/")[:-1]):
+                continue
+            prev = found.get(rel)
+            if prev is not None and os.path.abspath(prev.path) != os.path.abspath(p):
+                raise SlimPajamaError(
+                    f"two inputs have the same relative path {rel!r} ({prev.path} and {p}); doc ids would collide: "
+                    "pass their common parent directory instead")
+            found[rel] = InputFile(path=p, rel=rel, size=os.path.getsize(p))
+    if not found:
+        raise SlimPajamaError(f"no corpus files ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}) under: "
+                              + " ".join(map(str, inputs)))
+    return [found[k] for k in sorted(found)]
+
+
+class TruncatedInput(Exception):
+    pass
+
+
+class _ZstdStream(io.RawIOBase):
+    """Multi-frame zstd decompression that notices a truncated last frame (zstandard's stream_reader does not)."""
+
+    def __init__(self, fh):
+        self._fh = fh
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=1 << 31)
+        self._obj = None
+        self._buf = memoryview(b"")
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            if self._done:
+                return 0
+            chunk = self._fh.read(_READ_CHUNK)
+            if not chunk:
+                self._done = True
+                if self._obj is not None and not self._obj.eof:
+                    raise TruncatedInput("zstd stream ends inside a frame")
+                return 0
+            self._buf = memoryview(self._feed(chunk))
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def _feed(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            if self._obj is None or self._obj.eof:
+                self._obj = self._dctx.decompressobj()
+            out.append(self._obj.decompress(data))
+            data = self._obj.unused_data if self._obj.eof else b""
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_binary(path: str):
+    """A buffered binary stream of the decompressed content."""
+    fh = open(path, "rb")
+    if path.endswith((".zst", ".zstd")):
+        return io.BufferedReader(_ZstdStream(fh), _READ_CHUNK)
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=fh, mode="rb")
+    return io.BufferedReader(fh, _READ_CHUNK) if not isinstance(fh, io.BufferedReader) else fh
+
+
+_STREAM_ERRORS = (zstandard.ZstdError, gzip.BadGzipFile, zlib.error, EOFError, TruncatedInput, OSError)
+
+
+def _stream_error_reason(exc: BaseException) -> str:
+    return "truncated" if isinstance(exc, EOFError | TruncatedInput) else "corrupt"
+
+
+class _BatchBuilder:
+    def __init__(self, batch_rows: int, batch_bytes: int):
+        self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
+        self._clear()
+
+    def _clear(self):
+        self.ids, self.sources, self.texts, self.metas = [], [], [], []
+        self.nbytes = 0
+
+    def add(self, doc_id: str, source: str, text: str, meta: str, nbytes: int) -> bool:
+        self.ids.append(doc_id)
+        self.sources.append(source)
+        self.texts.append(text)
+        self.metas.append(meta)
+        self.nbytes += nbytes
+        return len(self.ids) >= self.batch_rows or self.nbytes >= self.batch_bytes
+
+    def flush(self) -> pa.RecordBatch | None:
+        if not self.ids:
+            return None
+        batch = make_batch(self.ids, self.sources, self.texts, self.metas)
+        self._clear()
+        return batch
+
+
+# orjson turns integers over 64 bits into floats; a line with a 20-digit run goes to the exact stdlib parser.
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+
+def _parse_line(line: bytes):
+    """-> (object, None) or (None, (reason, message)). orjson first; the stdlib for what orjson refuses or
+    would round but JSON allows (integers over 64 bits, lone surrogate escapes)."""
+    if _LONG_DIGITS.search(line) is None:
+        try:
+            return orjson.loads(line), None
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, ("invalid_utf8", f"invalid UTF-8 at byte {e.start}")
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, ("malformed_json", f"{e.msg} at column {e.colno}")
+    except RecursionError:
+        return None, ("malformed_json", "nesting too deep")
+
+
+def _meta_json(obj: dict):
+    meta = obj.get("meta")
+    if meta is None:  # other schemas (dolma, HF datasets): every field but text is metadata
+        meta = {k: v for k, v in obj.items() if k != "text"}
+    if isinstance(meta, str):
+        return meta, None
+    try:
+        return orjson.dumps(meta).decode(), meta
+    except TypeError:  # e.g. integers over 64 bits, which the stdlib parser accepted
+        return json.dumps(meta, ensure_ascii=False), meta
+
+
+def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
+               batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
+               max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES) -> Iterator[pa.RecordBatch]:
+    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    limit = max_doc_bytes if max_doc_bytes else -1
+    builder = _BatchBuilder(batch_rows, batch_bytes)
+
+    def bad(line_no: int, reason: str, message: str, nbytes: int, src: str = fallback_source) -> None:
+        on_bad(BadRecord(file.rel, line_no, reason, message, src, nbytes))
+
+    line_no = 0
+    records = 0
+    try:
+        stream = open_binary(file.path)
+    except OSError as e:
+        bad(0, "unreadable", str(e), 0)
+        return
+    with stream:
+        while True:
+            try:
+                line = stream.readline(limit)
+                if limit > 0 and len(line) == limit and not line.endswith(b"\n"):
+                    # Over the size limit: skip the rest of the line without holding it.
+                    nbytes = len(line)
+                    del line
+                    while True:
+                        rest = stream.readline(_READ_CHUNK)
+                        nbytes += len(rest)
+                        if not rest or rest.endswith(b"\n"):
+                            break
+                    line_no += 1
+                    records += 1
+                    bad(line_no, "too_large", f"record of {nbytes} bytes exceeds --max-doc-bytes {max_doc_bytes}",
+                        nbytes)
+                    continue
+            except _STREAM_ERRORS as e:
+                records += 1
+                bad(line_no + 1, _stream_error_reason(e), f"{type(e).__name__}: {e}".rstrip(": "), 0)
+                break
+            if not line:
+                break
+            line_no += 1
+            if not line.strip():
+                continue  # a blank line is not a record
+            records += 1
+            nbytes = len(line)
+            obj, err = _parse_line(line)
+            if err is not None:
+                bad(line_no, err[0], err[1], nbytes)
+                continue
+            if not isinstance(obj, dict):
+                bad(line_no, "not_object", f"expected a JSON object, got {type(obj).__name__}", nbytes)
+                continue
+            text = obj.get("text")
+            meta_json, meta = _meta_json(obj)
+            src = meta.get("redpajama_set_name") if isinstance(meta, dict) else None
+            src = src if isinstance(src, str) and src else fallback_source
+            if text is None:
+                bad(line_no, "missing_text", "no 'text' field" if "text" not in obj else "'text' is null", nbytes, src)
+                continue
+            if not isinstance(text, str):
+                bad(line_no, "non_string_text", f"'text' is {type(text).__name__}, not a string", nbytes, src)
+                continue
+            try:
+                tbytes = len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                bad(line_no, "invalid_text", "text holds a lone surrogate (\\ud800-\\udfff escape)", nbytes, src)
+                continue
+            if builder.add(f"{file.rel}:{line_no}", src, text, meta_json, tbytes):
+                yield builder.flush()
+    batch = builder.flush()
+    if batch is not None:
+        yield batch
+    if records == 0:
+        bad(0, "empty_file", "file holds no records", 0)
+
+
+def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, source: str | None,
+                    on_bad: OnBad) -> pa.RecordBatch:
+    """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta."""
+    names = batch.schema.names
+    n = batch.num_rows
+    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    text = batch.column("text")
+    if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
+        for i in range(n):
+            on_bad(BadRecord(file.rel, first_row + i + 1, "non_string_text", f"'text' column is {text.type}",
+                             fallback_source, 0))
+        return make_batch([], [], [], [])
+    if "meta" in names and pa.types.is_string(batch.column("meta").type):
+        metas = batch.column("meta").to_pylist()
+    else:
+        rest = [c for c in names if c not in ("text", "doc_id", "source")]
+        meta_col = batch.column("meta") if "meta" in names else None
+        rows = meta_col.to_pylist() if meta_col is not None else pa.Table.from_batches(
+            [batch.select(rest)]).to_pylist() if rest else [{}] * n
+        metas = [json.dumps(m, ensure_ascii=False, default=str) for m in rows]
+    ids = (batch.column("doc_id").to_pylist() if "doc_id" in names
+           else [f"{file.rel}:{first_row + i + 1}" for i in range(n)])
+    if "source" in names and pa.types.is_string(batch.column("source").type):
+        sources = batch.column("source").to_pylist()
+    else:
+        sources = []
+        for m in metas:
+            try:
+                s = json.loads(m).get("redpajama_set_name")
+            except (ValueError, AttributeError):
+                s = None
+            sources.append(s if isinstance(s, str) and s else fallback_source)
+    texts = text.to_pylist()
+    keep = [i for i in range(n) if texts[i] is not None]
+    for i in range(n):
+        if texts[i] is None:
+            on_bad(BadRecord(file.rel, first_row + i + 1, "missing_text", "'text' is null", sources[i] or
+                             fallback_source, 0))
+    if len(keep) == n and "doc_id" in names:
+        return pa.RecordBatch.from_arrays([batch.column("doc_id").cast(pa.string()), pa.array(sources, pa.string()),
+                                           text.cast(pa.string()), pa.array(metas, pa.string())], schema=DOC_SCHEMA)
+    return make_batch([ids[i] for i in keep], [sources[i] for i in keep], [texts[i] for i in keep],
+                      [metas[i] for i in keep])
+
+
+def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
+                 batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
+                 max_doc_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
+    del batch_bytes, max_doc_bytes  # parquet batches are bounded by rows and row groups
+    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    try:
+        pf = pq.ParquetFile(file.path)
+    except (OSError, pa.ArrowException) as e:
+        on_bad(BadRecord(file.rel, 0, "corrupt", f"not a readable parquet file: {e}", fallback_source, file.size))
+        return
+    if "text" not in pf.schema_arrow.names:
+        on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {pf.schema_arrow.names})",
+                         fallback_source, file.size))
+        return
+    if pf.metadata.num_rows == 0:
+        on_bad(BadRecord(file.rel, 0, "empty_file", "file holds no records", fallback_source, 0))
+        return
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            out = _cast_doc_batch(batch, file, row, source, on_bad)
+            row += batch.num_rows
+            if out.num_rows:
+                yield out
+    except (OSError, pa.ArrowException) as e:
+        on_bad(BadRecord(file.rel, row + 1, "corrupt", f"{type(e).__name__}: {e}", fallback_source, 0))
+
+
+def read_documents(file: InputFile, on_bad: OnBad, **kwargs) -> Iterator[pa.RecordBatch]:
+    """Stream one corpus file as DOC_SCHEMA batches (see the module docstring)."""
+    reader = read_parquet if file.is_parquet else read_jsonl
+    return reader(file, on_bad, **kwargs)
+
+
+def iter_documents(inputs, on_bad: OnBad, **kwargs) -> Iterator[pa.RecordBatch]:
+    """All files of `inputs` (paths, directories, globs) in order."""
+    for f in discover(inputs):
+        yield from read_documents(f, on_bad, **kwargs)
+
+
+__all__ = ["DOC_SCHEMA", "InputFile", "discover", "read_documents", "iter_documents", "open_binary"]

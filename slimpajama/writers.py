@@ -1,0 +1,148 @@
+"""Atomic writers: parquet shards for intermediate stages, SlimPajama release chunks (jsonl.zst).
+
+Every writer writes to a temporary name beside the target and renames it into place only when the file is
+complete, so a killed run never leaves a file that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from .schema import DOC_SCHEMA
+
+TMP_PREFIX = ".tmp-"
+RELEASE_ZSTD_LEVEL = 3
+
+
+def tmp_path_for(path: str) -> str:
+    d, base = os.path.split(path)
+    return os.path.join(d, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{base}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path; on success fsync and rename it to `path`, on failure remove it."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def remove_stale_tmp(directory: str) -> int:
+    """Delete temporary files a killed run left behind; returns how many."""
+    n = 0
+    if not os.path.isdir(directory):
+        return 0
+    for dirpath, _, files in os.walk(directory):
+        for name in files:
+            if name.startswith(TMP_PREFIX):
+                os.remove(os.path.join(dirpath, name))
+                n += 1
+    return n
+
+
+class ParquetShardWriter:
+    """Streams record batches into one parquet file (zstd), one row group per batch; atomic on close."""
+
+    def __init__(self, path: str, schema: pa.Schema = DOC_SCHEMA, compression: str = "zstd"):
+        self.path = path
+        self.schema = schema
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression, write_statistics=False)
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows:
+            if isinstance(batch, pa.Table):
+                self._writer.write_table(batch, row_group_size=max(batch.num_rows, 1))
+            else:
+                self._writer.write_batch(batch, row_group_size=batch.num_rows)
+            self.rows += batch.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        self._writer.close()
+        self._ctx.__exit__(type(exc) if exc else RuntimeError, exc, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            try:
+                self._writer.close()
+            finally:
+                with contextlib.suppress(BaseException):
+                    self._ctx.__exit__(et, ev, tb)
+        return False
+
+
+def release_line(text: str, source: str) -> bytes:
+    """One SlimPajama line: exactly {"text": ..., "meta": {"redpajama_set_name": ...}} (compact, UTF-8)."""
+    return orjson.dumps({"text": text, "meta": {"redpajama_set_name": source}}) + b"\n"
+
+
+class ReleaseChunkWriter:
+    """A SlimPajama release file: jsonl compressed with zstd level 3; atomic on close."""
+
+    def __init__(self, path: str, level: int = RELEASE_ZSTD_LEVEL):
+        self.path = path
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self._fh = open(self._tmp, "wb")
+        # write_content_size off and single-threaded: the bytes depend only on the lines written.
+        self._zw = zstandard.ZstdCompressor(level=level).stream_writer(self._fh, closefd=False)
+        self.docs = 0
+
+    def write(self, text: str, source: str) -> None:
+        self._zw.write(release_line(text, source))
+        self.docs += 1
+
+    def write_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        for text, source in zip(batch.column("text").to_pylist(), batch.column("source").to_pylist(), strict=True):
+            self.write(text, source)
+
+    def close(self) -> None:
+        self._zw.close()
+        self._fh.close()
+        self._ctx.__exit__(None, None, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            with contextlib.suppress(BaseException):
+                self._zw.close()
+                self._fh.close()
+            with contextlib.suppress(BaseException):
+                self._ctx.__exit__(et, ev, tb)
+        return False

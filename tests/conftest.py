@@ -1,0 +1,32 @@
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED_CORPORA = REPO / "slimpajama" / "data"  # copies of ../shared/corpora shipped with the package
+ARXIV_SAMPLE = SHARED_CORPORA / "redpajama-arxiv-sample.jsonl"
+CC_SAMPLE = SHARED_CORPORA / "cc-en-head-sample.jsonl"
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole test session (2 CPUs, like this machine)."""
+    import ray
+    from slimpajama.pipelines import init_ray
+
+    init_ray(workers=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory):
+    """A small generated corpus with ground truth, shared read-only by the tests."""
+    from slimpajama.sample_corpus import generate_corpus
+
+    out = tmp_path_factory.mktemp("sample") / "raw"
+    truth = generate_corpus(str(out), seed=7, docs=600)
+    return out, truth

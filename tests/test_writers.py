@@ -1,0 +1,76 @@
+import io
+import json
+import os
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from conftest import ARXIV_SAMPLE, CC_SAMPLE
+
+from slimpajama.errors import raise_on_bad
+from slimpajama.readers import discover, iter_documents
+from slimpajama.schema import DOC_SCHEMA
+from slimpajama.writers import TMP_PREFIX, ParquetShardWriter, ReleaseChunkWriter, remove_stale_tmp
+
+
+def read_all(path, **kw):
+    return pa.Table.from_batches(list(iter_documents(str(path), raise_on_bad, **kw)), schema=DOC_SCHEMA)
+
+
+@pytest.mark.parametrize("sample", [ARXIV_SAMPLE, CC_SAMPLE])
+def test_parquet_round_trip_real_data(tmp_path, sample):
+    table = read_all(sample, source="RedPajamaArXiv")
+    out = tmp_path / "shard.parquet"
+    with ParquetShardWriter(str(out)) as w:
+        for b in table.to_batches(max_chunksize=3):
+            w.write(b)
+    back = read_all(out)
+    assert back.equals(table)  # doc_id, source, text and meta all survive
+    assert pq.ParquetFile(out).metadata.num_row_groups == len(table.to_batches(max_chunksize=3))
+
+
+def test_release_chunk_round_trip_and_exact_line_format(tmp_path, sample_corpus):
+    raw, _ = sample_corpus
+    table = read_all(raw)
+    out = tmp_path / "train" / "chunk1" / "example_train_0.jsonl.zst"
+    with ReleaseChunkWriter(str(out)) as w:
+        w.write_batch(table)
+    lines = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(out.read_bytes())).read().splitlines()
+    assert len(lines) == table.num_rows
+    first = json.loads(lines[0])
+    assert list(first) == ["text", "meta"] and list(first["meta"]) == ["redpajama_set_name"]
+    assert lines[0] == orjson.dumps({"text": first["text"], "meta": {"redpajama_set_name": table["source"][0].as_py()}})
+    back = read_all(out.parent)
+    assert back["text"].to_pylist() == table["text"].to_pylist()
+    assert back["source"].to_pylist() == table["source"].to_pylist()
+    # zstd level 3, one frame: the same input gives the same bytes
+    out2 = tmp_path / "again.jsonl.zst"
+    with ReleaseChunkWriter(str(out2)) as w:
+        w.write_batch(table)
+    assert out2.read_bytes() == out.read_bytes()
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    target = tmp_path / "x.parquet"
+    with pytest.raises(RuntimeError):
+        with ParquetShardWriter(str(target)) as w:
+            w.write(pa.table({"doc_id": ["a"], "source": ["s"], "text": ["t"], "meta": ["{}"]},
+                             schema=DOC_SCHEMA))
+            raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(RuntimeError):
+        with ReleaseChunkWriter(str(tmp_path / "y.jsonl.zst")) as w:
+            w.write("t", "s")
+            raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == []
+
+
+def test_stale_temporary_files_are_invisible_and_removed(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / f"{TMP_PREFIX}abc-part.jsonl").write_bytes(b'{"text": "partial"}\n')
+    (tmp_path / "s" / "ok.jsonl").write_bytes(b'{"text": "complete"}\n')
+    assert [f.rel for f in discover(str(tmp_path))] == ["s/ok.jsonl"]
+    assert remove_stale_tmp(str(tmp_path)) == 1
+    assert os.listdir(tmp_path / "s") == ["ok.jsonl"]

@@ -1,0 +1,1 @@
+"""A small BTLM-style trainer that reads the packed shards (installed as `slimpajama.train_minimal`)."""
