@@ -13,7 +13,6 @@ import gzip
 import io
 import json
 import os
-import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -181,15 +180,15 @@ class _BatchBuilder:
 
     def _clear(self):
         self.ids, self.sources, self.texts, self.metas = [], [], [], []
-        self.nbytes = 0
+        self.nchars = 0
 
-    def add(self, doc_id: str, source: str, text: str, meta: str, nbytes: int) -> bool:
+    def add(self, doc_id: str, source: str, text: str, meta: str, nchars: int) -> bool:
         self.ids.append(doc_id)
         self.sources.append(source)
         self.texts.append(text)
         self.metas.append(meta)
-        self.nbytes += nbytes
-        return len(self.ids) >= self.batch_rows or self.nbytes >= self.batch_bytes
+        self.nchars += nchars
+        return len(self.ids) >= self.batch_rows or self.nchars >= self.batch_bytes
 
     def flush(self) -> pa.RecordBatch | None:
         if not self.ids:
@@ -199,28 +198,46 @@ class _BatchBuilder:
         return batch
 
 
-# orjson turns integers over 64 bits into floats; a line with a 20-digit run goes to the exact stdlib parser.
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+def _has_huge_float(value) -> bool:
+    """orjson turns integers over 64 bits into floats; such a float sends the line to the exact stdlib parser."""
+    if isinstance(value, float):
+        return abs(value) >= 9.2e18
+    if isinstance(value, dict):
+        return any(_has_huge_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_float(v) for v in value)
+    return False
 
 
 def _parse_line(line: bytes):
     """-> (object, None) or (None, (reason, message)). orjson first; the stdlib for what orjson refuses or
     would round but JSON allows (integers over 64 bits, lone surrogate escapes)."""
-    if _LONG_DIGITS.search(line) is None:
-        try:
-            return orjson.loads(line), None
-        except orjson.JSONDecodeError:
-            pass
+    try:
+        obj = orjson.loads(line)
+        if not isinstance(obj, dict):
+            return obj, None
+        for k, v in obj.items():
+            if k != "text" and type(v) is not str and _has_huge_float(v):
+                break
+        else:
+            return obj, None
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         return None, ("invalid_utf8", f"invalid UTF-8 at byte {e.start}")
     try:
-        return json.loads(text), None
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         return None, ("malformed_json", f"{e.msg} at column {e.colno}")
     except RecursionError:
         return None, ("malformed_json", "nesting too deep")
+    try:  # only this parser lets lone surrogates (\\ud800 escapes) through; they cannot be written as UTF-8
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return None, ("invalid_text", "a string holds a lone surrogate (\\ud800-\\udfff escape)")
+    return obj, None
 
 
 def _meta_json(obj: dict):
@@ -298,12 +315,7 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
             if not isinstance(text, str):
                 bad(line_no, "non_string_text", f"'text' is {type(text).__name__}, not a string", nbytes, src)
                 continue
-            try:
-                tbytes = len(text.encode("utf-8"))
-            except UnicodeEncodeError:
-                bad(line_no, "invalid_text", "text holds a lone surrogate (\\ud800-\\udfff escape)", nbytes, src)
-                continue
-            if builder.add(f"{file.rel}:{line_no}", src, text, meta_json, tbytes):
+            if builder.add(f"{file.rel}:{line_no}", src, text, meta_json, len(text)):
                 yield builder.flush()
     batch = builder.flush()
     if batch is not None:

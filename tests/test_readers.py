@@ -4,6 +4,7 @@ import os
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import zstandard
@@ -102,7 +103,7 @@ def test_batches_are_bounded(tmp_path):
     (f,) = discover(str(tmp_path))
     sizes = [b.num_rows for b in read_documents(f, raise_on_bad, batch_rows=64)]
     assert sum(sizes) == 500 and max(sizes) == 64
-    nbytes = [pa.compute.sum(pa.compute.binary_length(b.column("text"))).as_py()
+    nbytes = [pc.sum(pc.binary_length(b.column("text"))).as_py()
               for b in read_documents(f, raise_on_bad, batch_bytes=10_000)]
     assert max(nbytes) <= 10_000 + 1000
 

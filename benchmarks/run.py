@@ -1,0 +1,50 @@
+"""`make bench`: every benchmark, each method in its own process (for its peak memory), one JSON of figures.
+
+Speed is reported as a ratio against a baseline measured in the same run on the same data, never as an absolute
+pass/fail: absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(script: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, os.path.join(HERE, script), *args], check=True, capture_output=True,
+                         text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_read(docs: int) -> dict:
+    base = run("bench_read.py", "--method", "baseline", "--docs", str(docs))
+    ours = run("bench_read.py", "--method", "reader", "--docs", str(docs))
+    return {"corpus_mb": round(base["mb"], 1), "docs": ours["docs"],
+            "reader_mb_per_s": round(ours["mb_per_s"], 1), "baseline_mb_per_s": round(base["mb_per_s"], 1),
+            "ratio_vs_zstandard_json_loads": round(ours["mb_per_s"] / base["mb_per_s"], 2),
+            "reader_peak_rss_mb": round(ours["peak_rss_mb"], 1),
+            "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    ap.add_argument("--docs", type=int, default=20_000, help="documents in the generated benchmark corpus")
+    args = ap.parse_args()
+    results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                           "platform": platform.platform()}}
+    results["read_jsonl_zst"] = bench_read(args.docs)
+    print(json.dumps(results["read_jsonl_zst"], indent=2), file=sys.stderr)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
