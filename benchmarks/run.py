@@ -32,15 +32,34 @@ def bench_read(docs: int) -> dict:
             "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1)}
 
 
+def bench_normalize(docs: int, memory_sizes: list[str]) -> dict:
+    ref = run("bench_normalize.py", "--method", "reference", "--docs", str(docs))
+    ours = run("bench_normalize.py", "--method", "ours", "--docs", str(docs))
+    out = {"corpus_mb": round(ref["mb"], 1), "docs": ref["docs"], "kept": ours["kept"],
+           "ours_mb_per_s_per_core": round(ours["mb_per_s"], 2),
+           "reference_mb_per_s_per_core": round(ref["mb_per_s"], 2),
+           "speedup_vs_ftfy_and_reference_filter": round(ours["mb_per_s"] / ref["mb_per_s"], 2),
+           "identical_output": ours["output_sha256"] == ref["output_sha256"]}
+    for size in memory_sizes:
+        m = run("bench_normalize.py", "--memory", size)
+        out[f"shard_task_{size}"] = {"mb_per_s": round(m["mb_per_s"], 2), "peak_rss_mb": round(m["peak_rss_mb"], 1),
+                                     "docs": m["docs"]}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--docs", type=int, default=20_000, help="documents in the generated benchmark corpus")
+    ap.add_argument("--memory-sizes", default="100MB,1GB",
+                    help="input sizes for the per-task peak-memory runs (comma separated; '' to skip)")
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
     results["read_jsonl_zst"] = bench_read(args.docs)
-    print(json.dumps(results["read_jsonl_zst"], indent=2), file=sys.stderr)
+    results["normalize_filter"] = bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s])
+    for key in ("read_jsonl_zst", "normalize_filter"):
+        print(key, json.dumps(results[key], indent=2), file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
     print(f"wrote {args.out}")

@@ -137,5 +137,27 @@ def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, q
     _print_report(report, as_json)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", default="data/work/normalized", show_default=True, type=click.Path(file_okay=False),
+              help="Output directory.")
+@click.option("--min-chars", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Drop documents whose cleaned view (lowercase, no punctuation, collapsed whitespace) is shorter.")
+@read_options
+@ray_options
+@_fail_cleanly
+def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+    """Normalize text exactly as SlimPajama did (ftfy.fix_text, NFC) and drop low-length documents, writing
+    parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and errors.jsonl."""
+    from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+
+    from .readers import discover
+
+    stage = NormalizeStage(ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes), min_chars)
+    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
+                       progress=not quiet)
+    _print_report(report, as_json)
+
+
 if __name__ == "__main__":
     main()

@@ -1,20 +1,184 @@
 """Text views shared by the stages.
 
+`normalize_text` is the released text: exactly `ftfy.fix_text(text, normalization="NFC")`, as SlimPajama did,
+with a fast path for the many documents ftfy would leave unchanged or only touch with character-local fixes.
+
 `clean_text` is SlimPajama's cleaned view, used only for the length filter and for MinHash, never released:
 lowercase, delete `string.punctuation`, strip, collapse every whitespace run to one space.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
+import unicodedata
 
-_DELETE_PUNCT = str.maketrans("", "", string.punctuation)
+import ftfy
+from ftfy import badness, chardata, fixes
+
+# ------------------------------------------------------------------------------------------------ normalize
+#
+# What ftfy.fix_text(text, normalization="NFC") does, per line (segment): unescape HTML entities, fix mojibake
+# (only when `badness.is_bad` matches), then character-local fixes (C1 controls, ligatures, character width,
+# curly quotes, line breaks, surrogates, terminal escapes, control characters), then NFC, repeated until the
+# segment stops changing. The fast path below reproduces exactly that for text where
+#   * no character could start an HTML entity, a C1/surrogate/terminal-escape fix ("bail" characters), and
+#   * the badness regex matches nowhere (checked on the whole text with ^ matching after every newline, which
+#     finds every match any single line would have, so ftfy's mojibake fixer would do nothing),
+# by applying the character-local fixes as one translation table built from ftfy's own functions, then NFC, and
+# looping until stable like ftfy does. Anything else goes to ftfy itself. Tests compare it with plain ftfy on
+# real corpora, the sample corpus and hypothesis-generated text.
+#
+# The badness regex is what makes ftfy slow (it tries ~37 alternatives at every position). Every alternative
+# needs a non-ASCII character and matches at most a few characters, so searching only windows around the
+# non-ASCII runs finds every match; `_badness_window` checks both facts on the installed ftfy.
+
+_FTFY_MAX_SEGMENT = ftfy.TextFixerConfig().max_decode_length
+_BAIL = re.compile("[\x1b\x80-\x9f\ud800-\udfff]")
+_HTML_ENTITY = fixes.HTML_ENTITY_RE  # unescape_html only touches these
+_BADNESS_ANY_LINE = re.compile(badness.BADNESS_RE.pattern, badness.BADNESS_RE.flags | re.MULTILINE)
+
+
+def _badness_window() -> int | None:
+    """The longest badness match if every alternative of the regex needs a non-ASCII character, else None."""
+    from re import _parser  # the stdlib's regex parser (sre_parse)
+
+    tree = _parser.parse(badness.BADNESS_RE.pattern, badness.BADNESS_RE.flags)
+    if len(tree.data) != 1 or str(tree.data[0][0]) != "BRANCH":
+        return None
+
+    def non_ascii_only(item) -> bool:
+        op, av = item
+        if str(op) == "LITERAL":
+            return av >= 128
+        if str(op) != "IN":
+            return False
+        return all(str(o) == "LITERAL" and a >= 128 or str(o) == "RANGE" and a[0] >= 128 for o, a in av)
+
+    branches = tree.data[0][1][1]
+    if not all(any(non_ascii_only(item) for item in br.data) for br in branches):
+        return None
+    width = max(br.getwidth()[1] for br in branches)
+    return width if width < 64 else None
+
+
+_BADNESS_WIDTH = _badness_window()
+
+
+def _looks_bad(text: str) -> bool:
+    """Whether ftfy's badness regex matches in any line of `text` (a superset: `^` matches after newlines)."""
+    if _BADNESS_WIDTH is None:
+        return bool(_BADNESS_ANY_LINE.search(text))
+    w, n = _BADNESS_WIDTH, len(text)
+    # Clusters of non-ASCII characters at most 2w apart: their windows (w on each side) hold every match.
+    return any(_BADNESS_ANY_LINE.search(text, max(0, m.start() - w), min(n, m.end() + w))
+               for m in _non_ascii_clusters(w).finditer(text))
+
+
+@functools.cache
+def _non_ascii_clusters(w: int) -> re.Pattern:
+    return re.compile(f"[^\\x00-\\x7f](?:[\\x00-\\x7f]{{0,{2 * w}}}[^\\x00-\\x7f])*")
+
+
+def _char_local_table() -> dict[int, str]:
+    keys = set(chardata.LIGATURES) | set(chardata.WIDTH_MAP) | set(chardata.CONTROL_CHARS)
+    keys |= {0x02BC, *range(0x2018, 0x2020), ord("\r"), 0x2028, 0x2029}
+    table = {}
+    for k in keys:
+        ch = out = chr(k)
+        if _BAIL.match(ch):
+            continue
+        for fix in (fixes.fix_latin_ligatures, fixes.fix_character_width, fixes.uncurl_quotes,
+                    fixes.fix_line_breaks, fixes.remove_control_chars):
+            out = fix(out)
+        if out != ch:
+            table[k] = out
+    return table
+
+
+_LOCAL_TABLE = _char_local_table()
+_LOCAL_CHARS = re.compile("[" + "".join(re.escape(chr(k)) for k in sorted(_LOCAL_TABLE)) + "]")
+
+
+def _local_fix(m: re.Match) -> str:
+    return _LOCAL_TABLE[ord(m.group())]
+
+
+# ASCII characters some ftfy step changes: CR and control characters (the escape of terminal codes among them).
+_ASCII_TRIGGERS = re.compile("[\x1b" + "".join(re.escape(chr(k)) for k in sorted(_LOCAL_TABLE) if k < 128) + "]")
+
+
+def _fits_ftfy_segments(text: str) -> bool:
+    """ftfy cuts lines longer than max_decode_length; only then could its per-segment work differ from ours."""
+    return len(text) <= _FTFY_MAX_SEGMENT or max(map(len, text.split("\n"))) < _FTFY_MAX_SEGMENT
+
+
+def _fast_fix(text: str) -> str | None:
+    """ftfy's result for `text`, or None where only ftfy itself can say."""
+    cur = text
+    for _ in range(8):
+        if _BAIL.search(cur) or _HTML_ENTITY.search(cur) or (not cur.isascii() and _looks_bad(cur)):
+            return None
+        nxt = cur
+        if _LOCAL_CHARS.search(nxt):  # sparse: a regex pass beats str.translate's per-character dict lookups
+            nxt = _LOCAL_CHARS.sub(_local_fix, nxt.replace("\r\n", "\n"))
+        if not nxt.isascii() and not unicodedata.is_normalized("NFC", nxt):
+            nxt = unicodedata.normalize("NFC", nxt)
+        if nxt == cur:
+            return cur
+        cur = nxt
+    return None
+
+
+def normalize_text(text: str) -> str:
+    """Exactly `ftfy.fix_text(text, normalization="NFC")`, faster."""
+    if text.isascii() and not _ASCII_TRIGGERS.search(text) and not _HTML_ENTITY.search(text):
+        return text  # ASCII without entities, \r or control characters: every ftfy step is a no-op
+    if _fits_ftfy_segments(text):
+        fixed = _fast_fix(text)
+        if fixed is not None:
+            return fixed
+    return ftfy.fix_text(text, normalization="NFC")
+
+
+def normalize_reference(text: str) -> str:
+    """What SlimPajama ran; the fast path is tested and benchmarked against it."""
+    return ftfy.fix_text(text, normalization="NFC")
+
+
+# ------------------------------------------------------------------------------------------------ cleaned view
+
+_PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
 _WHITESPACE_RUN = re.compile(r"\s+")
+_ASCII_PUNCT = string.punctuation.encode()
+_ASCII_WHITESPACE_RUN = re.compile(rb"[ \t\n\r\x0b\x0c]+")
+_UNICODE_ONLY_ASCII_SPACE = re.compile("[\x1c-\x1f]")  # str.isspace but not bytes whitespace
 
 
 def clean_text(text: str) -> str:
-    return _WHITESPACE_RUN.sub(" ", text.lower().translate(_DELETE_PUNCT).strip())
+    if text.isascii() and not _UNICODE_ONLY_ASCII_SPACE.search(text):
+        # Same result through bytes, where lower/translate/strip run in C without per-character dispatch.
+        b = text.encode("ascii").lower().translate(None, _ASCII_PUNCT).strip()
+        return _ASCII_WHITESPACE_RUN.sub(b" ", b).decode("ascii")
+    return _WHITESPACE_RUN.sub(" ", _PUNCT.sub("", text.lower()).strip())
+
+
+def clean_text_reference(text: str) -> str:
+    """SlimPajama's clean(): the definition `clean_text` is tested against."""
+    return re.sub(r"\s+", " ", text.lower().translate(str.maketrans("", "", string.punctuation)).strip())
+
+
+_PREFIX_CHARS = 4096
+
+
+def is_short(text: str, min_chars: int) -> bool:
+    """len(clean_text(text)) < min_chars, without cleaning all of a long document: the cleaned view of a prefix
+    is never longer than that of the whole (every step is local; a trailing whitespace run is stripped in the
+    prefix but kept as one space inside the whole), so a prefix that is long enough decides."""
+    if len(text) > _PREFIX_CHARS and len(clean_text(text[:_PREFIX_CHARS])) >= min_chars:
+        return False
+    return len(clean_text(text)) < min_chars
 
 
 def char_shingles(cleaned: str, n: int = 13) -> set[str]:

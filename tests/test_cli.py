@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from slimpajama.cli import main
 
-COMMANDS = ["sample", "ingest"]
+COMMANDS = ["sample", "ingest", "normalize"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

@@ -1,0 +1,108 @@
+"""Normalize + low-length filter: MB/s per core of our path against plain ftfy.fix_text + SlimPajama's clean/filter
+on the same documents, and peak RSS of one shard task on a generated input of a given size.
+
+    python benchmarks/bench_normalize.py --method ours|reference --docs N     (one process per method)
+    python benchmarks/bench_normalize.py --memory 1GB                         (one shard task over a 1 GB file)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import orjson  # noqa: E402
+import zstandard  # noqa: E402
+from common import CACHE, peak_rss_mb, sample_corpus  # noqa: E402
+
+from slimpajama.cli import _parse_size  # noqa: E402
+from slimpajama.errors import raise_on_bad  # noqa: E402
+from slimpajama.readers import discover, read_documents  # noqa: E402
+from slimpajama.textnorm import clean_text_reference, is_short, normalize_reference, normalize_text  # noqa: E402
+
+
+def load_texts(docs: int) -> list[str]:
+    return [t for f in discover(sample_corpus(docs)) for b in read_documents(f, raise_on_bad)
+            for t in b.column("text").to_pylist()]
+
+
+def ours(texts, min_chars=200):
+    out = []
+    for t in texts:
+        n = normalize_text(t)
+        if not is_short(n, min_chars):
+            out.append(n)
+    return out
+
+
+def reference(texts, min_chars=200):
+    out = []
+    for t in texts:
+        n = normalize_reference(t)
+        if len(clean_text_reference(n)) >= min_chars:
+            out.append(n)
+    return out
+
+
+def throughput(method: str, docs: int) -> dict:
+    texts = load_texts(docs)
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    fn = ours if method == "ours" else reference
+    t0 = time.perf_counter()
+    kept = fn(texts)
+    seconds = time.perf_counter() - t0
+    digest = hashlib.sha256("\x00".join(kept).encode()).hexdigest()
+    return {"method": method, "docs": len(texts), "kept": len(kept), "mb": mb, "seconds": seconds,
+            "mb_per_s": mb / seconds, "output_sha256": digest, "peak_rss_mb": peak_rss_mb()}
+
+
+def big_input(nbytes: int) -> str:
+    """One jsonl.zst file of about `nbytes` uncompressed, made by cycling the sample corpus (cached)."""
+    path = os.path.join(CACHE, f"big-{nbytes}", "RedPajamaCommonCrawl", "big.jsonl.zst")
+    if os.path.exists(path):
+        return os.path.dirname(os.path.dirname(path))
+    texts = load_texts(20_000)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    written = 0
+    with open(path + ".tmp", "wb") as fh, zstandard.ZstdCompressor(level=1).stream_writer(fh) as zw:
+        i = 0
+        while written < nbytes:
+            line = orjson.dumps({"text": texts[i % len(texts)], "meta": {"i": i}}) + b"\n"
+            zw.write(line)
+            written += len(line)
+            i += 1
+    os.replace(path + ".tmp", path)
+    return os.path.dirname(os.path.dirname(path))
+
+
+def memory(nbytes: int) -> dict:
+    from slimpajama.pipelines import NormalizeStage, file_tasks
+
+    root = big_input(nbytes)
+    (task,) = file_tasks(discover(root))
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        outcome = NormalizeStage().run_shard(task, out)  # what one Ray task runs, inline
+        seconds = time.perf_counter() - t0
+    t = outcome.ledger.totals()
+    return {"input_mb": nbytes / 1e6, "docs": t.docs_in, "seconds": seconds, "mb_per_s": t.bytes_in / 1e6 / seconds,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", choices=["ours", "reference"])
+    ap.add_argument("--docs", type=int, default=20_000)
+    ap.add_argument("--memory", default=None, help="input size for the memory run, e.g. 1GB")
+    args = ap.parse_args()
+    result = memory(_parse_size(args.memory)) if args.memory else throughput(args.method, args.docs)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

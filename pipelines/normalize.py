@@ -1,0 +1,27 @@
+"""The normalize stage: raw corpus -> parquet shards of normalized, long-enough documents (one per input file)."""
+
+from __future__ import annotations
+
+import ftfy
+
+from slimpajama.normalize import DEFAULT_MIN_CHARS, normalize_batch
+
+from .docstage import DocumentStage, ReadOptions
+
+SHORT = "short"
+
+
+class NormalizeStage(DocumentStage):
+    name = "normalize"
+
+    def __init__(self, read: ReadOptions | None = None, min_chars: int = DEFAULT_MIN_CHARS):
+        super().__init__(read)
+        self.min_chars = min_chars
+
+    def config(self) -> dict:
+        # ftfy's version is part of the output's identity: another release may fix text differently.
+        return {"min_chars": self.min_chars, "ftfy": ftfy.__version__}
+
+    def transform(self, batch):
+        out, short = normalize_batch(batch, self.min_chars)
+        return out, {SHORT: short}

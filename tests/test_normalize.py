@@ -1,0 +1,147 @@
+"""normalize_text must equal plain ftfy.fix_text(text, normalization="NFC") on every document."""
+
+import json
+
+import ftfy
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import ARXIV_SAMPLE, CC_SAMPLE
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+
+import slimpajama.textnorm as tn
+from slimpajama.errors import raise_on_bad
+from slimpajama.normalize import normalize_batch
+from slimpajama.readers import discover, iter_documents
+from slimpajama.schema import DOC_SCHEMA
+from slimpajama.textnorm import (
+    clean_text,
+    clean_text_reference,
+    is_short,
+    normalize_reference,
+    normalize_text,
+)
+
+
+def texts_of(path, **kw):
+    return [t for b in iter_documents(str(path), raise_on_bad, **kw) for t in b.column("text").to_pylist()]
+
+
+@pytest.mark.parametrize("sample", [ARXIV_SAMPLE, CC_SAMPLE])
+def test_identical_to_ftfy_on_real_samples(sample):
+    for text in texts_of(sample):
+        assert normalize_text(text) == normalize_reference(text)
+        assert clean_text(text) == clean_text_reference(text)
+
+
+def test_identical_to_ftfy_on_sample_corpus_and_planted_fixes_happen(sample_corpus):
+    raw, truth = sample_corpus
+    table = pa.Table.from_batches(list(iter_documents(str(raw), raise_on_bad)), schema=DOC_SCHEMA)
+    fixed = {}
+    for doc_id, text in zip(table["doc_id"].to_pylist(), table["text"].to_pylist(), strict=True):
+        fixed[doc_id] = normalize_text(text)
+        assert fixed[doc_id] == normalize_reference(text), doc_id
+    import hashlib
+
+    for case in truth["mojibake"] + truth["non_nfc"]:
+        assert hashlib.sha256(fixed[case["doc_id"]].encode()).hexdigest() == case["expected_sha256"]
+
+
+# Fragments that exercise every ftfy fixer, glued together by hypothesis.
+FRAGMENTS = [
+    "plain ascii words", "don’t", "“quoted”", "‘single’", "ʼ", "ﬁne ﬂow", "ＬＯＵＤ　ＮＯＩＳＥＳ", "ｶﾀｶﾅ",
+    "a\r\nb", "c\rd", "\u2028", "\u2029", "\x85", "\x00", "\x07", "\x1b[31mred\x1b[0m", "\x7f", "\ufeff", "\ufffc",
+    "&amp;", "&lt;b&gt;", "&#39;", "&hellip;", "&nbsp;", "&notanentity;", "AT&T", "<p>", "e\u0301", "A\u030a",
+    "\u212b", "n\u0303o", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "🙂👍🏽", "\U0001F1EB\U0001F1F7", "café", "naïve", "Ã©", "Ã¨", "â€™", "â€œ",
+    "Ã¢â‚¬â„¢", "Ã ", "Â ", "Â£", "\x80", "\x9d", "×²", "Ð¿Ñ€Ð¸Ð²ÐµÑ‚", "ĂŠ", "∂", "½", "文字", "テスト", "\n",
+    " ", "\t", "—", "–", "…", "©", "°", "µ", "Œ1", "\u00a0", "\u00ad",
+]
+
+
+def _mojibake(s: str) -> str:
+    raw = s.encode("utf-8")
+    for enc in ("windows-1252", "latin-1", "macroman", "cp437"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return s
+
+
+text_strategy = st.one_of(
+    st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join),
+    st.lists(st.sampled_from(FRAGMENTS), max_size=20).map("".join).map(_mojibake),
+    st.text(max_size=200),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300),
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text_strategy)
+@example("Â \nÃ ok")  # `^` in the badness regex: a line start, not only the text start
+@example("x" * 20 + "\u2019" + "y" * 20 + "Ã©")
+def test_identical_to_ftfy_property(text):
+    assert normalize_text(text) == ftfy.fix_text(text, normalization="NFC")
+
+
+@settings(max_examples=500, deadline=None)
+@given(text_strategy)
+def test_badness_windows_find_exactly_what_the_full_search_finds(text):
+    assert tn._looks_bad(text) == bool(tn._BADNESS_ANY_LINE.search(text))
+
+
+def test_fast_path_is_active_on_installed_ftfy(monkeypatch):
+    assert tn._BADNESS_WIDTH is not None  # the windowed badness search applies to this ftfy
+    monkeypatch.setattr(tn.ftfy, "fix_text", lambda *a, **k: pytest.fail("fell back to ftfy"))
+    assert normalize_text("It’s a “fine” ﬁle — café, e\u0301, ＡＢＣ\r\nend\x00") == 'It\'s a "fine" file — café, é, ABC\nend'
+    assert normalize_text("plain ASCII, AT&T") == "plain ASCII, AT&T"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
+       | st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\u00a0\u3000aZ.,!İΣ", max_size=100))
+def test_clean_text_matches_reference(text):
+    assert clean_text(text) == clean_text_reference(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 6000), st.integers(0, 400), st.sampled_from(["a ", "!! ", "a.b ", "  \n", "é,", "İ"]))
+def test_is_short_prefix_shortcut_is_exact(n, min_chars, unit):
+    text = (unit * (n // len(unit) + 1))[:n] + " tail"
+    assert is_short(text, min_chars) == (len(clean_text_reference(text)) < min_chars)
+
+
+def test_length_filter_boundary():
+    at = "word " * 40  # cleaned: 40 * 5 - 1 = 199 characters
+    assert len(clean_text(at)) == 199 and is_short(at, 200)
+    exact = "word " * 39 + "wordx"
+    assert len(clean_text(exact)) == 200 and not is_short(exact, 200)
+    batch = pa.RecordBatch.from_pylist(
+        [{"doc_id": "a", "source": "s", "text": at, "meta": "{}"},
+         {"doc_id": "b", "source": "s", "text": "don’t " + at, "meta": "{}"}], schema=DOC_SCHEMA)
+    out, short = normalize_batch(batch, 200)
+    assert short.tolist() == [True, False]
+    assert out["doc_id"].to_pylist() == ["b"] and out["text"][0].as_py().startswith("don't ")
+
+
+def test_normalize_stage_ledger_and_planted_short_docs(sample_corpus, tmp_path, ray_session):
+    raw, truth = sample_corpus
+    report = run_stage(NormalizeStage(ReadOptions(), 200), file_tasks(discover(str(raw))), str(tmp_path / "n"),
+                       progress=False)
+    ledger = json.loads((tmp_path / "n" / "ledger.json").read_text())
+    assert ledger["balanced"]
+    t = ledger["totals"]
+    assert t["docs_in"] == truth["docs"] == t["docs_out"] + t["dropped"]["short"]["docs"]
+    assert t["dropped"]["short"]["docs"] == len(truth["short"])
+    for s, c in ledger["sources"].items():
+        assert c["docs_in"] == c["docs_out"] + sum(d["docs"] for d in c["dropped"].values()), s
+    kept = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "n").rglob("*.parquet")))
+    assert set(truth["short"]).isdisjoint(kept["doc_id"].to_pylist())
+    assert kept.num_rows == truth["docs"] - len(truth["short"])
+    fixed = {c["doc_id"] for c in truth["mojibake"]}
+    for doc_id, text in zip(kept["doc_id"].to_pylist(), kept["text"].to_pylist(), strict=True):
+        if doc_id in fixed:
+            assert "â€" not in text
+    assert report.ledger.totals().bytes_written < report.ledger.totals().bytes_out  # mojibake got shorter
