@@ -28,8 +28,8 @@ from .schema import DOC_SCHEMA, UNKNOWN_SOURCE, make_batch
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.gz", ".json.zst")
 PARQUET_SUFFIXES = (".parquet",)
-DEFAULT_BATCH_ROWS = 4096
-DEFAULT_BATCH_BYTES = 32 << 20
+DEFAULT_BATCH_ROWS = 1024
+DEFAULT_BATCH_BYTES = 8 << 20  # of text; a worker peaks near 150 MB over its baseline with it
 # RedPajama's largest documents (whole books) are a few MB; a larger "document" is almost always a broken dump,
 # and it is the one thing that would make a worker's memory depend on the input.
 DEFAULT_MAX_DOC_BYTES = 32 << 20
