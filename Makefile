@@ -16,7 +16,12 @@ STAMP := $(VENV)/.installed
 SP    := $(BIN)/slimpajama
 WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
-.PHONY: install test test-all lint sample bench clean
+NORMALIZED := $(DATA)/work/normalized
+DEDUP      := $(DATA)/work/dedup
+# The sample corpus is generated when RAW is the sample (the default) and missing.
+RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
+
+.PHONY: install test test-all lint sample dedup bench clean
 
 install: $(STAMP)
 
@@ -39,6 +44,11 @@ sample: $(SAMPLE)/_ground_truth.json
 
 $(SAMPLE)/_ground_truth.json: | $(STAMP)
 	$(SP) sample --out $(SAMPLE)
+
+# raw corpus -> normalize -> global dedup. Every stage resumes: a second run recomputes nothing.
+dedup: $(STAMP) $(RAW_DEP)
+	$(SP) normalize $(RAW) --out $(NORMALIZED) $(WORKER_FLAG)
+	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

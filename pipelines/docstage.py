@@ -115,10 +115,22 @@ class DocumentStage:
         read.pop("on_error")  # a skip run and a fail run that succeeds write the same bytes
         return {"stage": self.name, "read": read, **self.config()}
 
-    def transform(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
+    def transform(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
         """-> (output rows, {reason: boolean mask of dropped input rows}). Output rows are the input rows in
-        none of the masks, in order. Identity here."""
+        none of the masks, in order. `first_row`: the batch's first row among the shard's documents.
+        Identity here."""
         return batch, {}
+
+    def document_inputs(self, task: ShardTask) -> tuple[InputFile, ...]:
+        """The task inputs read as documents (others are side inputs a subclass opens itself)."""
+        return task.inputs
+
+    def start_shard(self, task: ShardTask, out_dir: str) -> None:
+        """Called before the shard's first batch."""
+
+    def finish_shard(self, task: ShardTask, out_dir: str) -> list[str]:
+        """Called after the shard's last batch; returns extra outputs written (relative to out_dir)."""
+        return []
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         ledger = Ledger(self.name)
@@ -126,19 +138,24 @@ class DocumentStage:
         err_rel = f"{STATE_DIR}/{task.key}.errors.jsonl"
         errors = _ErrorLog(os.path.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
         ok = False
+        row = 0
+        self.start_shard(task, out_dir)
         try:
             with ParquetShardWriter(os.path.join(out_dir, out_rel)) as writer:
-                for f in task.inputs:
+                for f in self.document_inputs(task):
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
-                        writer.write(self._account(batch, ledger))
+                        writer.write(self._account(batch, row, ledger))
+                        row += batch.num_rows
+            extra = self.finish_shard(task, out_dir)
             ok = True
         finally:
             errors.close(ok)
-        return ShardOutcome(outputs=[out_rel], ledger=ledger, errors_file=err_rel if errors.count else None)
+        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=err_rel if errors.count else None,
+                            extra={"rows_in": row})
 
-    def _account(self, batch: pa.RecordBatch, ledger: Ledger) -> pa.RecordBatch:
+    def _account(self, batch: pa.RecordBatch, first_row: int, ledger: Ledger) -> pa.RecordBatch:
         ledger.batch_in(batch)
-        out, drops = self.transform(batch)
+        out, drops = self.transform(batch, first_row)
         keep = np.ones(batch.num_rows, dtype=bool)
         for reason, mask in drops.items():
             mask = np.asarray(mask, dtype=bool) & keep  # a row is dropped once, for its first reason

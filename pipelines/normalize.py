@@ -22,6 +22,6 @@ class NormalizeStage(DocumentStage):
         # ftfy's version is part of the output's identity: another release may fix text differently.
         return {"min_chars": self.min_chars, "ftfy": ftfy.__version__}
 
-    def transform(self, batch):
+    def transform(self, batch, first_row):
         out, short = normalize_batch(batch, self.min_chars)
         return out, {SHORT: short}

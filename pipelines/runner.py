@@ -2,13 +2,13 @@
 
 A stage is an object with `name`, `fingerprint()` (the config its outputs depend on) and
 `run_shard(task, out_dir) -> ShardOutcome`, a pure function of the task's inputs that writes its outputs
-atomically. The runner:
+atomically (`keeps_ledger = False` for stages that do not handle documents). The runner:
   * skips a shard whose completion marker (`_state/<key>.json`) matches the stage fingerprint and the inputs, and
     whose outputs exist with the recorded sizes; any other shard is recomputed;
   * runs the rest as Ray tasks (at most `workers` in flight), the marker written by the task after its outputs,
     so a driver killed at any point leaves only complete shards or temporary files (removed on the next run);
   * merges the per-shard ledgers in key order into `<out>/ledger.json` (checked to balance) and the per-shard
-    error files into `<out>/errors.jsonl`.
+    error files into `<out>/_errors.jsonl`.
 Outputs depend only on each task's inputs, never on scheduling, so 1 or N workers give the same bytes.
 """
 
@@ -30,7 +30,7 @@ from slimpajama.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
 
 STATE_DIR = "_state"
 LEDGER_FILE = "ledger.json"
-ERRORS_FILE = "errors.jsonl"
+ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
 MARKER_VERSION = 1
 
 
@@ -38,9 +38,11 @@ MARKER_VERSION = 1
 class ShardTask:
     key: str  # names the task's outputs, e.g. "RedPajamaC4/c4-0001"
     inputs: tuple[InputFile, ...]
+    params: dict = field(default_factory=dict)  # per-task settings (JSON-able), part of the task's identity
 
     def identity(self) -> list:
-        return [[f.rel, f.size] for f in self.inputs]
+        ident = [[f.rel, f.size] for f in self.inputs]
+        return ident + [self.params] if self.params else ident
 
 
 @dataclass
@@ -144,13 +146,15 @@ class StageReport:
     skipped: int
     errors: int
     seconds: float
+    markers: list = field(default_factory=list, repr=False)  # per task, in task order (their "extra" is data)
+    extra: dict = field(default_factory=dict)  # stage-specific figures for the summary
 
     def summary(self) -> dict:
         t = self.ledger.totals()
         return {"stage": self.stage, "out": self.out_dir, "shards": self.shards, "resumed": self.skipped,
                 "docs_in": t.docs_in, "docs_out": t.docs_out, "dropped": {r: d for r, (d, _) in
                                                                            sorted(t.dropped.items())},
-                "bad_input_records": self.errors, "seconds": round(self.seconds, 2)}
+                "bad_input_records": self.errors, "seconds": round(self.seconds, 2), **self.extra}
 
 
 def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
@@ -205,15 +209,18 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
     ledger = Ledger(stage.name)
     n_errors = 0
-    with atomic_path(os.path.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
-        for t in tasks:
-            m = read_marker(out_dir, t.key)
-            ledger.merge(Ledger.from_dict(m["ledger"]))
-            if m.get("errors_file"):
-                with open(os.path.join(out_dir, m["errors_file"]), "rb") as f:
-                    for line in f:
-                        errors_out.write(line)
-                        n_errors += 1
-    ledger.check_balanced()
-    write_bytes_atomic(os.path.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
-    return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds)
+    markers = [read_marker(out_dir, t.key) for t in tasks]
+    for m in markers:
+        ledger.merge(Ledger.from_dict(m["ledger"]))
+    if any(m.get("errors_file") for m in markers) or getattr(stage, "keeps_ledger", True):
+        with atomic_path(os.path.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
+            for m in markers:
+                if m.get("errors_file"):
+                    with open(os.path.join(out_dir, m["errors_file"]), "rb") as f:
+                        for line in f:
+                            errors_out.write(line)
+                            n_errors += 1
+    if getattr(stage, "keeps_ledger", True):
+        ledger.check_balanced()
+        write_bytes_atomic(os.path.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
+    return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers)

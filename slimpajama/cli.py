@@ -52,7 +52,7 @@ def read_options(f):
     f = click.option("--source", default=None,
                      help="Source name for files with neither meta.redpajama_set_name nor a source folder.")(f)
     f = click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
-                     help="skip: count bad input under bad_input and log it in errors.jsonl; fail: stop at the "
+                     help="skip: count bad input under bad_input and log it in _errors.jsonl; fail: stop at the "
                           "first bad record, naming file and line.")(f)
     f = click.option("--max-doc-bytes", type=SIZE, default="32MB", show_default=True,
                      help="Records larger than this are bad input (0: no limit).")(f)
@@ -148,7 +148,7 @@ def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, q
 @_fail_cleanly
 def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
     """Normalize text exactly as SlimPajama did (ftfy.fix_text, NFC) and drop low-length documents, writing
-    parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and errors.jsonl."""
+    parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and _errors.jsonl."""
     from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 
     from .readers import discover
@@ -156,6 +156,48 @@ def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, 
     stage = NormalizeStage(ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes), min_chars)
     report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
                        progress=not quiet)
+    _print_report(report, as_json)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", default="data/work/dedup", show_default=True, type=click.Path(file_okay=False),
+              help="Output directory: shards/ (unique documents), duplicates.parquet, ledger.json, dedup.json.")
+@click.option("--minhash-dir", default=None, type=click.Path(file_okay=False),
+              help="Where signatures go (default: a 'minhash' folder beside --out).")
+@click.option("--ngram", type=click.IntRange(min=1), default=13, show_default=True, help="Character n-gram width.")
+@click.option("--num-perm", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--bands", type=click.IntRange(min=1), default=None, help="LSH bands (default 9, or from --threshold).")
+@click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows per band (default 13).")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Jaccard threshold: picks bands x rows like datasketch's MinHashLSH (default 0.8 -> 9 x 13).")
+@click.option("--hash", "hash_mode", type=click.Choice(["fast", "slimpajama"]), default="fast", show_default=True,
+              help="slimpajama: datasketch MinHash signatures, bit-identical to SlimPajama's; fast: compiled 64-bit.")
+@click.option("--verify", is_flag=True,
+              help="Drop candidate pairs whose signature-estimated Jaccard is below the threshold.")
+@click.option("--partition-bytes", type=SIZE, default="256MB", show_default=True,
+              help="Working-set budget of one LSH task: sets how many key ranges each band is split into.")
+@ray_options
+@_fail_cleanly
+def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, hash_mode, verify, partition_bytes,
+          workers, ray_address, quiet, as_json):
+    """Global near-duplicate removal with MinHash LSH over normalized parquet shards (within and across sources);
+    one document per duplicate cluster is kept: the first in corpus order (shards by path, then row)."""
+    from slimpajama.pipelines.dedup import run_dedup
+
+    from .minhash import MinHashConfig
+
+    common = dict(ngram=ngram, hash=hash_mode)
+    try:
+        if bands is None and rows is None:
+            cfg = MinHashConfig.for_threshold(threshold or 0.8, num_perm, **common)
+        else:
+            cfg = MinHashConfig(num_perm=num_perm, bands=bands or 9, rows=rows or 13, threshold=threshold or 0.8,
+                                **common)
+    except ValueError as e:
+        raise SlimPajamaError(str(e)) from None
+    report = run_dedup(list(inputs), out, minhash_dir=minhash_dir, cfg=cfg, verify=verify, workers=workers,
+                       ray_address=ray_address, progress=not quiet, partition_bytes=partition_bytes or 1)
     _print_report(report, as_json)
 
 

@@ -17,7 +17,8 @@ class _ShardBar:
         self.docs += docs
         if self._progress is not None:
             elapsed = self._progress.tasks[self._task].elapsed or 1e-9
-            self._progress.update(self._task, advance=1, rate=f"{self.docs / elapsed:,.0f} docs/s")
+            rate = f"{self.docs / elapsed:,.0f} docs/s" if self.docs else ""
+            self._progress.update(self._task, advance=1, rate=rate)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from slimpajama.cli import main
 
-COMMANDS = ["sample", "ingest", "normalize"]
+COMMANDS = ["sample", "ingest", "normalize", "dedup"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

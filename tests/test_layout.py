@@ -1,6 +1,7 @@
 """The one-namespace layout: `tokenize/` must never shadow the standard library (DESIGN.md)."""
 
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,8 +32,11 @@ def test_stdlib_tokenize_wins_with_built_wheel(tmp_path):
     """Build a wheel from the tree, install it alone into a fresh venv that sees the dev venv's dependencies
     but not its editable finder, and run the same check from the repo root."""
     wheels = tmp_path / "wheels"
+    src = tmp_path / "src"  # build from a copy: setuptools leaves build/ behind in the tree it builds
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "data", "build", "*.egg-info",
+                                                             "__pycache__", ".cache", ".hypothesis"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheels), str(REPO)], check=True, capture_output=True)
+                    "-w", str(wheels), str(src)], check=True, capture_output=True)
     (wheel,) = wheels.glob("slimpajama-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "slimpajama/tokenize/encodings.py" in names

@@ -55,7 +55,7 @@ def test_ledger_balances_and_bad_input_is_logged(tmp_path, ray_session):
     assert ledger["balanced"] and t["docs_in"] == 6 * 300 + 3 * 2
     assert t["docs_out"] == 1800 and t["dropped"]["bad_input"]["docs"] == 6
     assert t["docs_in"] == t["docs_out"] + sum(d["docs"] for d in t["dropped"].values())
-    errors = [json.loads(line) for line in open(tmp_path / "out" / "errors.jsonl")]
+    errors = [json.loads(line) for line in open(tmp_path / "out" / "_errors.jsonl")]
     assert [(e["file"], e["line"], e["reason"]) for e in errors[:2]] == [
         ("RedPajamaC4/part-000.jsonl.zst", 6, "malformed_json"), ("RedPajamaC4/part-000.jsonl.zst", 10, "missing_text")]
     assert report.errors == 6 and report.skipped == 0

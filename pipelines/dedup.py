@@ -1,0 +1,292 @@
+"""Global MinHash-LSH dedup as four resumable Ray stages over the normalized shards:
+
+  minhash     per shard:      <minhash>/<key>.sig.npy (n x num_perm uint32), .bands.npy (bands x n uint64),
+                              .valid.npy (has shingles)
+  lsh         per band x key range: <out>/_lsh/b<band>-p<part>.npy, candidate edges (E x 2 uint32 global indices)
+  components  one task:       <out>/_components/members.npy, roots.npy (every document in a cluster of 2+, and
+                              its root = the kept document), clusters.json
+  remove      per shard:      <out>/shards/<key>.parquet (unique documents), <out>/_audit/<key>.parquet
+then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept) and `<out>/ledger.json`.
+
+Memory: a minhash task streams its shard (signatures go to a memory-mapped file); an lsh task holds one band's
+keys in one key range (about 48 bytes per document in it: keys, indices and the sort); components holds 5 bytes per
+document plus one edge file at a time. Nothing holds per-document Python objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.ledger import Ledger
+from slimpajama.lsh import (
+    INDEX_DTYPE,
+    MAX_DOCS,
+    clusters,
+    estimated_jaccard,
+    key_partition,
+    new_forest,
+    partition_edges,
+    union_edges,
+)
+from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signatures
+from slimpajama.readers import InputFile, discover, read_documents
+from slimpajama.writers import ParquetShardWriter, atomic_path, write_bytes_atomic
+
+from .docstage import DocumentStage, ReadOptions, file_tasks
+from .runner import ShardOutcome, ShardTask, StageReport, run_stage
+
+DUPLICATE = "duplicate"
+LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
+DEFAULT_PARTITION_BYTES = 256 << 20
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def _input_file(root: str, rel: str) -> InputFile:
+    path = os.path.join(root, rel)
+    return InputFile(path=path, rel=rel, size=os.path.getsize(path))
+
+
+# ------------------------------------------------------------------------------------------------ minhash
+
+
+class MinhashStage:
+    name = "minhash"
+
+    def __init__(self, cfg: MinHashConfig):
+        self.cfg = cfg
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, **self.cfg.to_dict()} | {"threshold": None}  # threshold only affects --verify
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        (shard,) = task.inputs
+        n = pq.ParquetFile(shard.path).metadata.num_rows
+        base = os.path.join(out_dir, task.key)
+        ledger = Ledger(self.name)
+        os.makedirs(os.path.dirname(base), exist_ok=True)
+        with atomic_path(base + ".sig.npy") as sig_tmp:
+            sig = np.lib.format.open_memmap(sig_tmp, mode="w+", dtype=np.uint32, shape=(n, self.cfg.num_perm))
+            row = 0
+            for batch in read_documents(shard, raise_on_bad):
+                sig[row: row + batch.num_rows] = signatures(batch.column("text").to_pylist(), self.cfg)
+                row += batch.num_rows
+                ledger.batch_in(batch)
+                ledger.batch_out(batch)
+            if row != n:
+                raise SlimPajamaError(f"{shard.rel}: read {row} rows of {n}")
+            sig.flush()
+            bands = band_keys(sig, self.cfg)
+            valid = has_shingles(sig)
+            del sig
+        _save_npy(base + ".bands.npy", bands)
+        _save_npy(base + ".valid.npy", valid)
+        outputs = [task.key + s for s in (".sig.npy", ".bands.npy", ".valid.npy")]
+        return ShardOutcome(outputs=outputs, ledger=ledger, extra={"rows": n})
+
+
+# ------------------------------------------------------------------------------------------------ lsh
+
+
+class LshStage:
+    name = "lsh"
+    keeps_ledger = False
+
+    def __init__(self, cfg: MinHashConfig, verify: bool):
+        self.cfg, self.verify = cfg, verify
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, **self.cfg.to_dict(), "verify": self.verify}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        p = task.params
+        band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
+        files = task.inputs
+        keys, index = [], []
+        for i in range(len(offsets) - 1):
+            k = np.load(files[3 * i + 1].path, mmap_mode="r")[band]
+            valid = np.load(files[3 * i + 2].path, mmap_mode="r")
+            sel = valid & (key_partition(k, parts) == part)
+            rows = np.flatnonzero(sel)
+            keys.append(np.asarray(k[rows]))
+            index.append((rows + offsets[i]).astype(INDEX_DTYPE))
+        a, b = partition_edges(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
+                               np.concatenate(index) if index else np.zeros(0, INDEX_DTYPE))
+        del keys, index
+        candidates = len(a)
+        if self.verify and len(a):
+            sigs = [np.load(files[3 * i].path, mmap_mode="r") for i in range(len(offsets) - 1)]
+            est = estimated_jaccard(_gather(sigs, offsets, a), _gather(sigs, offsets, b))
+            keep = est >= self.cfg.threshold
+            a, b = a[keep], b[keep]
+        rel = f"b{band:03d}-p{part:04d}.npy"
+        _save_npy(os.path.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
+        return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
+                            extra={"candidates": candidates, "edges": len(a)})
+
+
+def _gather(sigs: list[np.ndarray], offsets: list[int], index: np.ndarray) -> np.ndarray:
+    """Signature rows of global document indices, from the per-shard memory-mapped files."""
+    out = np.empty((len(index), sigs[0].shape[1] if sigs else 0), dtype=np.uint32)
+    shard = np.searchsorted(offsets, index, side="right") - 1
+    for s in np.unique(shard):
+        sel = np.flatnonzero(shard == s)
+        out[sel] = sigs[s][index[sel].astype(np.int64) - offsets[s]]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ components
+
+
+class ComponentsStage:
+    name = "components"
+    keeps_ledger = False
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        parent = new_forest(task.params["docs"])
+        for f in task.inputs:
+            edges = np.load(f.path)
+            union_edges(parent, np.ascontiguousarray(edges[:, 0]), np.ascontiguousarray(edges[:, 1]))
+            del edges
+        members, roots = clusters(parent)
+        del parent
+        _save_npy(os.path.join(out_dir, "members.npy"), members)
+        _save_npy(os.path.join(out_dir, "roots.npy"), roots)
+        sizes = np.bincount(np.unique(roots, return_inverse=True)[1]) if len(roots) else np.zeros(0, np.int64)
+        summary = {"documents": task.params["docs"], "clusters": int(len(sizes)),
+                   "documents_in_clusters": int(len(members)), "duplicates": int(len(members) - len(sizes)),
+                   "cluster_size_histogram": {str(k): int(v) for k, v in
+                                              zip(*np.unique(sizes, return_counts=True), strict=True)}}
+        write_bytes_atomic(os.path.join(out_dir, "clusters.json"), json.dumps(summary, indent=1).encode())
+        return ShardOutcome(outputs=["members.npy", "roots.npy", "clusters.json"], ledger=Ledger(self.name),
+                            extra=summary)
+
+
+# ------------------------------------------------------------------------------------------------ remove
+
+
+AUDIT_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("cluster_id", pa.int64()),
+                          ("kept", pa.bool_())])
+
+
+class RemoveStage(DocumentStage):
+    """Drops every cluster member but its root; writes the shard's cluster members to an audit part."""
+
+    name = "dedup"
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name}
+
+    def document_inputs(self, task):
+        return task.inputs[:1]
+
+    def start_shard(self, task, out_dir):
+        members = np.load(task.inputs[1].path, mmap_mode="r")
+        roots = np.load(task.inputs[2].path, mmap_mode="r")
+        self._offset = task.params["offset"]
+        lo, hi = np.searchsorted(members, [self._offset, self._offset + task.params["rows"]])
+        self._members = np.asarray(members[lo:hi], dtype=np.int64)
+        self._roots = np.asarray(roots[lo:hi], dtype=np.int64)
+        self._audit = []
+
+    def transform(self, batch, first_row):
+        gidx = self._offset + first_row + np.arange(batch.num_rows, dtype=np.int64)
+        root = gidx.copy()
+        pos = np.searchsorted(self._members, gidx)
+        in_cluster = pos < len(self._members)
+        in_cluster[in_cluster] = self._members[pos[in_cluster]] == gidx[in_cluster]
+        root[in_cluster] = self._roots[pos[in_cluster]]
+        duplicate = root != gidx
+        if in_cluster.any():
+            sel = pa.array(in_cluster)
+            self._audit.append(pa.table([batch.column("doc_id").filter(sel), batch.column("source").filter(sel),
+                                         pa.array(root[in_cluster]), pa.array(~duplicate[in_cluster])],
+                                        schema=AUDIT_SCHEMA))
+        return batch.filter(pa.array(~duplicate)), {DUPLICATE: duplicate}
+
+    def finish_shard(self, task, out_dir):
+        rel = f"_audit/{task.key}.parquet"
+        with ParquetShardWriter(os.path.join(out_dir, rel), schema=AUDIT_SCHEMA) as w:
+            for t in self._audit:
+                w.write(t)
+        self._audit = []
+        return [rel]
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+
+def lsh_partitions(n_docs: int, partition_bytes: int) -> int:
+    """Key ranges per band so that one LSH task's working set fits `partition_bytes` (a power of two)."""
+    need = max(1, math.ceil(n_docs * LSH_BYTES_PER_ENTRY / max(partition_bytes, 1)))
+    return 1 << (need - 1).bit_length()
+
+
+def write_audit(out_dir: str, keys: list[str]) -> int:
+    parts = [pq.read_table(os.path.join(out_dir, f"_audit/{k}.parquet")) for k in keys]
+    audit = pa.concat_tables(parts) if parts else AUDIT_SCHEMA.empty_table()
+    kept = audit.filter(audit["kept"]).select(["cluster_id", "doc_id"]).rename_columns(["cluster_id",
+                                                                                         "kept_doc_id"])
+    table = audit.join(kept, "cluster_id", join_type="left outer")
+    table = table.sort_by([("cluster_id", "ascending"), ("kept", "descending"), ("doc_id", "ascending")])
+    table = table.select(["doc_id", "source", "cluster_id", "kept_doc_id", "kept"])
+    with ParquetShardWriter(os.path.join(out_dir, "duplicates.parquet"), schema=table.schema) as w:
+        w.write(table)
+    return int(pc.sum(pc.invert(table["kept"])).as_py() or 0)
+
+
+def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
+              verify: bool = False, workers: int | None = None, ray_address: str | None = None,
+              progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
+    cfg = cfg or MinHashConfig()
+    minhash_dir = minhash_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "minhash")
+    files = [f for f in discover(inputs) if f.is_parquet]
+    if not files:
+        raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama normalize` first")
+    tasks = file_tasks(files)
+    run = dict(workers=workers, ray_address=ray_address, progress=progress)
+
+    mh = run_stage(MinhashStage(cfg), tasks, minhash_dir, **run)
+    rows = [m["extra"]["rows"] for m in mh.markers]
+    offsets = [0, *np.cumsum(rows).tolist()]
+    n_docs = offsets[-1]
+    if n_docs > MAX_DOCS:
+        raise SlimPajamaError(f"{n_docs} documents exceed one dedup run's {MAX_DOCS}")
+
+    side = [_input_file(minhash_dir, t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy")]
+    parts = lsh_partitions(n_docs, partition_bytes)
+    lsh_dir = os.path.join(out_dir, "_lsh")
+    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", tuple(side),
+                           {"band": b, "part": p, "parts": parts, "offsets": offsets})
+                 for b in range(cfg.bands) for p in range(parts)]
+    lsh = run_stage(LshStage(cfg, verify), lsh_tasks, lsh_dir, **run)
+
+    comp_dir = os.path.join(out_dir, "_components")
+    edges = tuple(_input_file(lsh_dir, f"{t.key}.npy") for t in lsh_tasks)
+    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": n_docs})], comp_dir, **run)
+
+    cluster_files = (_input_file(comp_dir, "members.npy"), _input_file(comp_dir, "roots.npy"))
+    remove_tasks = [ShardTask(f"shards/{t.key}", (t.inputs[0], *cluster_files), {"offset": off, "rows": n})
+                    for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
+    report = run_stage(RemoveStage(ReadOptions()), remove_tasks, out_dir, **run)
+    write_audit(out_dir, [t.key for t in remove_tasks])
+    summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,
+               "candidate_edges": sum(m["extra"]["candidates"] for m in lsh.markers),
+               "edges": sum(m["extra"]["edges"] for m in lsh.markers), **comp.markers[0]["extra"]}
+    write_bytes_atomic(os.path.join(out_dir, "dedup.json"), json.dumps(summary, indent=1, sort_keys=True).encode())
+    report.extra = summary
+    return report
