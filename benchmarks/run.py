@@ -47,18 +47,29 @@ def bench_normalize(docs: int, memory_sizes: list[str]) -> dict:
     return out
 
 
+def bench_dedup(lsh_docs: int) -> dict:
+    out = {"signatures": run("bench_dedup.py", "--signatures")}
+    out["lsh_components_memory"] = run("bench_dedup.py", "--lsh-docs", str(lsh_docs))
+    out["lsh_components_memory_4_partitions"] = run("bench_dedup.py", "--lsh-docs", str(lsh_docs),
+                                                    "--partition-bytes", str(lsh_docs * 48 // 4))
+    out["quality_sample_corpus"] = run("bench_dedup.py", "--quality")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
     ap.add_argument("--docs", type=int, default=20_000, help="documents in the generated benchmark corpus")
     ap.add_argument("--memory-sizes", default="100MB,1GB",
                     help="input sizes for the per-task peak-memory runs (comma separated; '' to skip)")
+    ap.add_argument("--lsh-docs", type=int, default=1_000_000, help="documents in the LSH memory run")
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
     results["read_jsonl_zst"] = bench_read(args.docs)
     results["normalize_filter"] = bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s])
-    for key in ("read_jsonl_zst", "normalize_filter"):
+    results["dedup"] = bench_dedup(args.lsh_docs)
+    for key in ("read_jsonl_zst", "normalize_filter", "dedup"):
         print(key, json.dumps(results[key], indent=2), file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -113,17 +113,7 @@ class LshStage:
         p = task.params
         band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
         files = task.inputs
-        keys, index = [], []
-        for i in range(len(offsets) - 1):
-            k = np.load(files[3 * i + 1].path, mmap_mode="r")[band]
-            valid = np.load(files[3 * i + 2].path, mmap_mode="r")
-            sel = valid & (key_partition(k, parts) == part)
-            rows = np.flatnonzero(sel)
-            keys.append(np.asarray(k[rows]))
-            index.append((rows + offsets[i]).astype(INDEX_DTYPE))
-        a, b = partition_edges(np.concatenate(keys) if keys else np.zeros(0, np.uint64),
-                               np.concatenate(index) if index else np.zeros(0, INDEX_DTYPE))
-        del keys, index
+        a, b = partition_edges(*self._collect(files, band, part, parts, offsets))
         candidates = len(a)
         if self.verify and len(a):
             sigs = [np.load(files[3 * i].path, mmap_mode="r") for i in range(len(offsets) - 1)]
@@ -134,6 +124,29 @@ class LshStage:
         _save_npy(os.path.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
         return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
                             extra={"candidates": candidates, "edges": len(a)})
+
+
+    @staticmethod
+    def _collect(files, band, part, parts, offsets) -> tuple[np.ndarray, np.ndarray]:
+        """This partition's (key, global index) pairs from every shard, in corpus order, in arrays sized up front
+        (12 bytes per entry) so nothing is held twice."""
+        shards = range(len(offsets) - 1)
+
+        def selected(i):
+            k = np.load(files[3 * i + 1].path, mmap_mode="r")[band]
+            valid = np.load(files[3 * i + 2].path, mmap_mode="r")
+            return k, np.flatnonzero(valid & (key_partition(k, parts) == part))
+
+        counts = [len(selected(i)[1]) for i in shards]
+        keys = np.empty(sum(counts), dtype=np.uint64)
+        index = np.empty(sum(counts), dtype=INDEX_DTYPE)
+        pos = 0
+        for i in shards:
+            k, rows = selected(i)
+            keys[pos: pos + len(rows)] = k[rows]
+            index[pos: pos + len(rows)] = rows + offsets[i]
+            pos += len(rows)
+        return keys, index
 
 
 def _gather(sigs: list[np.ndarray], offsets: list[int], index: np.ndarray) -> np.ndarray:

@@ -26,19 +26,41 @@ def key_partition(keys: np.ndarray, n_partitions: int) -> np.ndarray:
 
 
 def partition_edges(keys: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Star edges (first, other) within every run of equal keys. `index` must be increasing (corpus order)."""
+    """Star edges (first, other) within every run of equal keys. `index` must be increasing (corpus order).
+    Peak memory is about 32 bytes per entry (the inputs, the sort order and the sorted copies); pass arrays
+    nothing else holds and they are freed once sorted."""
     order = np.argsort(keys, kind="stable")  # stable: equal keys stay in increasing index order
     k = keys[order]
+    del keys
     idx = index[order]
-    if len(k) < 2:
-        return np.zeros(0, INDEX_DTYPE), np.zeros(0, INDEX_DTYPE)
-    start = np.empty(len(k), dtype=bool)
-    start[0] = True
-    np.not_equal(k[1:], k[:-1], out=start[1:])
-    run = np.cumsum(start) - 1
-    first = idx[np.flatnonzero(start)][run]
-    dup = ~start
-    return first[dup].astype(INDEX_DTYPE), idx[dup].astype(INDEX_DTYPE)
+    del index, order
+    n = _count_repeats(k)
+    a = np.empty(n, dtype=INDEX_DTYPE)
+    b = np.empty(n, dtype=INDEX_DTYPE)
+    _star_edges(k, idx, a, b)
+    return a, b
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_repeats(k):
+    n = 0
+    for i in range(1, k.shape[0]):
+        if k[i] == k[i - 1]:
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _star_edges(k, idx, a, b):
+    j = 0
+    first = 0
+    for i in range(1, k.shape[0]):
+        if k[i] == k[i - 1]:
+            a[j] = idx[first]
+            b[j] = idx[i]
+            j += 1
+        else:
+            first = i
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:

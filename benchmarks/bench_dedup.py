@@ -1,0 +1,183 @@
+"""Dedup benchmarks.
+
+    python benchmarks/bench_dedup.py --signatures        fast signatures vs SlimPajama's per-shingle MinHash.update
+                                                         loop and MinHash.update_batch, same documents, MB/s per core
+                                                         of cleaned text
+    python benchmarks/bench_dedup.py --lsh-docs 1000000  peak RSS of the LSH + components steps over generated
+                                                         signatures (bytes per document over the process baseline)
+    python benchmarks/bench_dedup.py --quality           decisions on the default sample corpus: recall per planted
+                                                         level, fast/slimpajama agreement, what --verify changes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+from common import current_peak_rss_mb, current_rss_mb, peak_rss_mb, reset_peak_rss, sample_corpus, timed  # noqa: E402
+
+from slimpajama.errors import raise_on_bad  # noqa: E402
+from slimpajama.minhash import MinHashConfig, _datasketch_minhash, fast_signatures, signatures  # noqa: E402
+from slimpajama.readers import discover, read_documents  # noqa: E402
+from slimpajama.textnorm import clean_text  # noqa: E402
+
+
+def bench_signatures(target_mb: float = 1.5) -> dict:
+    cleaned, mb = [], 0.0
+    for f in discover(sample_corpus(20_000)):
+        for b in read_documents(f, raise_on_bad):
+            for t in b.column("text").to_pylist():
+                c = clean_text(t)
+                if mb < target_mb and len(c) < 50_000:
+                    cleaned.append(c)
+                    mb += len(c.encode()) / 1e6
+    cfg = MinHashConfig()
+    fast_signatures(cleaned[:2], cfg)  # compile (cached on disk after the first run)
+
+    def per_shingle():
+        for c in cleaned:
+            m = _datasketch_minhash(128, 1)
+            for i in range(len(c) - 12):
+                m.update(c[i: i + 13].encode("utf-8"))
+
+    t_fast, _ = timed(lambda: fast_signatures(cleaned, cfg), repeat=5)
+    t_batch, _ = timed(lambda: signatures(cleaned, MinHashConfig(hash="slimpajama"), already_clean=True), repeat=1)
+    t_loop, _ = timed(per_shingle, repeat=1)
+    return {"docs": len(cleaned), "cleaned_mb": round(mb, 2),
+            "fast_mb_per_s": round(mb / t_fast, 2), "update_batch_mb_per_s": round(mb / t_batch, 3),
+            "per_shingle_update_mb_per_s": round(mb / t_loop, 3),
+            "speedup_vs_per_shingle": round(t_loop / t_fast, 1), "speedup_vs_update_batch": round(t_batch / t_fast, 1)}
+
+
+def make_signature_shards(root: str, n_docs: int, shards: int, cfg: MinHashConfig, seed: int = 0) -> list[int]:
+    """minhash-stage files for `n_docs` documents: random band keys, 5% of documents copying another's bands."""
+    rng = np.random.default_rng(seed)
+    rows = [n_docs // shards + (i < n_docs % shards) for i in range(shards)]
+    for i, n in enumerate(rows):
+        bands = rng.integers(0, 2**64, size=(cfg.bands, n), dtype=np.uint64)
+        dup = rng.random(n) < 0.05
+        src = rng.integers(0, n, size=int(dup.sum()))
+        bands[:, dup] = bands[:, src]
+        np.save(os.path.join(root, f"s{i:04d}.bands.npy"), bands)
+        np.save(os.path.join(root, f"s{i:04d}.valid.npy"), np.ones(n, dtype=bool))
+        np.save(os.path.join(root, f"s{i:04d}.sig.npy"), np.zeros((0, cfg.num_perm), dtype=np.uint32))
+    return rows
+
+
+def bench_lsh_memory(n_docs: int, shards: int, partition_bytes: int) -> dict:
+    """Runs the measurement in a child process with a fresh peak-memory mark."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as root:
+        out = subprocess.run([sys.executable, __file__, "--lsh-docs", str(n_docs), "--shards", str(shards),
+                              "--partition-bytes", str(partition_bytes), "--root", root], check=True,
+                             capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) -> dict:
+    from slimpajama.pipelines.dedup import ComponentsStage, LshStage, lsh_partitions
+    from slimpajama.pipelines.runner import ShardTask
+
+    from slimpajama.lsh import clusters, new_forest, union_edges  # noqa: F401  (compile before the baseline)
+    from slimpajama.readers import InputFile
+
+    cfg = MinHashConfig()
+    rows = make_signature_shards(root, n_docs, shards, cfg)
+    p = new_forest(4)
+    union_edges(p, np.array([0], np.uint32), np.array([1], np.uint32))
+    clusters(p)
+    import gc
+
+    gc.collect()
+    offsets = [0, *np.cumsum(rows).tolist()]
+    parts = lsh_partitions(n_docs, partition_bytes)
+    files = tuple(InputFile(os.path.join(root, f"s{i:04d}{s}"), f"s{i:04d}{s}", 0)
+                  for i in range(shards) for s in (".sig.npy", ".bands.npy", ".valid.npy"))
+    baseline = current_rss_mb()
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    lsh_out = os.path.join(root, "lsh")
+    os.makedirs(lsh_out)
+    stage = LshStage(cfg, verify=False)
+    edges = 0
+    for b in range(cfg.bands):
+        for part in range(parts):
+            r = stage.run_shard(ShardTask(f"b{b}p{part}", files, {"band": b, "part": part, "parts": parts,
+                                                                   "offsets": offsets}), lsh_out)
+            edges += r.extra["edges"]
+    lsh_peak = current_peak_rss_mb()
+    edge_files = tuple(InputFile(os.path.join(lsh_out, f), f, 0) for f in sorted(os.listdir(lsh_out)))
+    comp = ComponentsStage().run_shard(ShardTask("c", edge_files, {"docs": n_docs}), os.path.join(root, "comp"))
+    peak = current_peak_rss_mb()
+    return {"docs": n_docs, "lsh_partitions_per_band": parts, "edges": edges,
+            "duplicates": comp.extra["duplicates"], "seconds": round(time.perf_counter() - t0, 2),
+            "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak, 1),
+            "lsh_bytes_per_doc": round((lsh_peak - baseline) * 2**20 / n_docs, 1),
+            "lsh_components_bytes_per_doc": round((peak - baseline) * 2**20 / n_docs, 1)}
+
+
+def bench_quality() -> dict:
+    import pyarrow.parquet as pq
+    from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+    from slimpajama.pipelines.dedup import run_dedup
+
+    from slimpajama.quality import dedup_quality
+    from slimpajama.sample_corpus import GROUND_TRUTH_FILE
+
+    raw = sample_corpus(2000, seed=0)  # what `make sample` writes
+    truth = json.load(open(os.path.join(raw, GROUND_TRUTH_FILE)))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        norm = os.path.join(tmp, "norm")
+        run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(raw)), norm, progress=False)
+        runs = {"fast": (MinHashConfig(), False), "slimpajama": (MinHashConfig(hash="slimpajama"), False),
+                "fast_verify": (MinHashConfig(), True),
+                "high_recall_20x6_verify": (MinHashConfig(bands=20, rows=6), True)}
+        removed = {}
+        docs = [d for f in discover(norm) for b in read_documents(f, raise_on_bad)
+                for d in b.column("doc_id").to_pylist()]
+        for name, (cfg, verify) in runs.items():
+            d = os.path.join(tmp, name)
+            run_dedup(norm, d, cfg=cfg, verify=verify, progress=False)
+            t = pq.read_table(os.path.join(d, "duplicates.parquet"))
+            cluster_of = dict(zip(t["doc_id"].to_pylist(), t["cluster_id"].to_pylist(), strict=True))
+            removed[name] = {x for x, k in zip(t["doc_id"].to_pylist(), t["kept"].to_pylist(), strict=True) if not k}
+            out[name] = dedup_quality(truth, cluster_of, removed[name])
+            high = [p for p in truth["pairs"] if p["jaccard"] >= 0.9]
+            out[name]["recall_jaccard_ge_0.9"] = round(
+                sum(cluster_of.get(p["a"], -1) == cluster_of.get(p["b"], -2) for p in high) / len(high), 4)
+        out["fast_vs_slimpajama_agreement"] = round(
+            sum((x in removed["fast"]) == (x in removed["slimpajama"]) for x in docs) / len(docs), 4)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--signatures", action="store_true")
+    ap.add_argument("--quality", action="store_true")
+    ap.add_argument("--lsh-docs", type=int, default=0)
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--partition-bytes", type=int, default=256 << 20)
+    ap.add_argument("--root", default=None)
+    args = ap.parse_args()
+    if args.signatures:
+        result = bench_signatures()
+    elif args.quality:
+        result = bench_quality()
+    elif args.root:
+        result = lsh_memory_child(args.root, args.lsh_docs, args.shards, args.partition_bytes)
+    else:
+        result = bench_lsh_memory(args.lsh_docs, args.shards, args.partition_bytes)
+    result["peak_rss_mb_process"] = round(peak_rss_mb(), 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
