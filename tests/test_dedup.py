@@ -259,3 +259,31 @@ def test_same_bytes_with_1_and_2_workers_any_partitioning_and_after_resume(norma
     after = tree_bytes(tmp_path / "w1")
     assert {k: v for k, v in after.items() if "_state" not in k} == {k: v for k, v in before.items()
                                                                       if "_state" not in k}
+
+
+def test_sigkill_mid_dedup_then_rerun_gives_the_same_bytes(normalized, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    norm, _ = normalized
+    clean = tmp_path / "clean"
+    run_dedup(str(norm), str(clean / "dedup"), progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "slimpajama.cli", "dedup", str(norm), "--out", str(out / "dedup"), "--workers",
+           "1", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "minhash" / "_state"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
+        assert proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "dedup" / "ledger.json").exists()
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    for sub in ("dedup", "minhash"):
+        assert tree_bytes(out / sub).keys() == tree_bytes(clean / sub).keys()
+        assert tree_bytes(out / sub) == tree_bytes(clean / sub)
