@@ -18,6 +18,7 @@ WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 
 NORMALIZED := $(DATA)/work/normalized
 DEDUP      := $(DATA)/work/dedup
+RELEASE    := $(DATA)/slimpajama
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
@@ -45,10 +46,12 @@ sample: $(SAMPLE)/_ground_truth.json
 $(SAMPLE)/_ground_truth.json: | $(STAMP)
 	$(SP) sample --out $(SAMPLE)
 
-# raw corpus -> normalize -> global dedup. Every stage resumes: a second run recomputes nothing.
+# raw corpus -> normalize -> global dedup -> release (SlimPajama's layout). Every stage resumes: a second run
+# recomputes nothing.
 dedup: $(STAMP) $(RAW_DEP)
 	$(SP) normalize $(RAW) --out $(NORMALIZED) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
+	$(SP) release $(DEDUP)/shards --out $(RELEASE) $(WORKER_FLAG)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

@@ -201,5 +201,39 @@ def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, has
     _print_report(report, as_json)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", default="data/slimpajama", show_default=True, type=click.Path(file_okay=False),
+              help="Release directory: train/, validation/, test/, manifest.json, ledger.json.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the split, weights and shuffle.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0017, show_default=True,
+              help="Fraction of documents held out, split evenly into validation and test.")
+@click.option("--weights", default=None,
+              help="Per-source sampling weights, e.g. RedPajamaC4=0.5,RedPajamaBook=2.0 (below 1 subsamples; above 1 "
+                   "repeats whole copies plus a subsample).")
+@click.option("--chunks", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Files are spread over <split>/chunk1..chunkN.")
+@click.option("--docs-per-file", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--bucket-bytes", type=SIZE, default="256MB", show_default=True,
+              help="Text per shuffle bucket (what one pass-2 task holds in memory).")
+@ray_options
+@_fail_cleanly
+def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_bytes, workers, ray_address, quiet,
+            as_json):
+    """Shuffle the deduplicated shards into SlimPajama's layout with a decontaminated holdout: train documents
+    whose text equals a validation or test document's (SHA-256) are dropped."""
+    from slimpajama.pipelines.release import run_release
+
+    from .release import ReleaseConfig, parse_weights
+
+    try:
+        cfg = ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights), chunks=chunks,
+                            docs_per_file=docs_per_file, bucket_bytes=bucket_bytes or 1)
+    except ValueError as e:
+        raise SlimPajamaError(str(e)) from None
+    report = run_release(list(inputs), out, cfg, workers=workers, ray_address=ray_address, progress=not quiet)
+    _print_report(report, as_json)
+
+
 if __name__ == "__main__":
     main()

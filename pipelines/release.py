@@ -1,0 +1,260 @@
+"""The release: deduplicated shards -> SlimPajama's layout, shuffled, with a decontaminated holdout.
+
+  scatter (per input shard)     every document gets a split (train / validation / test), a number of copies
+                                (sampling weights) and a shuffle bucket per copy; written as one Arrow IPC file per
+                                shard whose record batches each hold one (split, bucket), plus the SHA-256 of the
+                                shard's holdout texts. Memory: one input batch.
+  shuffle (per split x bucket)  gathers its bucket's batches from every scatter file (random access), drops train
+                                documents whose text's SHA-256 equals a holdout text's (decontamination), shuffles
+                                the bucket in memory and writes its range of release files. Memory: one bucket.
+Then `<out>/ledger.json` (in = train + validation + test + decontaminated + sampled_out, per source) and
+`<out>/manifest.json` (counts, bytes, per-source proportions, config, SHA-256 of every file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.ledger import Ledger, sizes_by_source
+from slimpajama.readers import InputFile, discover, read_documents
+from slimpajama.release import (
+    SPLITS,
+    ReleaseConfig,
+    bucket_of,
+    bucket_order,
+    copies_of,
+    digest_keys,
+    file_path,
+    split_of,
+    text_digest,
+)
+from slimpajama.writers import ReleaseChunkWriter, atomic_path, write_bytes_atomic
+
+from .docstage import file_tasks
+from .runner import ShardOutcome, ShardTask, StageReport, run_stage
+
+DECONTAMINATED = "decontaminated"
+SAMPLED_OUT = "sampled_out"
+SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("text", pa.string()),
+                            ("copy", pa.int32())])
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ScatterStage:
+    name = "release-scatter"
+    keeps_ledger = False
+
+    def __init__(self, cfg: ReleaseConfig, buckets: dict[str, int]):
+        self.cfg, self.buckets = cfg, buckets
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, **self.cfg.to_dict(), "buckets": self.buckets}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        (shard,) = task.inputs
+        ledger = Ledger("release")
+        tags, digests = [], []
+        counts: dict[str, list[int]] = {s: [0] * self.buckets[s] for s in SPLITS}
+        rel = task.key + ".arrow"
+        with atomic_path(os.path.join(out_dir, rel)) as tmp, ipc.new_file(tmp, SCATTER_SCHEMA) as writer:
+            for batch in read_documents(shard, raise_on_bad):
+                ledger.batch_in(batch)
+                rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
+                ids, sources, texts = (batch.column(c).to_pylist() for c in ("doc_id", "source", "text"))
+                for i, (doc_id, source) in enumerate(zip(ids, sources, strict=True)):
+                    split = split_of(doc_id, self.cfg)
+                    n = 1 if split != "train" else copies_of(doc_id, source, self.cfg)
+                    if n == 0:
+                        ledger.count_dropped(source, SAMPLED_OUT, 1, len(texts[i].encode("utf-8")))
+                        continue
+                    if split != "train":
+                        digests.append(text_digest(texts[i]))
+                    for c in range(n):
+                        b = bucket_of(doc_id, c, self.buckets[split], self.cfg)
+                        rows.setdefault((SPLITS.index(split), b), []).append((i, c))
+                for (s, b), members in sorted(rows.items()):
+                    idx = pa.array([i for i, _ in members], pa.int64())
+                    sub = pa.record_batch([batch.column("doc_id").take(idx), batch.column("source").take(idx),
+                                           batch.column("text").take(idx),
+                                           pa.array([c for _, c in members], pa.int32())], schema=SCATTER_SCHEMA)
+                    writer.write_batch(sub)
+                    tags.append((s, b))
+                    counts[SPLITS[s]][b] += len(members)
+        _save_npy(os.path.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
+        _save_npy(os.path.join(out_dir, task.key + ".holdout.npy"),
+                  np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
+        return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
+                            extra={"counts": counts})
+
+
+class ShuffleStage:
+    name = "release-shuffle"
+    keeps_ledger = False
+
+    def __init__(self, cfg: ReleaseConfig):
+        self.cfg = cfg
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, **self.cfg.to_dict()}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        split, bucket = task.params["split"], task.params["bucket"]
+        s = SPLITS.index(split)
+        *scatter, holdout_file = task.inputs
+        parts = []
+        for arrow_file, tags_file in zip(scatter[0::2], scatter[1::2], strict=True):
+            tags = np.load(tags_file.path)
+            wanted = np.flatnonzero((tags[:, 0] == s) & (tags[:, 1] == bucket)) if len(tags) else []
+            if len(wanted):
+                with pa.memory_map(arrow_file.path) as source:
+                    reader = ipc.open_file(source)
+                    parts.extend(reader.get_batch(int(i)) for i in wanted)
+        table = pa.Table.from_batches(parts, schema=SCATTER_SCHEMA).combine_chunks()
+        del parts
+        ledger = Ledger("release")
+        if split == "train" and table.num_rows:
+            table = self._decontaminate(table, np.load(holdout_file.path), ledger)
+        firsts = table.filter(pc.equal(table["copy"], 0))
+        for src, (d, b) in sizes_by_source(firsts).items():
+            ledger.count_out(src, d, b)
+        table = table.take(pa.array(bucket_order(table.num_rows, split, bucket, self.cfg)))
+        outputs, files = [], []
+        n_files = task.params["files"]
+        bounds = np.linspace(0, table.num_rows, n_files + 1).round().astype(int) if n_files else [0]
+        for j in range(n_files):
+            part = table.slice(bounds[j], bounds[j + 1] - bounds[j])
+            if part.num_rows == 0:
+                continue  # every document of this file was decontaminated
+            rel = file_path(split, task.params["first_file"] + j, self.cfg)
+            with ReleaseChunkWriter(os.path.join(out_dir, rel)) as w:
+                w.write_batch(part)
+            outputs.append(rel)
+            files.append({"path": rel, "docs": part.num_rows, "sha256": _sha256_file(os.path.join(out_dir, rel)),
+                          "text_bytes": int(pc.sum(pc.binary_length(part["text"])).as_py() or 0),
+                          "sources": {s_: d for s_, (d, _) in sorted(sizes_by_source(part).items())}})
+        return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
+
+    @staticmethod
+    def _decontaminate(table: pa.Table, holdout: np.ndarray, ledger: Ledger) -> pa.Table:
+        if not len(holdout):
+            return table
+        keys = np.sort(digest_keys([bytes(d) for d in holdout]))
+        full = {bytes(d) for d in holdout}
+        texts = table["text"].to_pylist()
+        digests = [text_digest(t) for t in texts]
+        cand = np.isin(digest_keys(digests), keys)
+        drop = np.array([bool(c) and d in full for c, d in zip(cand, digests, strict=True)], dtype=bool)
+        if drop.any():
+            dropped = table.filter(pa.array(drop & (table["copy"].to_numpy() == 0)))
+            for src, (d, b) in sizes_by_source(dropped).items():
+                ledger.count_dropped(src, DECONTAMINATED, d, b)
+            table = table.filter(pa.array(~drop))
+        return table
+
+
+def _text_bytes(files: list[InputFile]) -> int:
+    total = 0
+    for f in files:
+        md = pq.ParquetFile(f.path).metadata
+        col = md.schema.to_arrow_schema().get_field_index("text")
+        total += sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+    return total
+
+
+def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, workers: int | None = None,
+                ray_address: str | None = None, progress: bool = True) -> StageReport:
+    cfg = cfg or ReleaseConfig()
+    files = [f for f in discover(inputs) if f.is_parquet]
+    if not files:
+        raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama dedup` first")
+    nbytes = _text_bytes(files)
+    mean_weight = max([1.0, *cfg.weights.values()])
+    buckets = {"train": max(1, math.ceil(nbytes * mean_weight / cfg.bucket_bytes)),
+               "validation": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes)),
+               "test": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes))}
+    run = dict(workers=workers, ray_address=ray_address, progress=progress)
+    scatter_dir = os.path.join(out_dir, "_scatter")
+    tasks = file_tasks(files)
+    scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
+
+    holdout = np.concatenate([np.load(os.path.join(scatter_dir, t.key + ".holdout.npy")) for t in tasks])
+    holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
+    holdout_rel = "holdout_sha256.npy"
+    _save_npy(os.path.join(scatter_dir, holdout_rel), holdout)
+
+    side = []
+    for t in tasks:
+        for suffix in (".arrow", ".tags.npy"):
+            p = os.path.join(scatter_dir, t.key + suffix)
+            side.append(InputFile(p, t.key + suffix, os.path.getsize(p)))
+    side.append(InputFile(os.path.join(scatter_dir, holdout_rel), holdout_rel,
+                          os.path.getsize(os.path.join(scatter_dir, holdout_rel))))
+    shuffle_tasks = []
+    for split in SPLITS:
+        first = 0
+        for b in range(buckets[split]):
+            n = sum(m["extra"]["counts"][split][b] for m in scatter.markers)
+            n_files = math.ceil(n / cfg.docs_per_file)
+            shuffle_tasks.append(ShardTask(f"_shuffle/{split}-{b:05d}", tuple(side),
+                                           {"split": split, "bucket": b, "first_file": first, "files": n_files}))
+            first += n_files
+    shuffle = run_stage(ShuffleStage(cfg), shuffle_tasks, out_dir, **run)
+
+    ledger = Ledger("release")
+    for m in scatter.markers + shuffle.markers:
+        ledger.merge(Ledger.from_dict(m["ledger"]))
+    ledger.check_balanced()
+    write_bytes_atomic(os.path.join(out_dir, "ledger.json"), ledger.dumps().encode())
+    manifest = _manifest(cfg, buckets, shuffle, ledger)
+    write_bytes_atomic(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    report = StageReport("release", out_dir, ledger, len(tasks) + len(shuffle_tasks),
+                         scatter.skipped + shuffle.skipped, 0, scatter.seconds + shuffle.seconds)
+    report.extra = {k: manifest[k] for k in ("splits", "decontaminated")}
+    return report
+
+
+def _manifest(cfg: ReleaseConfig, buckets: dict, shuffle: StageReport, ledger: Ledger) -> dict:
+    files = [f for m in shuffle.markers for f in m["extra"]["files"]]
+    splits = {}
+    for split in SPLITS:
+        fs = [f for f in files if f["path"].startswith(split + "/")]
+        per_source: dict[str, int] = {}
+        for f in fs:
+            for s, d in f["sources"].items():
+                per_source[s] = per_source.get(s, 0) + d
+        docs = sum(f["docs"] for f in fs)
+        splits[split] = {"files": len(fs), "docs": docs, "text_bytes": sum(f["text_bytes"] for f in fs),
+                         "docs_per_source": dict(sorted(per_source.items())),
+                         "doc_share_per_source": {s: round(d / docs, 6) for s, d in sorted(per_source.items())}}
+    out_bytes = {s: c.bytes_out for s, c in ledger.sources.items()}
+    total = sum(out_bytes.values()) or 1
+    return {
+        "format": "SlimPajama release: <split>/chunk<j>/example_{train,holdout}_<i>.jsonl.zst, "
+                  'lines {"text", "meta": {"redpajama_set_name"}}',
+        "config": cfg.to_dict(), "buckets": buckets, "splits": splits,
+        "byte_share_per_source": {s: round(b / total, 6) for s, b in sorted(out_bytes.items())},
+        "decontaminated": ledger.totals().dropped.get(DECONTAMINATED, [0, 0])[0],
+        "files": sorted(files, key=lambda f: f["path"]),
+    }

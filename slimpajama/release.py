@@ -1,0 +1,99 @@
+"""Release logic (pure): which split and shuffle bucket every document goes to, sampling weights, decontamination.
+
+Every decision is a keyed hash of (seed, doc_id), so it is the same whatever the worker count or shard order:
+  * holdout: u < holdout fraction (SlimPajama: 0.17%), then split evenly into validation and test;
+  * train copies: weight w gives floor(w) copies plus one more with probability w - floor(w) (w < 1 subsamples);
+  * bucket: each copy lands in one of the split's buckets; a bucket is then shuffled in memory (two-pass shuffle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+FILE_STEM = {"train": "example_train", "validation": "example_holdout", "test": "example_holdout"}
+_TWO64 = float(2**64)
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    seed: int = 42
+    holdout: float = 0.0017
+    weights: dict[str, float] = field(default_factory=dict)  # source -> sampling weight (default 1)
+    chunks: int = 10  # train/chunk1..chunkN (SlimPajama: 10)
+    docs_per_file: int = 10_000
+    bucket_bytes: int = 256 << 20  # text per shuffle bucket: what one pass-2 task holds
+
+    def __post_init__(self):
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be in [0, 1), not {self.holdout}")
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError("sampling weights must be >= 0")
+        if self.chunks < 1 or self.docs_per_file < 1:
+            raise ValueError("chunks and docs per file must be >= 1")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["weights"] = dict(sorted(self.weights.items()))
+        return d
+
+
+def parse_weights(spec: str | None) -> dict[str, float]:
+    """'RedPajamaC4=0.5,RedPajamaBook=2.0' -> {...}"""
+    out = {}
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"weight {part!r} is not SOURCE=WEIGHT")
+        out[name.strip()] = float(value)
+    return out
+
+
+def _u64(seed: int, purpose: str, key: str) -> int:
+    h = hashlib.blake2b(key.encode("utf-8"), digest_size=8, key=f"{seed}:{purpose}".encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+def split_of(doc_id: str, cfg: ReleaseConfig) -> str:
+    u = _u64(cfg.seed, "holdout", doc_id) / _TWO64
+    if u >= cfg.holdout:
+        return "train"
+    return "validation" if u < cfg.holdout / 2 else "test"
+
+
+def copies_of(doc_id: str, source: str, cfg: ReleaseConfig) -> int:
+    w = cfg.weights.get(source, 1.0)
+    whole = math.floor(w)
+    frac = w - whole
+    if frac and _u64(cfg.seed, "weight", doc_id) / _TWO64 < frac:
+        whole += 1
+    return whole
+
+
+def bucket_of(doc_id: str, copy: int, n_buckets: int, cfg: ReleaseConfig) -> int:
+    return _u64(cfg.seed, "bucket", f"{doc_id}#{copy}") % n_buckets
+
+
+def bucket_order(n: int, split: str, bucket: int, cfg: ReleaseConfig) -> np.ndarray:
+    """The in-memory shuffle of one bucket (pass 2)."""
+    return np.random.default_rng([cfg.seed, SPLITS.index(split), bucket]).permutation(n)
+
+
+def text_digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def digest_keys(digests: list[bytes]) -> np.ndarray:
+    """First 8 bytes of each SHA-256 as uint64: a compact sorted index of the holdout texts."""
+    return np.frombuffer(b"".join(d[:8] for d in digests), dtype="<u8") if digests else np.zeros(0, "<u8")
+
+
+def file_path(split: str, k: int, cfg: ReleaseConfig) -> str:
+    """The k-th file of a split, spread over chunk1..chunkN like SlimPajama: chunk{k % N + 1}/<stem>_{k // N}."""
+    return f"{split}/chunk{k % cfg.chunks + 1}/{FILE_STEM[split]}_{k // cfg.chunks}.jsonl.zst"
