@@ -19,16 +19,22 @@ WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
 NORMALIZED := $(DATA)/work/normalized
 DEDUP      := $(DATA)/work/dedup
 RELEASE    := $(DATA)/slimpajama
+TOKENS     := $(DATA)/tokens
+ENCODING   ?= gpt2
+SEQ        ?= 2048
+RANGE      ?= 0:1
+PACKING    ?= concat
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
-.PHONY: install test test-all lint sample dedup bench clean
+.PHONY: install test test-all lint sample dedup shards bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)" -e ".[dev,train]"
+	$(SP) encodings fetch --encoding gpt2
 	touch $@
 
 test: $(STAMP)
@@ -52,6 +58,12 @@ dedup: $(STAMP) $(RAW_DEP)
 	$(SP) normalize $(RAW) --out $(NORMALIZED) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
 	$(SP) release $(DEDUP)/shards --out $(RELEASE) $(WORKER_FLAG)
+
+# Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
+# `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.
+shards: dedup
+	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) $(WORKER_FLAG)
+	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) $(WORKER_FLAG)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

@@ -235,5 +235,98 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
     _print_report(report, as_json)
 
 
+@main.group()
+def encodings():
+    """tiktoken encodings (GPT-2 obtained and verified offline)."""
+
+
+@encodings.command("fetch")
+@click.option("--encoding", default="gpt2", show_default=True)
+@_fail_cleanly
+def encodings_fetch(encoding):
+    """Obtain, verify and cache an encoding (GPT-2 from PyPI's openai-whisper sdist, else tiktoken's download)."""
+    from slimpajama.tokenize.encodings import get_encoding
+
+    enc = get_encoding(encoding)
+    click.echo(f"{enc.name}: vocab {enc.n_vocab}, EOS {enc.eot_token}")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", default="data/tokens", show_default=True, type=click.Path(file_okay=False),
+              help="Token cache root; the cache goes to <out>/<encoding>/.")
+@click.option("--encoding", default="gpt2", show_default=True,
+              help="gpt2 (= r50k_base, BTLM's), another tiktoken encoding name, or a .tiktoken file.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="tiktoken threads per task (tasks already run one per core).")
+@read_options
+@ray_options
+@_fail_cleanly
+def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+    """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
+    from slimpajama.pipelines import ReadOptions
+    from slimpajama.pipelines.tokens import run_tokenize
+
+    report = run_tokenize(list(inputs), out, encoding, threads=threads,
+                          read=ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes),
+                          workers=workers, ray_address=ray_address, progress=not quiet)
+    _print_report(report, as_json)
+
+
+def _parse_range(value: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not A:B, e.g. 0:0.75") from None
+    return a, b
+
+
+@main.command()
+@click.argument("cache", type=click.Path(file_okay=False))
+@click.option("--seq", type=click.IntRange(min=1), required=True, help="Sequence length (2048, 8192, ...).")
+@click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
+@click.option("--range", "range_", default="0:1", show_default=True,
+              help="Contiguous fraction A:B of the train cache (document-aligned): 0:0.75 then 0.75:1 is BTLM's "
+                   "75/25 schedule on disjoint tokens.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the global row shuffle.")
+@click.option("--out-root", default="data/shards", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
+              help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
+@click.option("--file-bytes", type=SIZE, default="256MB", show_default=True, help="Target size of a shard file.")
+@ray_options
+@_fail_cleanly
+def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, workers, ray_address, quiet, as_json):
+    """Pack a token cache into training shards (Arrow IPC + index.json), train and validation splits."""
+    from slimpajama.pipelines.tokens import run_shards
+
+    report = run_shards(cache, out_root, seq, packing=packing, range_=_parse_range(range_), seed=seed,
+                        file_bytes=file_bytes or 1, out_dir=out, workers=workers, ray_address=ray_address,
+                        progress=not quiet)
+    summary = {"out": report.out_dir, "splits": {m["key"]: m["extra"] for m in report.markers}}
+    click.echo(json.dumps(summary, indent=2) if as_json else
+               "\n".join(f"{k}: {v['rows']:,} rows, padding {v['padding_fraction']:.2%}"
+                         for k, v in summary["splits"].items()) + f"\nwrote {report.out_dir}")
+
+
+@main.command("verify")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
+@_fail_cleanly
+def verify_cmd(directories):
+    """Check a packed shard directory (or a seq<N> folder holding split directories): every file's SHA-256,
+    row count and width against index.json. Fails naming the first bad file."""
+    import os
+
+    from slimpajama.packers.format import INDEX_FILE, verify
+
+    for d in directories:
+        targets = [d] if os.path.exists(os.path.join(d, INDEX_FILE)) else sorted(
+            os.path.join(d, s) for s in os.listdir(d) if os.path.exists(os.path.join(d, s, INDEX_FILE)))
+        if not targets:
+            raise SlimPajamaError(f"no packed shards (index.json) in {d}")
+        for t in targets:
+            index = verify(t)
+            click.echo(f"ok {t}: {index['rows']:,} rows x {index['seq_len'] + 1} tokens, {len(index['files'])} files")
+
+
 if __name__ == "__main__":
     main()

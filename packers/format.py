@@ -1,0 +1,93 @@
+"""The packed shard format: Arrow IPC stream files (uncompressed, memory-mapped, zero-copy) plus index.json.
+
+A row holds `seq_len + 1` tokens (inputs = tokens[:-1], labels = tokens[1:]), the lengths of the document
+segments it is made of (summing to seq_len + 1 - padding) and its padding (pad tokens at the end, bestfit only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from slimpajama.errors import SlimPajamaError
+from slimpajama.writers import atomic_path
+
+FORMAT = "slimpajama-packed"
+FORMAT_VERSION = 1
+INDEX_FILE = "index.json"
+
+
+def row_schema(seq_len: int, dtype: np.dtype) -> pa.Schema:
+    return pa.schema([("tokens", pa.list_(pa.from_numpy_dtype(dtype), seq_len + 1)),
+                      ("doc_lens", pa.list_(pa.int32())), ("padding", pa.int32())])
+
+
+def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], padding: np.ndarray,
+               batch_rows: int = 1024) -> None:
+    """Rows (n, seq_len + 1) -> one IPC stream file, atomically, in record batches of `batch_rows`."""
+    n, width = tokens.shape
+    schema = row_schema(width - 1, tokens.dtype)
+    with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, ipc.new_stream(sink, schema) as writer:
+        for lo in range(0, n, batch_rows):
+            hi = min(n, lo + batch_rows)
+            flat = pa.array(np.ascontiguousarray(tokens[lo:hi]).reshape(-1))
+            lens = doc_lens[lo:hi]
+            offsets = np.zeros(len(lens) + 1, dtype=np.int32)
+            np.cumsum([len(x) for x in lens], out=offsets[1:])
+            values = np.concatenate(lens).astype(np.int32) if lens else np.zeros(0, np.int32)
+            writer.write_batch(pa.record_batch([pa.FixedSizeListArray.from_arrays(flat, width),
+                                                pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+                                                pa.array(padding[lo:hi].astype(np.int32))], schema=schema))
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_index(directory: str) -> dict:
+    path = os.path.join(directory, INDEX_FILE)
+    try:
+        with open(path) as f:
+            index = json.load(f)
+    except FileNotFoundError:
+        raise SlimPajamaError(f"not a packed shard directory (no {INDEX_FILE}): {directory}") from None
+    except json.JSONDecodeError as e:
+        raise SlimPajamaError(f"{path}: not valid JSON ({e})") from None
+    if index.get("format") != FORMAT or index.get("version") != FORMAT_VERSION:
+        raise SlimPajamaError(f"{path}: format {index.get('format')} v{index.get('version')}, expected {FORMAT} "
+                              f"v{FORMAT_VERSION}")
+    return index
+
+
+def verify(directory: str) -> dict:
+    """Checksums and structure of every file of a shard directory; raises SlimPajamaError naming the file."""
+    index = read_index(directory)
+    rows = 0
+    for f in index["files"]:
+        path = os.path.join(directory, f["path"])
+        if not os.path.isfile(path):
+            raise SlimPajamaError(f"{path}: missing")
+        if os.path.getsize(path) != f["bytes"] or sha256_file(path) != f["sha256"]:
+            raise SlimPajamaError(f"{path}: checksum mismatch (truncated or edited)")
+        try:
+            with pa.memory_map(path) as src:
+                table = ipc.open_stream(src).read_all()
+        except pa.ArrowException as e:
+            raise SlimPajamaError(f"{path}: unreadable ({e})") from None
+        if table.num_rows != f["rows"] or table.schema.field("tokens").type.list_size != index["seq_len"] + 1:
+            raise SlimPajamaError(f"{path}: {table.num_rows} rows of width "
+                                  f"{table.schema.field('tokens').type.list_size}, index says {f['rows']} of "
+                                  f"{index['seq_len'] + 1}")
+        rows += table.num_rows
+    if rows != index["rows"]:
+        raise SlimPajamaError(f"{directory}: files hold {rows} rows, index says {index['rows']}")
+    return index

@@ -1,0 +1,147 @@
+"""Packing algorithms over a token stream (documents with EOS, concatenated in token-cache order).
+
+  concat  (BTLM's): the stream cut into rows of seq_len + 1 tokens with stride seq_len (a row's last token is the
+          next row's first input), no padding. Rows are computed from stream positions, nothing is planned.
+  bestfit: best-fit-decreasing within a buffer of documents: whole documents go into rows of seq_len + 1 tokens
+          so that none is cut unless it is longer than a row; rows are padded at the end.
+Rows are then written in a seeded global shuffle; every row keeps the lengths of its document segments.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class TokenStream:
+    """Memory-mapped token arrays (cache shards, in order) seen as one array."""
+
+    def __init__(self, arrays: list[np.ndarray]):
+        self.arrays = arrays
+        self.starts = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum([len(a) for a in arrays], out=self.starts[1:])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def slice(self, a: int, b: int) -> np.ndarray:
+        i = int(np.searchsorted(self.starts, a, side="right")) - 1
+        parts = []
+        while a < b:
+            lo = a - self.starts[i]
+            take = min(b - a, len(self.arrays[i]) - lo)
+            parts.append(self.arrays[i][lo: lo + take])
+            a += take
+            i += 1
+        return np.concatenate(parts) if len(parts) != 1 else np.array(parts[0])
+
+
+@dataclass
+class ConcatPlan:
+    t0: int  # first stream position of the range
+    seq: int
+    rows: int
+    doc_starts: np.ndarray  # stream positions where documents start (ascending)
+
+    def materialize(self, stream: TokenStream, row_ids: np.ndarray):
+        w = self.seq + 1
+        tokens = np.empty((len(row_ids), w), dtype=stream.arrays[0].dtype)
+        doc_lens = []
+        for j, r in enumerate(row_ids):
+            p = self.t0 + int(r) * self.seq
+            tokens[j] = stream.slice(p, p + w)
+            lo, hi = np.searchsorted(self.doc_starts, [p + 1, p + w])
+            cuts = np.concatenate(([p], self.doc_starts[lo:hi], [p + w]))
+            doc_lens.append(np.diff(cuts).astype(np.int32))
+        return tokens, doc_lens, np.zeros(len(row_ids), dtype=np.int32)
+
+
+@dataclass
+class BestFitPlan:
+    seq: int
+    piece_start: np.ndarray  # stream position of each piece (a whole document or a row-sized cut of one)
+    piece_len: np.ndarray
+    row_ptr: np.ndarray  # pieces of row r: row_ptr[r]:row_ptr[r+1]
+    pad_id: int
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_ptr) - 1
+
+    def padding(self) -> np.ndarray:
+        used = np.add.reduceat(self.piece_len, self.row_ptr[:-1]) if self.rows else np.zeros(0, np.int64)
+        return (self.seq + 1 - used).astype(np.int32)
+
+    def materialize(self, stream: TokenStream, row_ids: np.ndarray):
+        w = self.seq + 1
+        tokens = np.full((len(row_ids), w), self.pad_id, dtype=stream.arrays[0].dtype)
+        doc_lens = []
+        for j, r in enumerate(row_ids):
+            pos = 0
+            lens = self.piece_len[self.row_ptr[r]: self.row_ptr[r + 1]]
+            for s, n in zip(self.piece_start[self.row_ptr[r]: self.row_ptr[r + 1]], lens, strict=True):
+                tokens[j, pos: pos + n] = stream.slice(int(s), int(s) + int(n))
+                pos += int(n)
+            doc_lens.append(lens.astype(np.int32))
+        return tokens, doc_lens, self.padding()[row_ids]
+
+
+def concat_plan(doc_starts: np.ndarray, t0: int, t1: int, seq: int) -> ConcatPlan:
+    rows = max(0, (t1 - t0 - 1) // seq)
+    return ConcatPlan(t0=t0, seq=seq, rows=rows, doc_starts=doc_starts)
+
+
+def concat_cut_docs(doc_starts: np.ndarray, doc_ends: np.ndarray, t0: int, seq: int) -> int:
+    """Documents that concat packing splits across rows (a row boundary falls strictly inside them)."""
+    first = (doc_starts - t0) // seq
+    last = (doc_ends - 1 - t0) // seq
+    return int((first != last).sum())
+
+
+def bestfit_plan(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id: int,
+                 buffer_docs: int = 8192) -> tuple[BestFitPlan, int]:
+    """-> (plan, documents cut). Documents longer than a row are cut into row-sized pieces (the last piece goes
+    through best fit like any document)."""
+    w = seq + 1
+    piece_start, piece_len, row_ptr = [], [], [0]
+    cut = 0
+    for lo in range(0, len(doc_starts), buffer_docs):
+        pieces = []
+        for s, n in zip(doc_starts[lo: lo + buffer_docs].tolist(), doc_lens[lo: lo + buffer_docs].tolist(),
+                        strict=True):
+            if n > w:
+                cut += 1
+                while n > w:
+                    pieces.append((w, s))
+                    s += w
+                    n -= w
+            if n:
+                pieces.append((n, s))
+        pieces.sort(key=lambda p: (-p[0], p[1]))  # decreasing length; position breaks ties deterministically
+        rem: list[tuple[int, int]] = []  # (remaining capacity, bin id), sorted
+        bins: list[list[tuple[int, int]]] = []
+        for n, s in pieces:
+            i = bisect.bisect_left(rem, (n, -1))
+            if i < len(rem):
+                left, b = rem.pop(i)
+                bins[b].append((s, n))
+                bisect.insort(rem, (left - n, b))
+            else:
+                bins.append([(s, n)])
+                bisect.insort(rem, (w - n, len(bins) - 1))
+        for b in bins:
+            for s, n in b:
+                piece_start.append(s)
+                piece_len.append(n)
+            row_ptr.append(len(piece_start))
+    plan = BestFitPlan(seq=seq, piece_start=np.array(piece_start, dtype=np.int64),
+                       piece_len=np.array(piece_len, dtype=np.int64), row_ptr=np.array(row_ptr, dtype=np.int64),
+                       pad_id=pad_id)
+    return plan, cut
+
+
+def row_order(rows: int, seed: int) -> np.ndarray:
+    """The seeded global shuffle of rows."""
+    return np.random.default_rng(seed).permutation(rows)

@@ -1,0 +1,74 @@
+"""ShardReader: random access to packed rows, numpy only (no torch import), zero-copy from memory-mapped files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from .format import read_index
+
+
+class ShardReader:
+    """Rows of one packed split directory (index.json + Arrow IPC stream files).
+
+    `reader[i]` is a read-only numpy view of row i's seq_len + 1 tokens (no copy); `reader.doc_lens(i)` its
+    document segment lengths; `reader.padding(i)` its pad tokens at the end; `reader.manifest` the index.json.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = str(directory)
+        self.manifest = read_index(self.directory)
+        self._open()
+
+    def _open(self) -> None:
+        self._maps, self._tokens, self._lens_off, self._lens_val, self._padding = [], [], [], [], []
+        self._batch_rows = self.manifest["batch_rows"]
+        for f in self.manifest["files"]:
+            mm = pa.memory_map(os.path.join(self.directory, f["path"]))
+            self._maps.append(mm)
+            for batch in ipc.open_stream(mm):
+                tok = batch.column(0)
+                self._tokens.append(tok.flatten().to_numpy(zero_copy_only=True).reshape(-1, tok.type.list_size))
+                lens = batch.column(1)
+                self._lens_off.append(lens.offsets.to_numpy())
+                self._lens_val.append(lens.values.to_numpy())
+                self._padding.append(batch.column(2).to_numpy())
+        self._rows = int(sum(len(t) for t in self._tokens))
+
+    def __getstate__(self):  # memory maps do not pickle: reopen in the receiving process (DataLoader workers)
+        return {"directory": self.directory}
+
+    def __setstate__(self, state):
+        self.__init__(state["directory"])
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        if not -self._rows <= i < self._rows:
+            raise IndexError(f"row {i} out of range for {self._rows} rows")
+        return divmod(i % self._rows, self._batch_rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        b, j = divmod(i, self._batch_rows) if 0 <= i < self._rows else self._locate(i)
+        return self._tokens[b][j]
+
+    def doc_lens(self, i: int) -> np.ndarray:
+        b, j = self._locate(i)
+        off = self._lens_off[b]
+        return self._lens_val[b][off[j]: off[j + 1]]
+
+    def padding(self, i: int) -> int:
+        b, j = self._locate(i)
+        return int(self._padding[b][j])
+
+    def __iter__(self):
+        for t in self._tokens:
+            yield from t
+
+    @property
+    def seq_len(self) -> int:
+        return self.manifest["seq_len"]
