@@ -1,0 +1,246 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from slimpajama.packers import PackedDataset, ShardReader, verify
+from slimpajama.packers.pack import row_order
+from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+from slimpajama.pipelines.release import run_release
+from slimpajama.pipelines.tokens import run_shards, run_tokenize
+from slimpajama.tokenize import encodings
+from slimpajama.tokenize.batch import encode_documents, token_dtype
+from slimpajama.tokenize.encodings import get_encoding
+from torch.utils.data import DataLoader
+
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.readers import discover, read_documents
+from slimpajama.release import ReleaseConfig
+
+SEQ = 64
+BF_SEQ = 1024  # most sample documents fit a row: what bestfit is for
+
+
+@pytest.fixture(scope="module")
+def cache(sample_corpus, tmp_path_factory, ray_session):
+    raw, _ = sample_corpus
+    root = tmp_path_factory.mktemp("tok")
+    run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(str(raw))), str(root / "n"), progress=False)
+    run_release(str(root / "n"), str(root / "release"), ReleaseConfig(holdout=0.05, docs_per_file=100),
+                progress=False)
+    run_tokenize(str(root / "release"), str(root / "tokens"), progress=False)
+    return root
+
+
+def release_texts(release_dir, split="train"):
+    """Documents of a split in token-cache order (files sorted by path, lines in order)."""
+    return [t for f in discover(os.path.join(release_dir, split)) for b in read_documents(f, raise_on_bad)
+            for t in b.column("text").to_pylist()]
+
+
+def cache_stream(cache_dir, split="train"):
+    keys = sorted(p[: -len(".tokens.bin")] for p in (os.path.relpath(os.path.join(d, f), cache_dir)
+                                                     for d, _, fs in os.walk(cache_dir) for f in fs)
+                  if p.endswith(".tokens.bin") and p.startswith(split + "/"))
+    tokens = np.concatenate([np.fromfile(os.path.join(cache_dir, k + ".tokens.bin"), np.uint16) for k in keys])
+    lens = np.concatenate([pq.read_table(os.path.join(cache_dir, k + ".docs.parquet"))["tokens"].to_numpy()
+                           for k in keys])
+    return tokens, lens
+
+
+def unshuffled_rows(reader: ShardReader) -> list[np.ndarray]:
+    order = row_order(len(reader), reader.manifest["seed"])
+    rows = [None] * len(reader)
+    for pos, r in enumerate(order):
+        rows[r] = reader[pos]
+    return rows
+
+
+def test_gpt2_encoding_offline_and_verified(tmp_path, monkeypatch):
+    enc = get_encoding("gpt2")
+    assert (enc.n_vocab, enc.eot_token) == (50257, 50256)
+    assert enc.encode_ordinary("Hello world") == [15496, 995]
+    path = encodings.gpt2_bpe_file(fetch=False)
+    assert encodings._sha256(path.read_bytes()) == encodings.R50K_SHA256
+    monkeypatch.setenv("SLIMPAJAMA_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(SlimPajamaError, match="encodings fetch"):
+        encodings.gpt2_bpe_file(fetch=False)
+    (tmp_path / "empty" / "tiktoken").mkdir(parents=True)
+    (tmp_path / "empty" / "tiktoken" / "r50k_base.tiktoken").write_bytes(b"tampered")
+    with pytest.raises(SlimPajamaError, match="not cached"):
+        encodings.gpt2_bpe_file(fetch=False)  # a file with the wrong hash is never used
+    with pytest.raises(SlimPajamaError, match="no_such_encoding"):
+        get_encoding("no_such_encoding")
+
+
+def test_encoding_from_a_tiktoken_file():
+    enc = get_encoding(str(encodings.gpt2_bpe_file(fetch=False)))
+    assert enc.encode_ordinary("Hello world") == [15496, 995] and enc.eot_token == 50256
+
+
+def test_dtype_switch():
+    assert token_dtype(50257) == np.uint16 and token_dtype(100277) == np.uint32
+
+    class Big:
+        n_vocab, eot_token = 100277, 100276
+
+        def encode_ordinary_batch(self, texts, num_threads=1):
+            return [[70000 + len(t)] for t in texts]
+
+    toks, lens = encode_documents(Big(), ["a", "bb"])
+    assert toks.dtype == np.uint32 and toks.tolist() == [70001, 100276, 70002, 100276] and lens.tolist() == [2, 2]
+
+
+def test_token_cache_holds_every_document_with_eos(cache):
+    enc = get_encoding("gpt2")
+    tokens, lens = cache_stream(cache / "tokens" / "gpt2")
+    texts = release_texts(cache / "release")
+    assert len(lens) == len(texts) and lens.sum() == len(tokens)
+    ends = np.cumsum(lens)
+    assert (tokens[ends - 1] == 50256).all()
+    starts = ends - lens
+    for i in range(0, len(texts), 37):
+        assert enc.decode(tokens[starts[i]: ends[i] - 1].tolist()) == texts[i]
+
+
+def test_concat_rows_reproduce_the_documents_and_every_token_is_one_label(cache, tmp_path):
+    enc = get_encoding("gpt2")
+    run_shards(str(cache / "tokens" / "gpt2"), str(tmp_path), SEQ, progress=False)
+    reader = ShardReader(str(tmp_path / f"seq{SEQ}" / "train"))
+    tokens, _ = cache_stream(cache / "tokens" / "gpt2")
+    rows = unshuffled_rows(reader)
+    r = len(rows)
+    assert r == (len(tokens) - 1) // SEQ and reader.manifest["rows"] == r
+    stream = np.concatenate([row[:-1] for row in rows] + [rows[-1][-1:]])
+    assert np.array_equal(stream, tokens[: r * SEQ + 1])
+    texts = release_texts(cache / "release")
+    decoded = enc.decode(stream.tolist()).split("<|endoftext|>")
+    assert decoded[:-1] == texts[: len(decoded) - 1]  # in order, EOS between them
+    hits = np.zeros(len(tokens), np.int64)  # labels are row[1:]: each stream position once
+    for i in range(r):
+        hits[i * SEQ + 1: i * SEQ + SEQ + 1] += 1
+    assert (hits[1: r * SEQ + 1] == 1).all() and hits[0] == 0
+    for i in range(0, r, 7):  # document segments: sum to the row, each but the last ends with EOS
+        lens = reader.doc_lens(i)
+        assert lens.sum() == SEQ + 1 and reader.padding(i) == 0
+        assert (reader[i][np.cumsum(lens)[:-1] - 1] == 50256).all()
+
+
+def test_bestfit_keeps_documents_whole_and_reports_padding(cache, tmp_path):
+    run_shards(str(cache / "tokens" / "gpt2"), str(tmp_path), BF_SEQ, packing="bestfit", progress=False)
+    reader = ShardReader(str(tmp_path / f"seq{BF_SEQ}" / "train"))
+    tokens, lens = cache_stream(cache / "tokens" / "gpt2")
+    m = reader.manifest
+    assert m["docs_cut"] == int((lens > BF_SEQ + 1).sum()) and m["docs_cut_fraction"] < m["concat_comparison"][
+        "docs_cut_fraction"]
+    assert 0 < m["padding_fraction"] < 0.5
+    ends = np.cumsum(lens)
+    short = {tuple(tokens[e - n: e].tolist()) for e, n in zip(ends, lens, strict=True) if n <= BF_SEQ + 1}
+    seen = []
+    pad_total = 0
+    for i in range(len(reader)):
+        row, seg, pad = reader[i], reader.doc_lens(i), reader.padding(i)
+        assert seg.sum() + pad == BF_SEQ + 1
+        pad_total += pad
+        pos = 0
+        for n in seg:
+            piece = tuple(row[pos: pos + n].tolist())
+            if piece in short:
+                seen.append(piece)
+            pos += n
+    assert sorted(seen) == sorted(tuple(tokens[e - n: e].tolist()) for e, n in zip(ends, lens, strict=True)
+                                  if n <= BF_SEQ + 1)
+    assert pad_total == m["padding_tokens"]
+
+
+def test_ranges_are_disjoint_and_cover_the_cache(cache, tmp_path):
+    cdir = str(cache / "tokens" / "gpt2")
+    a = run_shards(cdir, str(tmp_path), SEQ, range_=(0.0, 0.75), progress=False)
+    b = run_shards(cdir, str(tmp_path), SEQ, range_=(0.75, 1.0), progress=False)
+    ma = ShardReader(os.path.join(a.out_dir, "train")).manifest
+    mb = ShardReader(os.path.join(b.out_dir, "train")).manifest
+    _, lens = cache_stream(cache / "tokens" / "gpt2")
+    assert ma["docs"] + mb["docs"] == len(lens)
+    assert ma["range_tokens"] + mb["range_tokens"] == lens.sum()
+    assert 0.6 < ma["range_tokens"] / lens.sum() < 0.85
+    assert a.out_dir.endswith("seq64-0-0.75") and b.out_dir.endswith("seq64-0.75-1")
+
+
+def test_reader_zero_copy_and_verify_catches_damage(cache, tmp_path):
+    run_shards(str(cache / "tokens" / "gpt2"), str(tmp_path), SEQ, progress=False)
+    d = tmp_path / f"seq{SEQ}" / "train"
+    reader = ShardReader(str(d))
+    row = reader[3]
+    assert row.shape == (SEQ + 1,) and row.dtype == np.uint16 and not row.flags.owndata and not row.flags.writeable
+    assert sum(1 for _ in reader) == len(reader)
+    assert verify(str(d))["rows"] == len(reader)
+    code = "import sys; from slimpajama.packers import ShardReader; ShardReader(sys.argv[1]); " \
+           "assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code, str(d)]).returncode == 0
+    part = d / "part-00000.arrow"
+    data = part.read_bytes()
+    part.write_bytes(data[:-100])
+    with pytest.raises(SlimPajamaError, match="part-00000.arrow"):
+        verify(str(d))
+    r = subprocess.run([sys.executable, "-m", "slimpajama.cli", "verify", str(d)], capture_output=True, text=True)
+    assert r.returncode == 1 and "part-00000.arrow" in r.stderr
+    part.write_bytes(data[:5000] + bytes([data[5000] ^ 1]) + data[5001:])
+    with pytest.raises(SlimPajamaError, match="checksum"):
+        verify(str(d))
+
+
+@pytest.fixture(scope="module")
+def packed(cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed")
+    run_shards(str(cache / "tokens" / "gpt2"), str(out), BF_SEQ, packing="bestfit", progress=False)
+    return str(out / f"seq{BF_SEQ}" / "train")
+
+
+def test_dataset_items(packed):
+    ds = PackedDataset(packed, shuffle=False)
+    reader = ds.reader
+    for i in range(len(ds)):
+        pad = reader.padding(i)
+        if pad:
+            break
+    item = ds[i]
+    assert item["input_ids"].shape == (BF_SEQ,) and item["labels"].dtype == torch.int64
+    assert (item["labels"][BF_SEQ - pad:] == -100).all() and (item["labels"][: BF_SEQ - pad] >= 0).all()
+    lens = item["doc_lens"].numpy()
+    starts = np.cumsum(lens) - lens
+    assert (item["position_ids"].numpy()[starts[starts < BF_SEQ]] == 0).all()
+    assert item["position_ids"][1] == 1 or lens[0] == 1
+
+
+def test_ranks_split_without_overlap_or_gap_and_epochs_reshuffle(packed):
+    n = len(ShardReader(packed))
+    parts = [set(PackedDataset(packed, rank=r, world_size=3, seed=1).rows().tolist()) for r in range(3)]
+    assert sum(map(len, parts)) == n and set().union(*parts) == set(range(n))
+    a = PackedDataset(packed, seed=1)
+    first = a.rows().copy()
+    a.set_epoch(1)
+    assert not np.array_equal(first, a.rows()) and sorted(first) == sorted(a.rows())
+    assert np.array_equal(PackedDataset(packed, seed=1).rows(), first)
+
+
+def test_resume_yields_exactly_the_uninterrupted_batches(packed):
+    def batches(ds, n):
+        loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=PackedDataset.collate)
+        out = []
+        for b in loader:
+            out.append(b["input_ids"])
+            if len(out) == n:
+                break
+        return out
+
+    full = batches(PackedDataset(packed, seed=5, rank=1, world_size=2), 6)
+    first = PackedDataset(packed, seed=5, rank=1, world_size=2)
+    head = batches(first, 2)
+    state = first.state_dict(samples_seen=2 * 4)
+    resumed = PackedDataset(packed, seed=5, rank=1, world_size=2)
+    resumed.load_state_dict(state)
+    tail = batches(resumed, 4)
+    assert all(torch.equal(x, y) for x, y in zip(head + tail, full, strict=True))
