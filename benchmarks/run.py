@@ -56,6 +56,16 @@ def bench_dedup(lsh_docs: int) -> dict:
     return out
 
 
+def bench_tokens(docs: int) -> dict:
+    bare = run("bench_tokens.py", "--method", "bare", "--docs", str(docs))
+    ours = run("bench_tokens.py", "--method", "ours", "--docs", str(docs))
+    return {"tokens": ours["tokens"], "bare_encode_ordinary_batch_tokens_per_s": round(bare["tokens_per_s"]),
+            "tokenize_pack_tokens_per_s": round(ours["tokens_per_s"]),
+            "ratio_vs_bare_tiktoken": round(ours["tokens_per_s"] / bare["tokens_per_s"], 3),
+            "tokenize_seconds": round(ours["tokenize_seconds"], 2), "pack_seconds": round(ours["pack_seconds"], 2),
+            "reader_random_access": run("bench_tokens.py", "--reader")}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -69,7 +79,8 @@ def main():
     results["read_jsonl_zst"] = bench_read(args.docs)
     results["normalize_filter"] = bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s])
     results["dedup"] = bench_dedup(args.lsh_docs)
-    for key in ("read_jsonl_zst", "normalize_filter", "dedup"):
+    results["tokenize_pack"] = bench_tokens(args.docs)
+    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack"):
         print(key, json.dumps(results[key], indent=2), file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

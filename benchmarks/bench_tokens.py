@@ -1,0 +1,111 @@
+"""Tokenize + pack throughput against bare tiktoken, and ShardReader random access against a bare np.memmap.
+
+    python benchmarks/bench_tokens.py --method bare|ours --docs N   tokens/s on the same documents and cores
+    python benchmarks/bench_tokens.py --reader                      random rows/s: ShardReader vs np.memmap
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
+from common import peak_rss_mb, sample_corpus  # noqa: E402
+
+from slimpajama.errors import raise_on_bad  # noqa: E402
+from slimpajama.readers import discover, read_documents  # noqa: E402
+from slimpajama.tokenize.encodings import get_encoding  # noqa: E402
+
+CORES = os.cpu_count() or 1
+
+
+def bare(docs: int) -> dict:
+    enc = get_encoding("gpt2")
+    texts = [t for f in discover(sample_corpus(docs)) for b in read_documents(f, raise_on_bad)
+             for t in b.column("text").to_pylist()]
+    t0 = time.perf_counter()
+    ids = enc.encode_ordinary_batch(texts, num_threads=CORES)
+    seconds = time.perf_counter() - t0
+    tokens = sum(map(len, ids)) + len(ids)  # + one EOS per document, as the pipeline counts them
+    return {"method": "bare", "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def ours(docs: int) -> dict:
+    from slimpajama.pipelines import init_ray
+    from slimpajama.pipelines.tokens import run_shards, run_tokenize
+
+    corpus = sample_corpus(docs)
+    get_encoding("gpt2")
+    init_ray(workers=CORES)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        tok = run_tokenize(corpus, os.path.join(tmp, "tokens"), workers=CORES, progress=False)
+        t1 = time.perf_counter()
+        run_shards(os.path.join(tmp, "tokens", "gpt2"), os.path.join(tmp, "shards"), 2048, workers=CORES,
+                   progress=False)
+        t2 = time.perf_counter()
+    tokens = sum(m["extra"]["tokens"] for m in tok.markers)
+    return {"method": "ours", "tokens": tokens, "seconds": t2 - t0, "tokenize_seconds": t1 - t0,
+            "pack_seconds": t2 - t1, "tokens_per_s": tokens / (t2 - t0), "peak_rss_mb": peak_rss_mb()}
+
+
+def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> dict:
+    """The same rows behind both; random row reads touching every token (a sum), best of 3."""
+    from slimpajama.packers import ShardReader
+    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, sha256_file, write_rows
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 50257, size=(rows, seq + 1), dtype=np.uint16)
+    with tempfile.TemporaryDirectory() as d:
+        raw = os.path.join(d, "raw.bin")
+        data.tofile(raw)
+        per_file = 8192
+        files = []
+        for k, lo in enumerate(range(0, rows, per_file)):
+            part = data[lo: lo + per_file]
+            path = os.path.join(d, f"part-{k:05d}.arrow")
+            write_rows(path, part, [np.array([seq + 1], np.int32)] * len(part), np.zeros(len(part), np.int32))
+            files.append({"path": os.path.basename(path), "rows": len(part), "bytes": os.path.getsize(path),
+                          "sha256": sha256_file(path)})
+        index = {"format": FORMAT, "version": FORMAT_VERSION, "seq_len": seq, "batch_rows": 1024, "rows": rows,
+                 "files": files}
+        with open(os.path.join(d, "index.json"), "w") as f:
+            json.dump(index, f)
+        del data
+        idx = rng.integers(0, rows, size=reads).tolist()
+        mm = np.memmap(raw, dtype=np.uint16, mode="r").reshape(rows, seq + 1)
+        reader = ShardReader(d)
+        assert all(np.array_equal(reader[i], mm[i]) for i in idx[:100])
+
+        def run(get):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                acc = 0
+                for i in idx:
+                    acc += int(get(i).sum())
+                best = min(best, time.perf_counter() - t0)
+            return reads / best
+
+        memmap_rate = run(mm.__getitem__)
+        reader_rate = run(reader.__getitem__)
+    return {"rows": rows, "seq_len": seq, "reads": reads, "shard_reader_rows_per_s": round(reader_rate),
+            "memmap_rows_per_s": round(memmap_rate), "ratio_vs_memmap": round(reader_rate / memmap_rate, 3)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", choices=["bare", "ours"])
+    ap.add_argument("--docs", type=int, default=20_000)
+    ap.add_argument("--reader", action="store_true")
+    args = ap.parse_args()
+    print(json.dumps(reader_bench() if args.reader else (bare if args.method == "bare" else ours)(args.docs)))
+
+
+if __name__ == "__main__":
+    main()
