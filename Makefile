@@ -27,7 +27,7 @@ PACKING    ?= concat
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
-.PHONY: install test test-all lint sample dedup shards bench clean
+.PHONY: install test test-all lint sample dedup shards stats bench clean
 
 install: $(STAMP)
 
@@ -64,6 +64,10 @@ dedup: $(STAMP) $(RAW_DEP)
 shards: dedup
 	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) $(WORKER_FLAG)
 	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) $(WORKER_FLAG)
+
+# Tables of every stage found under DATA, plus data/stats/stats.json and PNG plots.
+stats: $(STAMP)
+	$(SP) stats $(DATA) --plot $(DATA)/stats --write-json $(DATA)/stats/stats.json
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

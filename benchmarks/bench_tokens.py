@@ -16,10 +16,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from common import peak_rss_mb, sample_corpus  # noqa: E402
+from slimpajama.tokenize.encodings import get_encoding  # noqa: E402
 
 from slimpajama.errors import raise_on_bad  # noqa: E402
 from slimpajama.readers import discover, read_documents  # noqa: E402
-from slimpajama.tokenize.encodings import get_encoding  # noqa: E402
 
 CORES = os.cpu_count() or 1
 

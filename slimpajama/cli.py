@@ -328,5 +328,97 @@ def verify_cmd(directories):
             click.echo(f"ok {t}: {index['rows']:,} rows x {index['seq_len'] + 1} tokens, {len(index['files'])} files")
 
 
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _print_stats(st: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    corpus = st.get("corpus")
+    if corpus:
+        t = Table(title=f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes"
+                        + (f" (sampled: {corpus['files_read']} of {corpus['files']} files; estimated "
+                           f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else ""))
+        for c in ("source", "documents", "bytes", "mean chars", "p10", "p50", "p90", "p99", "max"):
+            t.add_column(c, justify="left" if c == "source" else "right")
+        for s, v in corpus["sources"].items():
+            ch = v["chars"]
+            t.add_row(s, f"{v['documents']:,}", f"{v['bytes']:,}", f"{ch['mean']:,.0f}", f"{ch['p10']:,.0f}",
+                      f"{ch['p50']:,.0f}", f"{ch['p90']:,.0f}", f"{ch['p99']:,.0f}", f"{ch['max']:,}")
+        console.print(t)
+    pipe = st.get("pipeline")
+    if pipe:
+        t = Table(title=f"pipeline ({', '.join(pipe['stages'])}): {_pct(pipe['totals']['bytes_removed_fraction'])} "
+                        "of bytes removed")
+        cols = ["source", "docs in", "bad input", "short", "duplicate", "decontam.", "kept", "byte dup. rate",
+                "byte share"]
+        has_tokens = any("token_share" in r for r in pipe["sources"].values())
+        cols += ["token share"] if has_tokens else []
+        for c in cols:
+            t.add_column(c, justify="left" if c == "source" else "right")
+        for s, r in pipe["sources"].items():
+            row = [s, f"{r['docs_in']:,}", f"{r['bad_input']:,}", f"{r['short']:,}", f"{r['duplicate']:,}",
+                   f"{r['decontaminated']:,}", f"{r['kept_docs']:,}", _pct(r["byte_duplication_rate"]),
+                   _pct(r["byte_share"])]
+            t.add_row(*(row + ([_pct(r.get("token_share"))] if has_tokens else [])))
+        console.print(t)
+    cl = st.get("clusters")
+    if cl:
+        t = Table(title=f"duplicate clusters: {cl['clusters']:,} clusters, {cl['duplicates']:,} duplicates; "
+                        f"sizes {cl['size_histogram']}")
+        for c in ("cluster", "size", "kept doc", "sources"):
+            t.add_column(c)
+        for c in cl["largest"]:
+            t.add_row(str(c["cluster_id"]), str(c["size"]), c["kept_doc_id"], ", ".join(c["sources"]))
+        console.print(t)
+    rel = st.get("release")
+    if rel:
+        console.print("release: " + ", ".join(f"{k} {v['docs']:,} docs in {v['files']} files"
+                                              for k, v in rel["splits"].items())
+                      + f"; {rel['decontaminated']:,} decontaminated")
+    if st.get("shards"):
+        t = Table(title="packed shards")
+        for c in ("shards", "rows", "tokens", "seq", "packing", "padding", "docs/row", "cut docs", "checksums"):
+            t.add_column(c, justify="left" if c == "shards" else "right")
+        for name, v in st["shards"].items():
+            t.add_row(name, f"{v['rows']:,}", f"{v['tokens']:,}", str(v["seq_len"]), v["packing"],
+                      _pct(v["padding_fraction"]), str(v["docs_per_row"]), _pct(v["docs_cut_fraction"]),
+                      "ok" if v["checksums_ok"] else f"FAILED: {v['error']}")
+        console.print(t)
+
+
+@main.command()
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON document (stable keys).")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write PNG plots (length, duplication, cluster sizes, tokens per source, padding) here.")
+@click.option("--write-json", type=click.Path(dir_okay=False), default=None, help="Also save the JSON here.")
+@click.option("--sample", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="For a raw corpus: read only this fraction of its files (the output says it is sampled).")
+@_fail_cleanly
+def stats(path, as_json, plot_dir, write_json, sample):
+    """Figures for PATH: a raw corpus, a stage output (ledger.json), a release, packed shards, or a data/ tree."""
+    from .stats import compute
+
+    st = compute(path, sample)
+    text = json.dumps(st, indent=2, sort_keys=True)
+    if write_json:
+        from .writers import write_bytes_atomic
+
+        write_bytes_atomic(write_json, text.encode())
+    if as_json:
+        click.echo(text)
+    else:
+        _print_stats(st)
+    if plot_dir:
+        from .plots import write_plots
+
+        for p in write_plots(st, plot_dir):
+            click.echo(f"wrote {p}", err=as_json)
+
+
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from slimpajama.cli import main
 
-COMMANDS = ["sample", "ingest", "normalize", "dedup", "release", "tokenize", "shards", "verify"]
+COMMANDS = ["sample", "ingest", "normalize", "dedup", "release", "tokenize", "shards", "verify", "stats"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
