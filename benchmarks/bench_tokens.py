@@ -28,9 +28,11 @@ def bare(docs: int) -> dict:
     enc = get_encoding("gpt2")
     texts = [t for f in discover(sample_corpus(docs)) for b in read_documents(f, raise_on_bad)
              for t in b.column("text").to_pylist()]
-    t0 = time.perf_counter()
-    ids = enc.encode_ordinary_batch(texts, num_threads=CORES)
-    seconds = time.perf_counter() - t0
+    seconds = float("inf")
+    for _ in range(3):  # best of 3: this machine's cores are noisy
+        t0 = time.perf_counter()
+        ids = enc.encode_ordinary_batch(texts, num_threads=CORES)
+        seconds = min(seconds, time.perf_counter() - t0)
     tokens = sum(map(len, ids)) + len(ids)  # + one EOS per document, as the pipeline counts them
     return {"method": "bare", "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
@@ -43,12 +45,20 @@ def ours(docs: int) -> dict:
     get_encoding("gpt2")
     init_ray(workers=CORES)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        tok = run_tokenize(corpus, os.path.join(tmp, "tokens"), workers=CORES, progress=False)
-        t1 = time.perf_counter()
-        run_shards(os.path.join(tmp, "tokens", "gpt2"), os.path.join(tmp, "shards"), 2048, workers=CORES,
-                   progress=False)
-        t2 = time.perf_counter()
+        # warm up: Ray starts its workers and each loads the encoding once per process (a fixed cost a long run
+        # never sees again); the timing below is the steady state
+        run_tokenize(sample_corpus(400), os.path.join(tmp, "warmup"), workers=CORES, progress=False)
+        best = None
+        for rep in range(2):  # best of 2, each into a fresh cache
+            t0 = time.perf_counter()
+            tok = run_tokenize(corpus, os.path.join(tmp, f"tokens{rep}"), workers=CORES, progress=False)
+            t1 = time.perf_counter()
+            run_shards(os.path.join(tmp, f"tokens{rep}", "gpt2"), os.path.join(tmp, f"shards{rep}"), 2048,
+                       workers=CORES, progress=False)
+            t2 = time.perf_counter()
+            if best is None or t2 - t0 < best[2] - best[0]:
+                best = (t0, t1, t2)
+    t0, t1, t2 = best
     tokens = sum(m["extra"]["tokens"] for m in tok.markers)
     return {"method": "ours", "tokens": tokens, "seconds": t2 - t0, "tokenize_seconds": t1 - t0,
             "pack_seconds": t2 - t1, "tokens_per_s": tokens / (t2 - t0), "peak_rss_mb": peak_rss_mb()}

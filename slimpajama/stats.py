@@ -115,22 +115,22 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
     last = next(ledgers[k] for k in ("release", "dedup", "normalize", "ingest") if k in ledgers)
     sources = sorted({s for led in ledgers.values() for s in led["sources"]})
     rows = {}
-    for s in sources:
-        def dropped(reason, what="docs"):
-            return sum(led["sources"].get(s, {}).get("dropped", {}).get(reason, {}).get(what, 0)
-                       for led in ledgers.values())
+    def dropped(s, reason, what="docs"):
+        return sum(led["sources"].get(s, {}).get("dropped", {}).get(reason, {}).get(what, 0)
+                   for led in ledgers.values())
 
+    for s in sources:
         src_in = first["sources"].get(s, {})
         dd = ledgers.get("dedup", {}).get("sources", {}).get(s)
         out = last["sources"].get(s, {})
         rows[s] = {"docs_in": src_in.get("docs_in", 0), "bytes_in": src_in.get("bytes_in", 0),
-                   "bad_input": dropped("bad_input"), "short": dropped("short"), "duplicate": dropped("duplicate"),
-                   "decontaminated": dropped("decontaminated"), "sampled_out": dropped("sampled_out"),
+                   "bad_input": dropped(s, "bad_input"), "short": dropped(s, "short"), "duplicate": dropped(s, "duplicate"),
+                   "decontaminated": dropped(s, "decontaminated"), "sampled_out": dropped(s, "sampled_out"),
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
-                   "byte_duplication_rate": (round(dropped("duplicate", "bytes") / dd["bytes_in"], 6)
+                   "byte_duplication_rate": (round(dropped(s, "duplicate", "bytes") / dd["bytes_in"], 6)
                                              if dd and dd["bytes_in"] else None)}
     kept = sum(r["kept_bytes"] for r in rows.values()) or 1
-    for s, r in rows.items():
+    for r in rows.values():
         r["byte_share"] = round(r["kept_bytes"] / kept, 6)
     if tokens_per_source:
         total = sum(tokens_per_source.values()) or 1

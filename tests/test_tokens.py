@@ -76,6 +76,15 @@ def test_gpt2_encoding_offline_and_verified(tmp_path, monkeypatch):
         get_encoding("no_such_encoding")
 
 
+def test_documents_are_encoded_as_ordinary_text():
+    enc = get_encoding("gpt2")
+    texts = ["plain text", "a fake <|endoftext|> inside", ""]
+    toks, lens = encode_documents(enc, texts)
+    expected = [t for x in texts for t in enc.encode_ordinary(x) + [enc.eot_token]]
+    assert toks.tolist() == expected and lens.tolist() == [len(enc.encode_ordinary(x)) + 1 for x in texts]
+    assert (toks == enc.eot_token).sum() == 3
+
+
 def test_encoding_from_a_tiktoken_file():
     enc = get_encoding(str(encodings.gpt2_bpe_file(fetch=False)))
     assert enc.encode_ordinary("Hello world") == [15496, 995] and enc.eot_token == 50256
@@ -90,7 +99,7 @@ def test_dtype_switch():
         def encode_ordinary_batch(self, texts, num_threads=1):
             return [[70000 + len(t)] for t in texts]
 
-    toks, lens = encode_documents(Big(), ["a", "bb"])
+    toks, lens = encode_documents(Big(), ["a", "bb"])  # no encode_to_numpy: the list path
     assert toks.dtype == np.uint32 and toks.tolist() == [70001, 100276, 70002, 100276] and lens.tolist() == [2, 2]
 
 
