@@ -24,10 +24,18 @@ ENCODING   ?= gpt2
 SEQ        ?= 2048
 RANGE      ?= 0:1
 PACKING    ?= concat
+HOLDOUT    ?= 0.0017
+# make train: the sample corpus through the whole pipeline in its own data folder (a 3% holdout, so validation
+# has enough tokens), 256/1024-token shards (BTLM's 2k/8k ratio, CPU-sized), the tiny preset on the CPU.
+TRAIN_DATA  ?= $(DATA)/train-demo
+TRAIN_SEQ1  ?= 256
+TRAIN_SEQ2  ?= 1024
+TRAIN_STEPS ?= 300
+TRAIN_FLAGS ?=
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
-.PHONY: install test test-all lint sample dedup shards stats bench clean
+.PHONY: install test test-all lint sample dedup shards stats train bench clean
 
 install: $(STAMP)
 
@@ -57,17 +65,23 @@ $(SAMPLE)/_ground_truth.json: | $(STAMP)
 dedup: $(STAMP) $(RAW_DEP)
 	$(SP) normalize $(RAW) --out $(NORMALIZED) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
-	$(SP) release $(DEDUP)/shards --out $(RELEASE) $(WORKER_FLAG)
+	$(SP) release $(DEDUP)/shards --out $(RELEASE) --holdout $(HOLDOUT) $(WORKER_FLAG)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.
 shards: dedup
 	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) $(WORKER_FLAG)
-	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) $(WORKER_FLAG)
+	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) --out-root $(DATA)/shards $(WORKER_FLAG)
 
 # Tables of every stage found under DATA, plus data/stats/stats.json and PNG plots.
 stats: $(STAMP)
 	$(SP) stats $(DATA) --plot $(DATA)/stats --write-json $(DATA)/stats/stats.json
+
+train: $(STAMP) $(SAMPLE)/_ground_truth.json
+	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=0.03 SEQ=$(TRAIN_SEQ1) RANGE=0:0.75
+	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=0.03 SEQ=$(TRAIN_SEQ2) RANGE=0.75:1
+	$(SP) train --stage1 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ1)-0-0.75/train \
+		--stage2 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ2)-0.75-1/train --out runs/train --steps $(TRAIN_STEPS) $(TRAIN_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

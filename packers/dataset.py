@@ -58,6 +58,10 @@ class PackedDataset(Dataset):
         return {"input_ids": tokens[:-1], "labels": labels, "position_ids": torch.from_numpy(position_ids),
                 "doc_lens": torch.from_numpy(lens.astype(np.int32))}
 
+    def advance(self, n: int) -> None:
+        """Mark the next n samples consumed (a trainer that indexes the dataset itself)."""
+        self.start += n
+
     def state_dict(self, samples_seen: int) -> dict:
         return {"epoch": self.epoch, "seed": self.seed, "rank": self.rank, "world_size": self.world_size,
                 "samples": self.start + samples_seen, "shuffle": self.shuffle}

@@ -420,5 +420,36 @@ def stats(path, as_json, plot_dir, write_json, sample):
             click.echo(f"wrote {p}", err=as_json)
 
 
+@main.command()
+@click.option("--stage1", required=True, type=click.Path(file_okay=False),
+              help="Packed train split for stage 1 (short sequences), e.g. data/shards/seq2048-0-0.75/train.")
+@click.option("--stage2", default=None, type=click.Path(file_okay=False),
+              help="Packed train split for stage 2 (long sequences), e.g. data/shards/seq8192-0.75-1/train.")
+@click.option("--validation", default=None, type=click.Path(file_okay=False),
+              help="Packed validation split (default: stage 1's sibling 'validation').")
+@click.option("--out", "-o", default="runs/train", show_default=True, type=click.Path(file_okay=False))
+@click.option("--preset", type=click.Choice(["tiny", "small", "btlm-3b"]), default="tiny", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--tokens-per-step", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--lr", type=float, default=6e-3, show_default=True, help="Peak (muP base) learning rate.")
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--doc-mask", is_flag=True, help="Attend within documents only (from the rows' document lengths).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--no-resume", is_flag=True, help="Start over even if the run folder has a checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_fail_cleanly
+def train(stage1, stage2, validation, out, preset, steps, tokens_per_step, lr, warmup_steps, doc_mask, device,
+          no_resume, seed):
+    """Train the bundled BTLM-style model (ALiBi, SwiGLU, muP) on packed shards, BTLM's two-stage context schedule;
+    writes metrics.json, loss.png and per_position_loss.png to the run folder."""
+    from slimpajama.train_minimal.train import TrainConfig, run
+
+    cfg = TrainConfig(stage1=stage1, stage2=stage2, validation=validation, out=out, preset=preset, steps=steps,
+                      tokens_per_step=tokens_per_step, lr=lr, warmup_steps=min(warmup_steps, steps), doc_mask=doc_mask,
+                      device=device, seed=seed)
+    result = run(cfg, resume=not no_resume, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2))
+
+
 if __name__ == "__main__":
     main()
