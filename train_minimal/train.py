@@ -271,7 +271,7 @@ def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
     if resume and trainer.load():
         log(f"resumed at step {trainer.step}")
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"model {cfg.preset}: {n_params / 1e6:.1f}M parameters; stages {list(zip(trainer.seqs, trainer.rows))} "
+    log(f"model {cfg.preset}: {n_params / 1e6:.1f}M parameters; stages {list(zip(trainer.seqs, trainer.rows, strict=True))} "
         f"(seq, rows per step)")
     trainer.train(log=log)
     final = trainer.evaluate()
