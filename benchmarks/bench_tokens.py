@@ -67,7 +67,9 @@ def ours(docs: int) -> dict:
 def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> dict:
     """The same rows behind both; random row reads touching every token (a sum), best of 3."""
     from slimpajama.packers import ShardReader
-    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, sha256_file, write_rows
+    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
+
+    from slimpajama.writers import sha256_file
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 50257, size=(rows, seq + 1), dtype=np.uint16)

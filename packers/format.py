@@ -6,7 +6,6 @@ segments it is made of (summing to seq_len + 1 - padding) and its padding (pad t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from slimpajama.errors import SlimPajamaError
-from slimpajama.writers import atomic_path
+from slimpajama.writers import atomic_path, sha256_file
 
 FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1
@@ -44,13 +43,6 @@ def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], paddin
                                                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
                                                 pa.array(padding[lo:hi].astype(np.int32))], schema=schema))
 
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_index(directory: str) -> dict:

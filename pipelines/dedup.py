@@ -38,7 +38,7 @@ from slimpajama.lsh import (
 )
 from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signatures
 from slimpajama.readers import InputFile, discover, read_documents
-from slimpajama.writers import ParquetShardWriter, atomic_path, write_bytes_atomic
+from slimpajama.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from .docstage import DocumentStage, ReadOptions, file_tasks
 from .runner import ShardOutcome, ShardTask, StageReport, run_stage
@@ -47,10 +47,6 @@ DUPLICATE = "duplicate"
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
 DEFAULT_PARTITION_BYTES = 256 << 20
 
-
-def _save_npy(path: str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
 
 
 def _input_file(root: str, rel: str) -> InputFile:
@@ -90,8 +86,8 @@ class MinhashStage:
             bands = band_keys(sig, self.cfg)
             valid = has_shingles(sig)
             del sig
-        _save_npy(base + ".bands.npy", bands)
-        _save_npy(base + ".valid.npy", valid)
+        save_npy_atomic(base + ".bands.npy", bands)
+        save_npy_atomic(base + ".valid.npy", valid)
         outputs = [task.key + s for s in (".sig.npy", ".bands.npy", ".valid.npy")]
         return ShardOutcome(outputs=outputs, ledger=ledger, extra={"rows": n})
 
@@ -121,7 +117,7 @@ class LshStage:
             keep = est >= self.cfg.threshold
             a, b = a[keep], b[keep]
         rel = f"b{band:03d}-p{part:04d}.npy"
-        _save_npy(os.path.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
+        save_npy_atomic(os.path.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
         return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
                             extra={"candidates": candidates, "edges": len(a)})
 
@@ -177,8 +173,8 @@ class ComponentsStage:
             del edges
         members, roots = clusters(parent)
         del parent
-        _save_npy(os.path.join(out_dir, "members.npy"), members)
-        _save_npy(os.path.join(out_dir, "roots.npy"), roots)
+        save_npy_atomic(os.path.join(out_dir, "members.npy"), members)
+        save_npy_atomic(os.path.join(out_dir, "roots.npy"), roots)
         sizes = np.bincount(np.unique(roots, return_inverse=True)[1]) if len(roots) else np.zeros(0, np.int64)
         summary = {"documents": task.params["docs"], "clusters": int(len(sizes)),
                    "documents_in_clusters": int(len(members)), "duplicates": int(len(members) - len(sizes)),

@@ -13,7 +13,6 @@ Then `<out>/ledger.json` (in = train + validation + test + decontaminated + samp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,7 +37,13 @@ from slimpajama.release import (
     split_of,
     text_digest,
 )
-from slimpajama.writers import ReleaseChunkWriter, atomic_path, write_bytes_atomic
+from slimpajama.writers import (
+    ReleaseChunkWriter,
+    atomic_path,
+    save_npy_atomic,
+    sha256_file,
+    write_bytes_atomic,
+)
 
 from .docstage import file_tasks
 from .runner import ShardOutcome, ShardTask, StageReport, run_stage
@@ -49,17 +54,6 @@ SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("
                             ("copy", pa.int32())])
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ScatterStage:
@@ -102,8 +96,8 @@ class ScatterStage:
                     writer.write_batch(sub)
                     tags.append((s, b))
                     counts[SPLITS[s]][b] += len(members)
-        _save_npy(os.path.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
-        _save_npy(os.path.join(out_dir, task.key + ".holdout.npy"),
+        save_npy_atomic(os.path.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
+        save_npy_atomic(os.path.join(out_dir, task.key + ".holdout.npy"),
                   np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
         return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
                             extra={"counts": counts})
@@ -151,7 +145,7 @@ class ShuffleStage:
             with ReleaseChunkWriter(os.path.join(out_dir, rel)) as w:
                 w.write_batch(part)
             outputs.append(rel)
-            files.append({"path": rel, "docs": part.num_rows, "sha256": _sha256_file(os.path.join(out_dir, rel)),
+            files.append({"path": rel, "docs": part.num_rows, "sha256": sha256_file(os.path.join(out_dir, rel)),
                           "text_bytes": int(pc.sum(pc.binary_length(part["text"])).as_py() or 0),
                           "sources": {s_: d for s_, (d, _) in sorted(sizes_by_source(part).items())}})
         return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
@@ -202,7 +196,7 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     holdout = np.concatenate([np.load(os.path.join(scatter_dir, t.key + ".holdout.npy")) for t in tasks])
     holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
     holdout_rel = "holdout_sha256.npy"
-    _save_npy(os.path.join(scatter_dir, holdout_rel), holdout)
+    save_npy_atomic(os.path.join(scatter_dir, holdout_rel), holdout)
 
     side = []
     for t in tasks:

@@ -16,7 +16,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from slimpajama.packers.format import FORMAT, FORMAT_VERSION, INDEX_FILE, sha256_file, write_rows
+from slimpajama.packers.format import FORMAT, FORMAT_VERSION, INDEX_FILE, write_rows
 from slimpajama.packers.pack import TokenStream, bestfit_plan, concat_cut_docs, concat_plan, row_order
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
@@ -24,7 +24,7 @@ from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encodi
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
 from slimpajama.readers import InputFile, discover, read_documents
-from slimpajama.writers import ParquetShardWriter, atomic_path, write_bytes_atomic
+from slimpajama.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
 
 from .docstage import ReadOptions, _ErrorLog, strip_corpus_suffix
 from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, run_stage

@@ -59,6 +59,23 @@ def read_options(f):
     return f
 
 
+def _read_opts(source, on_error, max_doc_bytes):
+    from slimpajama.pipelines import ReadOptions
+
+    return ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes)
+
+
+def _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json) -> None:
+    """A document stage over every input file (one shard each), then its summary."""
+    from slimpajama.pipelines import file_tasks, run_stage
+
+    from .readers import discover
+
+    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
+                       progress=not quiet)
+    _print_report(report, as_json)
+
+
 def _fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -127,14 +144,10 @@ def sample(out, seed, docs, nbytes, workers):
 def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
     """Read a corpus (jsonl, jsonl.zst, jsonl.gz, parquet; files, directories or globs) into parquet shards of
     (doc_id, source, text, meta), counting and logging bad input."""
-    from slimpajama.pipelines import DocumentStage, ReadOptions, file_tasks, run_stage
+    from slimpajama.pipelines import DocumentStage
 
-    from .readers import discover
-
-    stage = DocumentStage(ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes))
-    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
-                       progress=not quiet)
-    _print_report(report, as_json)
+    stage = DocumentStage(_read_opts(source, on_error, max_doc_bytes))
+    _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -149,14 +162,10 @@ def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, q
 def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
     """Normalize text exactly as SlimPajama did (ftfy.fix_text, NFC) and drop low-length documents, writing
     parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and _errors.jsonl."""
-    from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+    from slimpajama.pipelines import NormalizeStage
 
-    from .readers import discover
-
-    stage = NormalizeStage(ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes), min_chars)
-    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
-                       progress=not quiet)
-    _print_report(report, as_json)
+    stage = NormalizeStage(_read_opts(source, on_error, max_doc_bytes), min_chars)
+    _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -264,11 +273,10 @@ def encodings_fetch(encoding):
 @_fail_cleanly
 def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
     """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
-    from slimpajama.pipelines import ReadOptions
     from slimpajama.pipelines.tokens import run_tokenize
 
     report = run_tokenize(list(inputs), out, encoding, threads=threads,
-                          read=ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes),
+                          read=_read_opts(source, on_error, max_doc_bytes),
                           workers=workers, ray_address=ray_address, progress=not quiet)
     _print_report(report, as_json)
 

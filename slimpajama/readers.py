@@ -339,10 +339,11 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
     if "meta" in names and pa.types.is_string(batch.column("meta").type):
         metas = batch.column("meta").to_pylist()
     else:
-        rest = [c for c in names if c not in ("text", "doc_id", "source")]
-        meta_col = batch.column("meta") if "meta" in names else None
-        rows = meta_col.to_pylist() if meta_col is not None else pa.Table.from_batches(
-            [batch.select(rest)]).to_pylist() if rest else [{}] * n
+        if "meta" in names:  # a struct or map column
+            rows = batch.column("meta").to_pylist()
+        else:  # every other column is metadata
+            rest = [c for c in names if c not in ("text", "doc_id", "source")]
+            rows = pa.Table.from_batches([batch.select(rest)]).to_pylist() if rest else [{}] * n
         metas = [json.dumps(m, ensure_ascii=False, default=str) for m in rows]
     ids = (batch.column("doc_id").to_pylist() if "doc_id" in names
            else [f"{file.rel}:{first_row + i + 1}" for i in range(n)])

@@ -7,10 +7,12 @@ complete, so a killed run never leaves a file that a rerun would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,6 +50,19 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def save_npy_atomic(path: str, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def remove_stale_tmp(directory: str) -> int:
     """Delete temporary files a killed run left behind; returns how many."""
     n = 0
@@ -83,10 +98,6 @@ class ParquetShardWriter:
     def close(self) -> None:
         self._writer.close()
         self._ctx.__exit__(None, None, None)
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        self._writer.close()
-        self._ctx.__exit__(type(exc) if exc else RuntimeError, exc, None)
 
     def __enter__(self):
         return self

@@ -156,7 +156,9 @@ def test_resume_continues_with_the_same_losses(shards, tmp_path):
 def test_unigram_entropy_by_hand(tmp_path):
     import json
 
-    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, sha256_file, write_rows
+    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
+
+    from slimpajama.writers import sha256_file
 
     rows = np.array([[0, 1, 1, 2], [0, 2, 2, 2]], dtype=np.uint16)  # labels (row[1:]): 1 1 2 2 2 2
     write_rows(str(tmp_path / "part-00000.arrow"), rows, [np.array([4], np.int32)] * 2, np.zeros(2, np.int32))
