@@ -58,7 +58,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 def lm_loss(model, batch, device, doc_mask: bool, reduction="mean"):
     ids = batch["input_ids"].to(device)
     doc_ids = doc_ids_from_lens(batch["doc_lens"].to(device), ids.shape[1]) if doc_mask else None
-    logits = model(ids, doc_ids)
+    # On CUDA: bf16 autocast; SDPA then runs its fused memory-efficient kernel, which takes the additive ALiBi
+    # mask. On the CPU: float32.
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(ids, doc_ids)
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].to(device).reshape(-1),
                            ignore_index=-100, reduction=reduction)
 
