@@ -57,10 +57,6 @@ def state_path(out_dir: str, key: str) -> str:
     return os.path.join(out_dir, STATE_DIR, key + ".json")
 
 
-def errors_path(out_dir: str, key: str) -> str:
-    return os.path.join(out_dir, STATE_DIR, key + ".errors.jsonl")
-
-
 def read_marker(out_dir: str, key: str) -> dict | None:
     try:
         with open(state_path(out_dir, key)) as f:
@@ -133,10 +129,6 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
-def _ray_execute(stage, task, out_dir):
-    return execute_shard(stage, task, out_dir)
-
-
 @dataclass
 class StageReport:
     stage: str
@@ -180,7 +172,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 
     init_ray(ray_address, workers)
     limit = workers or _cluster_cpus()
-    remote = ray.remote(num_cpus=1, max_retries=3)(_ray_execute)
+    remote = ray.remote(num_cpus=1, max_retries=3)(execute_shard)
     queue = list(pending)
     in_flight: dict = {}
     with shard_progress(stage.name, total, skipped, enabled=progress) as bar:

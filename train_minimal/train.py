@@ -9,7 +9,6 @@ optimizer, step and each stage's data position, so a resumed run continues with 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -287,7 +286,3 @@ def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
             "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
                              if isinstance(v, list)}, "out": cfg.out}
 
-
-def mean_tokens_per_s(history: list[dict]) -> float:
-    rates = [h["tokens_per_s"] for h in history if "tokens_per_s" in h]
-    return float(np.mean(rates)) if rates else math.nan
