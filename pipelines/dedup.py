@@ -121,7 +121,6 @@ class LshStage:
         return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
                             extra={"candidates": candidates, "edges": len(a)})
 
-
     @staticmethod
     def _collect(files, band, part, parts, offsets) -> tuple[np.ndarray, np.ndarray]:
         """This partition's (key, global index) pairs from every shard, in corpus order, in arrays sized up front
