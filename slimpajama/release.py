@@ -89,11 +89,6 @@ def text_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def digest_keys(digests: list[bytes]) -> np.ndarray:
-    """First 8 bytes of each SHA-256 as uint64: a compact sorted index of the holdout texts."""
-    return np.frombuffer(b"".join(d[:8] for d in digests), dtype="<u8") if digests else np.zeros(0, "<u8")
-
-
 def file_path(split: str, k: int, cfg: ReleaseConfig) -> str:
     """The k-th file of a split, spread over chunk1..chunkN like SlimPajama: chunk{k % N + 1}/<stem>_{k // N}."""
     return f"{split}/chunk{k % cfg.chunks + 1}/{FILE_STEM[split]}_{k // cfg.chunks}.jsonl.zst"
