@@ -117,14 +117,17 @@ class PackStage:
         docs = pa.concat_tables([pq.read_table(f.path) for f in doc_files]) if doc_files else DOCS_SCHEMA.empty_table()
         lens = docs["tokens"].to_numpy().astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
-        sources = docs["source"].to_numpy(zero_copy_only=False)
+        # sources as small integer codes: 2 bytes per document instead of a Python string each
+        encoded = docs["source"].combine_chunks().dictionary_encode() if docs.num_rows else None
+        source_names = encoded.dictionary.to_pylist() if encoded is not None else []
+        source_codes = encoded.indices.to_numpy() if encoded is not None else np.zeros(0, np.int32)
         total = int(lens.sum())
         # doc-aligned range: the documents whose first token lies in [a * T, b * T) (train only)
         a, b = self.range if split == "train" else (0.0, 1.0)
         sel = (starts >= a * total) & (starts < b * total) if total else np.zeros(0, bool)
         d0, d1 = (int(np.argmax(sel)), int(len(sel) - np.argmax(sel[::-1]))) if sel.any() else (0, 0)
         t0, t1 = (int(starts[d0]), int(starts[d1 - 1] + lens[d1 - 1])) if d1 > d0 else (0, 0)
-        s_starts, s_lens, s_src = starts[d0:d1], lens[d0:d1], sources[d0:d1]
+        s_starts, s_lens, s_src = starts[d0:d1], lens[d0:d1], source_codes[d0:d1]
         concat_cut = concat_cut_docs(s_starts, s_starts + s_lens, t0, self.seq)
         if self.packing == "concat":
             plan = concat_plan(s_starts, t0, t1, self.seq)
@@ -148,9 +151,8 @@ class PackStage:
             path = os.path.join(out_dir, rel)
             files.append({"path": os.path.basename(rel), "rows": len(ids), "bytes": os.path.getsize(path),
                           "sha256": sha256_file(path)})
-        per_source: dict[str, int] = {}
-        for s, n in zip(s_src.tolist(), per_doc.tolist(), strict=True):
-            per_source[s] = per_source.get(s, 0) + int(n)
+        sums = np.bincount(s_src, weights=per_doc, minlength=len(source_names)) if len(s_src) else []
+        per_source = {name: int(n) for name, n in zip(source_names, sums, strict=False) if n}
         n_docs = int(d1 - d0)
         index = {
             "format": FORMAT, "version": FORMAT_VERSION, "split": split, "encoding": cache["encoding"],
