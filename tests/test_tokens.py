@@ -85,6 +85,21 @@ def test_documents_are_encoded_as_ordinary_text():
     assert (toks == enc.eot_token).sum() == 3
 
 
+def test_no_source_for_gpt2_is_a_clear_error_not_a_hang(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMPAJAMA_CACHE", str(tmp_path))
+
+    def offline():
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(encodings, "_from_whisper_sdist", offline)
+    monkeypatch.setattr(encodings, "_from_tiktoken_download", lambda: b"not the real file")
+    with pytest.raises(SlimPajamaError) as e:
+        encodings.gpt2_bpe_file()
+    assert "openai-whisper" in str(e.value) and "network unreachable" in str(e.value)
+    assert "is not tiktoken's" in str(e.value)  # a download with the wrong hash is refused
+    assert not (tmp_path / "tiktoken" / "r50k_base.tiktoken").exists()
+
+
 def test_encoding_from_a_tiktoken_file():
     enc = get_encoding(str(encodings.gpt2_bpe_file(fetch=False)))
     assert enc.encode_ordinary("Hello world") == [15496, 995] and enc.eot_token == 50256
