@@ -4,7 +4,7 @@
                               .valid.npy (has shingles)
   lsh         per band x key range: <out>/_lsh/b<band>-p<part>.npy, candidate edges (E x 2 uint32 global indices)
   components  one task:       <out>/_components/members.npy, roots.npy (every document in a cluster of 2+, and
-                              its root = the kept document), clusters.json
+                              its root = the kept document)
   remove      per shard:      <out>/shards/<key>.parquet (unique documents), <out>/_audit/<key>.parquet
 then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept) and `<out>/ledger.json`.
 
@@ -21,7 +21,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from slimpajama.errors import SlimPajamaError, raise_on_bad
@@ -179,9 +178,8 @@ class ComponentsStage:
                    "documents_in_clusters": int(len(members)), "duplicates": int(len(members) - len(sizes)),
                    "cluster_size_histogram": {str(k): int(v) for k, v in
                                               zip(*np.unique(sizes, return_counts=True), strict=True)}}
-        write_bytes_atomic(os.path.join(out_dir, "clusters.json"), json.dumps(summary, indent=1).encode())
-        return ShardOutcome(outputs=["members.npy", "roots.npy", "clusters.json"], ledger=Ledger(self.name),
-                            extra=summary)
+        # the summary travels in the marker; run_dedup writes it into dedup.json
+        return ShardOutcome(outputs=["members.npy", "roots.npy"], ledger=Ledger(self.name), extra=summary)
 
 
 # ------------------------------------------------------------------------------------------------ remove
@@ -244,7 +242,7 @@ def lsh_partitions(n_docs: int, partition_bytes: int) -> int:
     return 1 << (need - 1).bit_length()
 
 
-def write_audit(out_dir: str, keys: list[str]) -> int:
+def write_audit(out_dir: str, keys: list[str]) -> None:
     parts = [pq.read_table(os.path.join(out_dir, f"_audit/{k}.parquet")) for k in keys]
     audit = pa.concat_tables(parts) if parts else AUDIT_SCHEMA.empty_table()
     kept = audit.filter(audit["kept"]).select(["cluster_id", "doc_id"]).rename_columns(["cluster_id",
@@ -254,7 +252,6 @@ def write_audit(out_dir: str, keys: list[str]) -> int:
     table = table.select(["doc_id", "source", "cluster_id", "kept_doc_id", "kept"])
     with ParquetShardWriter(os.path.join(out_dir, "duplicates.parquet"), schema=table.schema) as w:
         w.write(table)
-    return int(pc.sum(pc.invert(table["kept"])).as_py() or 0)
 
 
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,

@@ -150,8 +150,7 @@ class DocumentStage:
             ok = True
         finally:
             errors.close(ok)
-        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=err_rel if errors.count else None,
-                            extra={"rows_in": row})
+        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=err_rel if errors.count else None)
 
     def _account(self, batch: pa.RecordBatch, first_row: int, ledger: Ledger) -> pa.RecordBatch:
         ledger.batch_in(batch)

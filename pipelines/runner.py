@@ -201,10 +201,11 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
     ledger = Ledger(stage.name)
     n_errors = 0
+    keeps_ledger = getattr(stage, "keeps_ledger", True)
     markers = [read_marker(out_dir, t.key) for t in tasks]
     for m in markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
-    if any(m.get("errors_file") for m in markers) or getattr(stage, "keeps_ledger", True):
+    if keeps_ledger or any(m.get("errors_file") for m in markers):
         with atomic_path(os.path.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
             for m in markers:
                 if m.get("errors_file"):
@@ -212,7 +213,7 @@ def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
                         for line in f:
                             errors_out.write(line)
                             n_errors += 1
-    if getattr(stage, "keeps_ledger", True):
+    if keeps_ledger:
         ledger.check_balanced()
         write_bytes_atomic(os.path.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
     return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers)

@@ -44,13 +44,20 @@ class TokenizeStage:
 
     def __init__(self, encoding: str = "gpt2", threads: int = 1, read: ReadOptions | None = None):
         self.encoding, self.threads, self.read = encoding, threads, read or ReadOptions()
+        self._fingerprint: dict | None = None  # computed once (the runner asks for it for every task)
 
     def fingerprint(self) -> dict:
-        enc = get_encoding(self.encoding)
-        ident = R50K_SHA256 if enc.name == "r50k_base" else hashlib.sha256(
-            json.dumps(sorted((k.hex(), v) for k, v in enc._mergeable_ranks.items())).encode()).hexdigest()
-        return {"stage": self.name, "encoding": enc.name, "bpe_sha256": ident, "eos": enc.eot_token,
-                "dtype": token_dtype(enc.n_vocab).name}
+        if self._fingerprint is None:
+            enc = get_encoding(self.encoding)
+            if enc.name == "r50k_base":
+                ident = R50K_SHA256
+            elif os.path.isfile(self.encoding):
+                ident = sha256_file(self.encoding)
+            else:  # a named tiktoken encoding: tiktoken checks its file against its own expected hash
+                ident = f"tiktoken:{enc.name}"
+            self._fingerprint = {"stage": self.name, "encoding": enc.name, "bpe_sha256": ident,
+                                 "eos": enc.eot_token, "dtype": token_dtype(enc.n_vocab).name}
+        return self._fingerprint
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         enc = get_encoding(self.encoding)
