@@ -7,12 +7,12 @@ segments it is made of (summing to seq_len + 1 - padding) and its padding (pad t
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.writers import atomic_path, sha256_file
 
@@ -46,10 +46,9 @@ def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], paddin
 
 
 def read_index(directory: str) -> dict:
-    path = os.path.join(directory, INDEX_FILE)
+    path = storage.join(directory, INDEX_FILE)
     try:
-        with open(path) as f:
-            index = json.load(f)
+        index = json.loads(storage.read_bytes(path))
     except FileNotFoundError:
         raise SlimPajamaError(f"not a packed shard directory (no {INDEX_FILE}): {directory}") from None
     except json.JSONDecodeError as e:
@@ -65,13 +64,14 @@ def verify(directory: str) -> dict:
     index = read_index(directory)
     rows = 0
     for f in index["files"]:
-        path = os.path.join(directory, f["path"])
-        if not os.path.isfile(path):
+        path = storage.join(directory, f["path"])
+        size = storage.file_size(path)
+        if size is None:
             raise SlimPajamaError(f"{path}: missing")
-        if os.path.getsize(path) != f["bytes"] or sha256_file(path) != f["sha256"]:
+        if size != f["bytes"] or sha256_file(path) != f["sha256"]:
             raise SlimPajamaError(f"{path}: checksum mismatch (truncated or edited)")
         try:
-            with pa.memory_map(path) as src:
+            with pa.memory_map(storage.local_copy(path, size)) as src:
                 table = ipc.open_stream(src).read_all()
         except pa.ArrowException as e:
             raise SlimPajamaError(f"{path}: unreadable ({e})") from None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+
+from slimpajama import storage
 
 from .format import read_index
 
@@ -27,7 +27,8 @@ class ShardReader:
         self._maps, self._tokens, self._lens_off, self._lens_val, self._padding = [], [], [], [], []
         self._batch_rows = self.manifest["batch_rows"]
         for f in self.manifest["files"]:
-            mm = pa.memory_map(os.path.join(self.directory, f["path"]))
+            # an object-store directory is downloaded once per node (storage.local_copy), then memory-mapped
+            mm = pa.memory_map(storage.local_copy(storage.join(self.directory, f["path"]), f["bytes"]))
             self._maps.append(mm)
             for batch in ipc.open_stream(mm):
                 tok = batch.column(0)

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.ledger import Ledger
 from slimpajama.lsh import (
@@ -49,8 +48,8 @@ DEFAULT_PARTITION_BYTES = 256 << 20
 
 
 def _input_file(root: str, rel: str) -> InputFile:
-    path = os.path.join(root, rel)
-    return InputFile(path=path, rel=rel, size=os.path.getsize(path))
+    path = storage.join(root, rel)
+    return InputFile(path=path, rel=rel, size=storage.file_size(path))
 
 
 # ------------------------------------------------------------------------------------------------ minhash
@@ -67,10 +66,9 @@ class MinhashStage:
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         (shard,) = task.inputs
-        n = pq.ParquetFile(shard.path).metadata.num_rows
-        base = os.path.join(out_dir, task.key)
+        n = storage.open_parquet(shard.path).metadata.num_rows
+        base = storage.join(out_dir, task.key)
         ledger = Ledger(self.name)
-        os.makedirs(os.path.dirname(base), exist_ok=True)
         with atomic_path(base + ".sig.npy") as sig_tmp:
             sig = np.lib.format.open_memmap(sig_tmp, mode="w+", dtype=np.uint32, shape=(n, self.cfg.num_perm))
             row = 0
@@ -111,12 +109,12 @@ class LshStage:
         a, b = partition_edges(*self._collect(files, band, part, parts, offsets))
         candidates = len(a)
         if self.verify and len(a):
-            sigs = [np.load(files[3 * i].path, mmap_mode="r") for i in range(len(offsets) - 1)]
+            sigs = [np.load(files[3 * i].local(), mmap_mode="r") for i in range(len(offsets) - 1)]
             est = estimated_jaccard(_gather(sigs, offsets, a), _gather(sigs, offsets, b))
             keep = est >= self.cfg.threshold
             a, b = a[keep], b[keep]
         rel = f"b{band:03d}-p{part:04d}.npy"
-        save_npy_atomic(os.path.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
+        save_npy_atomic(storage.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
         return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
                             extra={"candidates": candidates, "edges": len(a)})
 
@@ -127,8 +125,8 @@ class LshStage:
         shards = range(len(offsets) - 1)
 
         def selected(i):
-            k = np.load(files[3 * i + 1].path, mmap_mode="r")[band]
-            valid = np.load(files[3 * i + 2].path, mmap_mode="r")
+            k = np.load(files[3 * i + 1].local(), mmap_mode="r")[band]
+            valid = np.load(files[3 * i + 2].local(), mmap_mode="r")
             return k, np.flatnonzero(valid & (key_partition(k, parts) == part))
 
         counts = [len(selected(i)[1]) for i in shards]
@@ -166,13 +164,13 @@ class ComponentsStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         parent = new_forest(task.params["docs"])
         for f in task.inputs:
-            edges = np.load(f.path)
+            edges = np.load(f.local())
             union_edges(parent, np.ascontiguousarray(edges[:, 0]), np.ascontiguousarray(edges[:, 1]))
             del edges
         members, roots = clusters(parent)
         del parent
-        save_npy_atomic(os.path.join(out_dir, "members.npy"), members)
-        save_npy_atomic(os.path.join(out_dir, "roots.npy"), roots)
+        save_npy_atomic(storage.join(out_dir, "members.npy"), members)
+        save_npy_atomic(storage.join(out_dir, "roots.npy"), roots)
         sizes = np.bincount(np.unique(roots, return_inverse=True)[1]) if len(roots) else np.zeros(0, np.int64)
         summary = {"documents": task.params["docs"], "clusters": int(len(sizes)),
                    "documents_in_clusters": int(len(members)), "duplicates": int(len(members) - len(sizes)),
@@ -201,8 +199,8 @@ class RemoveStage(DocumentStage):
         return task.inputs[:1]
 
     def start_shard(self, task, out_dir):
-        members = np.load(task.inputs[1].path, mmap_mode="r")
-        roots = np.load(task.inputs[2].path, mmap_mode="r")
+        members = np.load(task.inputs[1].local(), mmap_mode="r")
+        roots = np.load(task.inputs[2].local(), mmap_mode="r")
         self._offset = task.params["offset"]
         lo, hi = np.searchsorted(members, [self._offset, self._offset + task.params["rows"]])
         self._members = np.asarray(members[lo:hi], dtype=np.int64)
@@ -226,7 +224,7 @@ class RemoveStage(DocumentStage):
 
     def finish_shard(self, task, out_dir):
         rel = f"_audit/{task.key}.parquet"
-        with ParquetShardWriter(os.path.join(out_dir, rel), schema=AUDIT_SCHEMA) as w:
+        with ParquetShardWriter(storage.join(out_dir, rel), schema=AUDIT_SCHEMA) as w:
             for t in self._audit:
                 w.write(t)
         self._audit = []
@@ -243,14 +241,14 @@ def lsh_partitions(n_docs: int, partition_bytes: int) -> int:
 
 
 def write_audit(out_dir: str, keys: list[str]) -> None:
-    parts = [pq.read_table(os.path.join(out_dir, f"_audit/{k}.parquet")) for k in keys]
+    parts = [storage.open_parquet(storage.join(out_dir, f"_audit/{k}.parquet")).read() for k in keys]
     audit = pa.concat_tables(parts) if parts else AUDIT_SCHEMA.empty_table()
     kept = audit.filter(audit["kept"]).select(["cluster_id", "doc_id"]).rename_columns(["cluster_id",
                                                                                          "kept_doc_id"])
     table = audit.join(kept, "cluster_id", join_type="left outer")
     table = table.sort_by([("cluster_id", "ascending"), ("kept", "descending"), ("doc_id", "ascending")])
     table = table.select(["doc_id", "source", "cluster_id", "kept_doc_id", "kept"])
-    with ParquetShardWriter(os.path.join(out_dir, "duplicates.parquet"), schema=table.schema) as w:
+    with ParquetShardWriter(storage.join(out_dir, "duplicates.parquet"), schema=table.schema) as w:
         w.write(table)
 
 
@@ -258,7 +256,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
               progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
     cfg = cfg or MinHashConfig()
-    minhash_dir = minhash_dir or os.path.join(os.path.dirname(os.path.abspath(out_dir)), "minhash")
+    minhash_dir = minhash_dir or storage.join(storage.parent(out_dir), "minhash")
     files = [f for f in discover(inputs) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama normalize` first")
@@ -274,13 +272,13 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
 
     side = [_input_file(minhash_dir, t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy")]
     parts = lsh_partitions(n_docs, partition_bytes)
-    lsh_dir = os.path.join(out_dir, "_lsh")
+    lsh_dir = storage.join(out_dir, "_lsh")
     lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", tuple(side),
                            {"band": b, "part": p, "parts": parts, "offsets": offsets})
                  for b in range(cfg.bands) for p in range(parts)]
     lsh = run_stage(LshStage(cfg, verify), lsh_tasks, lsh_dir, **run)
 
-    comp_dir = os.path.join(out_dir, "_components")
+    comp_dir = storage.join(out_dir, "_components")
     edges = tuple(_input_file(lsh_dir, f"{t.key}.npy") for t in lsh_tasks)
     comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": n_docs})], comp_dir, **run)
 
@@ -292,6 +290,6 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,
                "candidate_edges": sum(m["extra"]["candidates"] for m in lsh.markers),
                "edges": sum(m["extra"]["edges"] for m in lsh.markers), **comp.markers[0]["extra"]}
-    write_bytes_atomic(os.path.join(out_dir, "dedup.json"), json.dumps(summary, indent=1, sort_keys=True).encode())
+    write_bytes_atomic(storage.join(out_dir, "dedup.json"), json.dumps(summary, indent=1, sort_keys=True).encode())
     report.extra = summary
     return report

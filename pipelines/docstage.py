@@ -8,13 +8,13 @@ stage (identity transform) converts any corpus to parquet shards; normalize and 
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
+from slimpajama import storage
 from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
 from slimpajama.ledger import Ledger, sizes_by_source
 from slimpajama.readers import (
@@ -136,12 +136,12 @@ class DocumentStage:
         ledger = Ledger(self.name)
         out_rel = task.key + ".parquet"
         err_rel = f"{STATE_DIR}/{task.key}.errors.jsonl"
-        errors = _ErrorLog(os.path.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
+        errors = _ErrorLog(storage.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
         ok = False
         row = 0
         self.start_shard(task, out_dir)
         try:
-            with ParquetShardWriter(os.path.join(out_dir, out_rel)) as writer:
+            with ParquetShardWriter(storage.join(out_dir, out_rel)) as writer:
                 for f in self.document_inputs(task):
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         writer.write(self._account(batch, row, ledger))

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.ledger import Ledger, sizes_by_source
 from slimpajama.readers import InputFile, discover, read_documents
@@ -71,7 +70,7 @@ class ScatterStage:
         tags, digests = [], []
         counts: dict[str, list[int]] = {s: [0] * self.buckets[s] for s in SPLITS}
         rel = task.key + ".arrow"
-        with atomic_path(os.path.join(out_dir, rel)) as tmp, ipc.new_file(tmp, SCATTER_SCHEMA) as writer:
+        with atomic_path(storage.join(out_dir, rel)) as tmp, ipc.new_file(tmp, SCATTER_SCHEMA) as writer:
             for batch in read_documents(shard, raise_on_bad):
                 ledger.batch_in(batch)
                 rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -95,9 +94,9 @@ class ScatterStage:
                     writer.write_batch(sub)
                     tags.append((s, b))
                     counts[SPLITS[s]][b] += len(members)
-        save_npy_atomic(os.path.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
-        save_npy_atomic(os.path.join(out_dir, task.key + ".holdout.npy"),
-                  np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
+        save_npy_atomic(storage.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
+        save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"),
+                        np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
         return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
                             extra={"counts": counts})
 
@@ -118,17 +117,17 @@ class ShuffleStage:
         *scatter, holdout_file = task.inputs
         parts = []
         for arrow_file, tags_file in zip(scatter[0::2], scatter[1::2], strict=True):
-            tags = np.load(tags_file.path)
+            tags = np.load(tags_file.local())
             wanted = np.flatnonzero((tags[:, 0] == s) & (tags[:, 1] == bucket)) if len(tags) else []
             if len(wanted):
-                with pa.memory_map(arrow_file.path) as source:
+                with pa.memory_map(arrow_file.local()) as source:
                     reader = ipc.open_file(source)
                     parts.extend(reader.get_batch(int(i)) for i in wanted)
         table = pa.Table.from_batches(parts, schema=SCATTER_SCHEMA).combine_chunks()
         del parts
         ledger = Ledger("release")
         if split == "train" and table.num_rows:
-            table = self._decontaminate(table, np.load(holdout_file.path), ledger)
+            table = self._decontaminate(table, np.load(holdout_file.local()), ledger)
         firsts = table.filter(pc.equal(table["copy"], 0))
         for src, (d, b) in sizes_by_source(firsts).items():
             ledger.count_out(src, d, b)
@@ -141,10 +140,10 @@ class ShuffleStage:
             if part.num_rows == 0:
                 continue  # every document of this file was decontaminated
             rel = file_path(split, task.params["first_file"] + j, self.cfg)
-            with ReleaseChunkWriter(os.path.join(out_dir, rel)) as w:
+            with ReleaseChunkWriter(storage.join(out_dir, rel)) as w:
                 w.write_batch(part)
             outputs.append(rel)
-            files.append({"path": rel, "docs": part.num_rows, "sha256": sha256_file(os.path.join(out_dir, rel)),
+            files.append({"path": rel, "docs": part.num_rows, "sha256": sha256_file(storage.join(out_dir, rel)),
                           "text_bytes": int(pc.sum(pc.binary_length(part["text"])).as_py() or 0),
                           "sources": {s_: d for s_, (d, _) in sorted(sizes_by_source(part).items())}})
         return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
@@ -167,7 +166,7 @@ class ShuffleStage:
 def _text_bytes(files: list[InputFile]) -> int:
     total = 0
     for f in files:
-        md = pq.ParquetFile(f.path).metadata
+        md = storage.open_parquet(f.path).metadata
         col = md.schema.to_arrow_schema().get_field_index("text")
         total += sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
     return total
@@ -185,22 +184,20 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
                "validation": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes)),
                "test": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes))}
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
-    scatter_dir = os.path.join(out_dir, "_scatter")
+    scatter_dir = storage.join(out_dir, "_scatter")
     tasks = file_tasks(files)
     scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
 
-    holdout = np.concatenate([np.load(os.path.join(scatter_dir, t.key + ".holdout.npy")) for t in tasks])
+    holdout = np.concatenate([np.load(storage.local_copy(storage.join(scatter_dir, t.key + ".holdout.npy")))
+                              for t in tasks])
     holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
     holdout_rel = "holdout_sha256.npy"
-    save_npy_atomic(os.path.join(scatter_dir, holdout_rel), holdout)
+    save_npy_atomic(storage.join(scatter_dir, holdout_rel), holdout)
 
     side = []
-    for t in tasks:
-        for suffix in (".arrow", ".tags.npy"):
-            p = os.path.join(scatter_dir, t.key + suffix)
-            side.append(InputFile(p, t.key + suffix, os.path.getsize(p)))
-    side.append(InputFile(os.path.join(scatter_dir, holdout_rel), holdout_rel,
-                          os.path.getsize(os.path.join(scatter_dir, holdout_rel))))
+    for rel in [t.key + suffix for t in tasks for suffix in (".arrow", ".tags.npy")] + [holdout_rel]:
+        p = storage.join(scatter_dir, rel)
+        side.append(InputFile(p, rel, storage.file_size(p)))
     shuffle_tasks = []
     for split in SPLITS:
         first = 0
@@ -216,9 +213,9 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     for m in scatter.markers + shuffle.markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
     ledger.check_balanced()
-    write_bytes_atomic(os.path.join(out_dir, "ledger.json"), ledger.dumps().encode())
+    write_bytes_atomic(storage.join(out_dir, "ledger.json"), ledger.dumps().encode())
     manifest = _manifest(cfg, buckets, shuffle, ledger)
-    write_bytes_atomic(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    write_bytes_atomic(storage.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
     report = StageReport("release", out_dir, ledger, len(tasks) + len(shuffle_tasks),
                          scatter.skipped + shuffle.skipped, 0, scatter.seconds + shuffle.seconds)
     report.extra = {k: manifest[k] for k in ("splits", "decontaminated")}

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
 from slimpajama.progress import shard_progress
@@ -54,14 +55,13 @@ class ShardOutcome:
 
 
 def state_path(out_dir: str, key: str) -> str:
-    return os.path.join(out_dir, STATE_DIR, key + ".json")
+    return storage.join(out_dir, STATE_DIR, key + ".json")
 
 
 def read_marker(out_dir: str, key: str) -> dict | None:
     try:
-        with open(state_path(out_dir, key)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
+        return json.loads(storage.read_bytes(state_path(out_dir, key)))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 
 
@@ -71,11 +71,7 @@ def is_complete(stage, task: ShardTask, out_dir: str) -> bool:
         return False
     if m.get("fingerprint") != stage.fingerprint() or m.get("inputs") != task.identity():
         return False
-    for rel, size in m["outputs"].items():
-        p = os.path.join(out_dir, rel)
-        if not os.path.isfile(p) or os.path.getsize(p) != size:
-            return False
-    return True
+    return all(storage.file_size(storage.join(out_dir, rel)) == size for rel, size in m["outputs"].items())
 
 
 def execute_shard(stage, task: ShardTask, out_dir: str) -> dict:
@@ -88,7 +84,7 @@ def execute_shard(stage, task: ShardTask, out_dir: str) -> dict:
         "key": task.key,
         "fingerprint": stage.fingerprint(),
         "inputs": task.identity(),
-        "outputs": {rel: os.path.getsize(os.path.join(out_dir, rel)) for rel in outcome.outputs},
+        "outputs": {rel: storage.file_size(storage.join(out_dir, rel)) for rel in outcome.outputs},
         "errors_file": outcome.errors_file,
         "ledger": outcome.ledger.to_dict(),
         "extra": outcome.extra,
@@ -156,7 +152,7 @@ def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int |
     if len(set(keys)) != len(keys):
         raise SlimPajamaError(f"stage {stage.name}: two shards share an output name")
     try:
-        os.makedirs(os.path.join(out_dir, STATE_DIR), exist_ok=True)
+        storage.makedirs(storage.join(out_dir, STATE_DIR))
     except OSError as e:
         raise SlimPajamaError(f"cannot create output directory {out_dir}: {e.strerror}") from None
     remove_stale_tmp(out_dir)
@@ -172,7 +168,11 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 
     init_ray(ray_address, workers)
     limit = workers or _cluster_cpus()
+    # the driver's object-store settings reach every task, on whichever node it runs
+    env = storage.forwarded_env() if _touches_remote(pending, out_dir) else {}
     remote = ray.remote(num_cpus=1, max_retries=3)(execute_shard)
+    if env:
+        remote = remote.options(runtime_env={"env_vars": env})
     queue = list(pending)
     in_flight: dict = {}
     with shard_progress(stage.name, total, skipped, enabled=progress) as bar:
@@ -198,6 +198,10 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                     ray.cancel(ref, force=True)
 
 
+def _touches_remote(tasks, out_dir: str) -> bool:
+    return storage.is_remote(out_dir) or any(storage.is_remote(f.path) for t in tasks for f in t.inputs)
+
+
 def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
     ledger = Ledger(stage.name)
     n_errors = 0
@@ -206,14 +210,13 @@ def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
     for m in markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
     if keeps_ledger or any(m.get("errors_file") for m in markers):
-        with atomic_path(os.path.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
+        with atomic_path(storage.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
             for m in markers:
-                if m.get("errors_file"):
-                    with open(os.path.join(out_dir, m["errors_file"]), "rb") as f:
-                        for line in f:
-                            errors_out.write(line)
-                            n_errors += 1
+                if m.get("errors_file"):  # one short line per bad record
+                    data = storage.read_bytes(storage.join(out_dir, m["errors_file"]))
+                    errors_out.write(data)
+                    n_errors += data.count(b"\n")
     if keeps_ledger:
         ledger.check_balanced()
-        write_bytes_atomic(os.path.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
+        write_bytes_atomic(storage.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
     return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers)

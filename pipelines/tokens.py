@@ -15,12 +15,12 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from slimpajama.packers.format import FORMAT, FORMAT_VERSION, INDEX_FILE, write_rows
 from slimpajama.packers.pack import TokenStream, bestfit_plan, concat_cut_docs, concat_plan, row_order
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
 from slimpajama.readers import InputFile, discover, read_documents
@@ -63,13 +63,13 @@ class TokenizeStage:
         enc = get_encoding(self.encoding)
         ledger = Ledger(self.name)
         err_rel = f"{STATE_DIR}/{task.key}.errors.jsonl"
-        errors = _ErrorLog(os.path.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
+        errors = _ErrorLog(storage.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
         tok_rel, docs_rel = task.key + ".tokens.bin", task.key + ".docs.parquet"
         per_source: dict[str, int] = {}
         ok = False
         try:
-            with atomic_path(os.path.join(out_dir, tok_rel)) as tmp, open(tmp, "wb") as out, \
-                    ParquetShardWriter(os.path.join(out_dir, docs_rel), schema=DOCS_SCHEMA) as docs:
+            with atomic_path(storage.join(out_dir, tok_rel)) as tmp, open(tmp, "wb") as out, \
+                    ParquetShardWriter(storage.join(out_dir, docs_rel), schema=DOCS_SCHEMA) as docs:
                 for f in task.inputs:
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         ledger.batch_in(batch)
@@ -92,7 +92,7 @@ def run_tokenize(inputs, out_root: str, encoding: str = "gpt2", *, threads: int 
     stage = TokenizeStage(encoding, threads, read)
     stage.fingerprint()  # obtain the encoding (offline bootstrap) once, before any task needs it
     tasks = [ShardTask(strip_corpus_suffix(f.rel), (f,)) for f in discover(inputs)]
-    out = os.path.join(out_root, encoding_name(encoding))
+    out = storage.join(out_root, encoding_name(encoding))
     return run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=progress)
 
 
@@ -119,9 +119,9 @@ class PackStage:
         cache = task.params["cache"]
         tok_files, doc_files = task.inputs[0::2], task.inputs[1::2]
         dtype = np.dtype(cache["dtype"])
-        arrays = [np.memmap(f.path, dtype=dtype, mode="r") if f.size else np.zeros(0, dtype) for f in tok_files]
+        arrays = [np.memmap(f.local(), dtype=dtype, mode="r") if f.size else np.zeros(0, dtype) for f in tok_files]
         stream = TokenStream(arrays)
-        docs = pa.concat_tables([pq.read_table(f.path) for f in doc_files]) if doc_files else DOCS_SCHEMA.empty_table()
+        docs = pa.concat_tables([storage.open_parquet(f.path).read() for f in doc_files]) if doc_files else DOCS_SCHEMA.empty_table()
         lens = docs["tokens"].to_numpy().astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
         # sources as small integer codes: 2 bytes per document instead of a Python string each
@@ -153,10 +153,10 @@ class PackStage:
             ids = order[lo: lo + rows_per_file]
             tokens, doc_lens, padding = plan.materialize(stream, ids)
             rel = f"{split}/part-{k:05d}.arrow"
-            write_rows(os.path.join(out_dir, rel), tokens, doc_lens, padding, BATCH_ROWS)
+            path = storage.join(out_dir, rel)
+            write_rows(path, tokens, doc_lens, padding, BATCH_ROWS)
             padding_total += int(padding.sum())
-            path = os.path.join(out_dir, rel)
-            files.append({"path": os.path.basename(rel), "rows": len(ids), "bytes": os.path.getsize(path),
+            files.append({"path": rel.rsplit("/", 1)[1], "rows": len(ids), "bytes": storage.file_size(path),
                           "sha256": sha256_file(path)})
         sums = np.bincount(s_src, weights=per_doc, minlength=len(source_names)) if len(s_src) else []
         per_source = {name: int(n) for name, n in zip(source_names, sums, strict=False) if n}
@@ -172,7 +172,7 @@ class PackStage:
             "cache_tokens": total, "range_tokens": t1 - t0, "tokens_per_source": dict(sorted(per_source.items())),
             "input_fingerprint": task.params["fingerprint"], "files": files,
         }
-        write_bytes_atomic(os.path.join(out_dir, split, INDEX_FILE), json.dumps(index, indent=1).encode())
+        write_bytes_atomic(storage.join(out_dir, split, INDEX_FILE), json.dumps(index, indent=1).encode())
         return ShardOutcome(outputs=[f"{split}/{f['path']}" for f in files] + [f"{split}/{INDEX_FILE}"],
                             ledger=Ledger(self.name), extra={"rows": rows, "padding_fraction": index["padding_fraction"]})
 
@@ -185,15 +185,13 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
                range_: tuple[float, float] = (0.0, 1.0), seed: int = 0, file_bytes: int = 256 << 20,
                out_dir: str | None = None, workers: int | None = None, ray_address: str | None = None,
                progress: bool = True) -> StageReport:
-    state = os.path.join(cache_dir, STATE_DIR)
-    if not os.path.isdir(state):
+    state = storage.join(cache_dir, STATE_DIR)
+    if not storage.isdir(state):
         raise SlimPajamaError(f"no token cache at {cache_dir}: run `slimpajama tokenize` first")
-    markers = sorted(os.path.relpath(os.path.join(d, f), state)[: -len(".json")]
-                     for d, _, fs in os.walk(state) for f in fs if f.endswith(".json"))
+    markers = [rel[: -len(".json")] for rel, _ in storage.list_files(state) if rel.endswith(".json")]
     if not markers:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
-    with open(os.path.join(state, markers[0] + ".json")) as f:
-        fp = json.load(f)["fingerprint"]
+    fp = json.loads(storage.read_bytes(storage.join(state, markers[0] + ".json")))["fingerprint"]
     enc = get_encoding(fp["encoding"] if fp["encoding"] != "r50k_base" else "gpt2")
     cache = {"encoding": fp["encoding"], "dtype": fp["dtype"], "eos": fp["eos"], "vocab_size": enc.n_vocab}
     tasks = []
@@ -204,10 +202,10 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
         inputs = []
         for k in keys:
             for suffix in (".tokens.bin", ".docs.parquet"):
-                p = os.path.join(cache_dir, k + suffix)
-                inputs.append(InputFile(p, k + suffix, os.path.getsize(p)))
+                p = storage.join(cache_dir, k + suffix)
+                inputs.append(InputFile(p, k + suffix, storage.file_size(p)))
         fingerprint = hashlib.sha256(json.dumps([fp, [[f.rel, f.size] for f in inputs]]).encode()).hexdigest()
         tasks.append(ShardTask(split, tuple(inputs), {"cache": cache, "fingerprint": fingerprint}))
-    out = out_dir or os.path.join(out_root, shards_dir_name(seq, range_))
+    out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
     return run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
                      ray_address=ray_address, progress=progress)

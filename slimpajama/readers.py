@@ -8,6 +8,7 @@ the `--on-error fail` policy.
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import gzip
 import io
@@ -20,9 +21,9 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
+from . import storage
 from .errors import BadRecord, SlimPajamaError
 from .schema import DOC_SCHEMA, UNKNOWN_SOURCE, make_batch
 
@@ -54,6 +55,10 @@ class InputFile:
     def is_parquet(self) -> bool:
         return self.rel.endswith(PARQUET_SUFFIXES)
 
+    def local(self) -> str:
+        """A local path to its content (downloaded once per node for an object-store file): for memory maps."""
+        return storage.local_copy(self.path, self.size)
+
 
 def is_corpus_file(name: str) -> bool:
     base = os.path.basename(name)
@@ -79,6 +84,12 @@ def discover(inputs: list[str] | str) -> list[InputFile]:
         inputs = [inputs]
     found: dict[str, InputFile] = {}
     for spec in map(str, inputs):
+        if storage.is_remote(spec):
+            root, listed = _discover_remote(spec)
+            for rel, size in listed:
+                if _wanted(rel):
+                    found.setdefault(rel, InputFile(path=storage.join(root, rel), rel=rel, size=size))
+            continue
         if glob.has_magic(spec):
             root = _glob_root(spec)
             paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
@@ -95,7 +106,7 @@ def discover(inputs: list[str] | str) -> list[InputFile]:
             raise SlimPajamaError(f"input not found: {spec}")
         for p in paths:
             rel = Path(os.path.relpath(p, root)).as_posix()
-            if not is_corpus_file(rel) or any(part.startswith((".", "_")) for part in rel.split("/")[:-1]):
+            if not _wanted(rel):
                 continue
             prev = found.get(rel)
             if prev is not None and os.path.abspath(prev.path) != os.path.abspath(p):
@@ -107,6 +118,30 @@ def discover(inputs: list[str] | str) -> list[InputFile]:
         raise SlimPajamaError(f"no corpus files ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}) under: "
                               + " ".join(map(str, inputs)))
     return [found[k] for k in sorted(found)]
+
+
+def _wanted(rel: str) -> bool:
+    return is_corpus_file(rel) and not any(part.startswith((".", "_")) for part in rel.split("/")[:-1])
+
+
+def _discover_remote(spec: str) -> tuple[str, list[tuple[str, int]]]:
+    """(root, [(rel, size)]) of an object-store file, prefix or glob."""
+    if glob.has_magic(spec):
+        scheme, rest = spec.split("://", 1)
+        parts = rest.split("/")
+        fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+        root = f"{scheme}://" + "/".join(parts[:fixed])
+        pattern = "/".join(parts[fixed:])
+        listed = [(rel, n) for rel, n in storage.list_files(root) if fnmatch.fnmatchcase(rel, pattern)
+                  or (pattern.startswith("**/") and fnmatch.fnmatchcase(rel, pattern[3:]))]
+        return root, listed
+    size = storage.file_size(spec)
+    if size is not None:
+        return storage.parent(spec), [(spec.rstrip("/").rsplit("/", 1)[1], size)]
+    listed = storage.list_files(spec)
+    if not listed:
+        raise SlimPajamaError(f"input not found: {spec}")
+    return spec.rstrip("/"), listed
 
 
 class TruncatedInput(Exception):
@@ -157,8 +192,8 @@ class _ZstdStream(io.RawIOBase):
 
 
 def open_binary(path: str):
-    """A buffered binary stream of the decompressed content."""
-    fh = open(path, "rb")
+    """A buffered binary stream of the decompressed content (remote files stream from the object store)."""
+    fh = io.BufferedReader(storage.open_input(path), _READ_CHUNK) if storage.is_remote(path) else open(path, "rb")
     if path.endswith((".zst", ".zstd")):
         return io.BufferedReader(_ZstdStream(fh), _READ_CHUNK)
     if path.endswith(".gz"):
@@ -376,7 +411,7 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
     del batch_bytes, max_doc_bytes  # parquet batches are bounded by rows and row groups
     fallback_source = file.folder_source or source or UNKNOWN_SOURCE
     try:
-        pf = pq.ParquetFile(file.path)
+        pf = storage.open_parquet(file.path)
     except (OSError, pa.ArrowException) as e:
         on_bad(BadRecord(file.rel, 0, "corrupt", f"not a readable parquet file: {e}", fallback_source, file.size))
         return

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from . import storage
 from .schema import DOC_SCHEMA
 
 TMP_PREFIX = ".tmp-"
@@ -31,14 +32,21 @@ def tmp_path_for(path: str) -> str:
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path; on success fsync and rename it to `path`, on failure remove it."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = tmp_path_for(path)
+    """Yield a temporary local path; on success fsync and rename it to `path` (or upload it, for an object-store
+    URI), on failure remove it."""
+    remote = storage.is_remote(path)
+    if not remote:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = storage.staging_path(path) if remote else tmp_path_for(path)
     try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if remote:
+            storage.publish(tmp, path)
+            os.remove(tmp)
+        else:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -57,7 +65,7 @@ def save_npy_atomic(path: str, array: np.ndarray) -> None:
 
 def sha256_file(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_input(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -66,7 +74,7 @@ def sha256_file(path: str) -> str:
 def remove_stale_tmp(directory: str) -> int:
     """Delete temporary files a killed run left behind; returns how many."""
     n = 0
-    if not os.path.isdir(directory):
+    if storage.is_remote(directory) or not os.path.isdir(directory):  # objects are never uploaded half-written
         return 0
     for dirpath, _, files in os.walk(directory):
         for name in files:
