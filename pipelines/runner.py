@@ -29,6 +29,8 @@ from slimpajama.progress import shard_progress
 from slimpajama.readers import InputFile
 from slimpajama.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
 
+from . import faults
+
 STATE_DIR = "_state"
 LEDGER_FILE = "ledger.json"
 ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
@@ -74,9 +76,10 @@ def is_complete(stage, task: ShardTask, out_dir: str) -> bool:
     return all(storage.file_size(storage.join(out_dir, rel)) == size for rel, size in m["outputs"].items())
 
 
-def execute_shard(stage, task: ShardTask, out_dir: str) -> dict:
+def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None) -> dict:
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
+    armed = fault.arm() if fault else None
     outcome = stage.run_shard(task, out_dir)
     marker = {
         "version": MARKER_VERSION,
@@ -89,13 +92,25 @@ def execute_shard(stage, task: ShardTask, out_dir: str) -> dict:
         "ledger": outcome.ledger.to_dict(),
         "extra": outcome.extra,
         "seconds": round(time.perf_counter() - t0, 3),
+        "node": _node_id(),
     }
+    if armed is not None:
+        armed.cancel()
+        if isinstance(armed, faults.MarkerKill):
+            armed.before_marker()
     # Written last: its presence means every output above is complete.
     write_bytes_atomic(state_path(out_dir, task.key), json.dumps(marker, sort_keys=True).encode())
     return marker
 
 
 # ----------------------------------------------------------------------------------------------------------- Ray
+
+
+def _node_id() -> str | None:
+    """The Ray node that ran a task (for the audit trail of a cluster run); None outside Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def init_ray(ray_address: str | None = None, workers: int | None = None) -> None:
@@ -175,12 +190,17 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
         remote = remote.options(runtime_env={"env_vars": env})
     queue = list(pending)
     in_flight: dict = {}
+    kill_after, worker_faults = faults.driver_kill_after(stage.name), faults.worker_faults(stage.name)
+    dispatched = completed = 0
     with shard_progress(stage.name, total, skipped, enabled=progress) as bar:
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
                     task = queue.pop(0)
-                    in_flight[remote.remote(stage, task, out_dir)] = task
+                    in_flight[remote.remote(stage, task, out_dir, worker_faults.get(dispatched))] = task
+                    dispatched += 1
+                if kill_after == completed:
+                    faults.kill_self()
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
                     in_flight.pop(ref)
@@ -192,6 +212,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                             raise cause from None
                         raise
                     bar.advance(marker["ledger"]["totals"]["docs_in"])
+                    completed += 1
         finally:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
@@ -203,6 +224,7 @@ def _touches_remote(tasks, out_dir: str) -> bool:
 
 
 def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
+    remove_stale_tmp(out_dir)  # a worker killed mid-write (then retried) left its temporary file
     ledger = Ledger(stage.name)
     n_errors = 0
     keeps_ledger = getattr(stage, "keeps_ledger", True)

@@ -244,6 +244,51 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
     _print_report(report, as_json)
 
 
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--data", default="data", show_default=True,
+              help="Root of every stage's output (work/, slimpajama/, tokens/, shards/), a path or an s3:// URI.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.0017, show_default=True)
+@click.option("--docs-per-file", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--bucket-bytes", type=SIZE, default="256MB", show_default=True)
+@click.option("--batch-rows", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Documents per read batch (memory per task; never changes the output).")
+@click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True, default=(2048,), show_default=True,
+              help="Sequence length of a packed output; repeat with --range for BTLM's schedule.")
+@click.option("--range", "ranges", multiple=True, default=None, help="Train range A:B per --seq (default 0:1).")
+@click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
+@click.option("--encoding", default="gpt2", show_default=True)
+@read_options
+@ray_options
+@_fail_cleanly
+def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, encoding, source,
+             on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+    """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
+    Ray session). Resumes like each stage: rerun the same command after a crash."""
+    from dataclasses import replace
+
+    from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
+
+    from .release import ReleaseConfig
+
+    if ranges and len(ranges) != len(seqs):
+        raise SlimPajamaError("give one --range per --seq")
+    read = replace(_read_opts(source, on_error, max_doc_bytes), batch_rows=batch_rows)
+    cfg = PipelineConfig(read=read, release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
+                                                          bucket_bytes=bucket_bytes or 1),
+                         encoding=encoding, packing=packing,
+                         shards=tuple(zip(seqs, [_parse_range(r) for r in ranges] if ranges else
+                                          [(0.0, 1.0)] * len(seqs), strict=True)))
+    reports = run_pipeline(list(inputs), data, cfg, workers=workers, ray_address=ray_address, progress=not quiet)
+    summaries = [r.summary() for r in reports]
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2, sort_keys=True))
+    else:
+        for s in summaries:
+            click.echo(f"{s['stage']}: {s['docs_in']:,} docs in, {s['docs_out']:,} out, dropped {s['dropped']} "
+                       f"({s['resumed']}/{s['shards']} shards resumed) -> {s['out']}")
+
+
 @main.group()
 def encodings():
     """tiktoken encodings (GPT-2 obtained and verified offline)."""

@@ -1,0 +1,83 @@
+"""Scripted fault injection, to prove that every stage survives a SIGKILL anywhere (tests and drills only).
+
+`SLIMPAJAMA_FAULT` (read by the driver) is a comma-separated list of:
+  driver:<stage>:<n>            SIGKILL the driver once <n> tasks of <stage> have completed in this run
+  worker:<stage>:<i>:<point>    the <i>-th task dispatched for <stage> SIGKILLs its own Ray worker, once, at <point>:
+                                `marker` (outputs written, completion marker not) or a delay in seconds after the
+                                task starts (anywhere inside the work; Ray then retries the task). The
+                                token file it leaves in $SLIMPAJAMA_FAULT_DIR shows that it fired.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+from dataclasses import dataclass
+
+from slimpajama.errors import SlimPajamaError
+
+ENV = "SLIMPAJAMA_FAULT"
+TOKEN_DIR_ENV = "SLIMPAJAMA_FAULT_DIR"  # where fired faults leave their token (default: the temp dir)
+
+
+@dataclass(frozen=True)
+class WorkerFault:
+    token: str  # created by the first attempt that fires; a retried attempt sees it and runs normally
+    point: str
+
+    def arm(self) -> threading.Timer | None:
+        """Called at the start of the task: returns a timer to cancel when the task ends (or None)."""
+        try:
+            os.close(os.open(self.token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return None
+        if self.point == "marker":
+            return MarkerKill()
+        timer = threading.Timer(float(self.point), kill_self)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+class MarkerKill:
+    """Kills at the marker (the runner calls `before_marker`)."""
+
+    def before_marker(self) -> None:
+        kill_self()
+
+    def cancel(self) -> None:
+        pass
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _parse() -> list[list[str]]:
+    spec = os.environ.get(ENV, "").strip()
+    items = [s.split(":") for s in spec.split(",") if s.strip()]
+    for it in items:
+        ok = (it[0] == "driver" and len(it) == 3) or (it[0] == "worker" and len(it) == 4)
+        if not ok:
+            raise SlimPajamaError(f"{ENV}: cannot parse {':'.join(it)!r} (see pipelines/faults.py)")
+    return items
+
+
+def driver_kill_after(stage: str) -> int | None:
+    """Completed tasks of `stage` after which the driver dies, or None."""
+    return next((int(it[2]) for it in _parse() if it[0] == "driver" and it[1] == stage), None)
+
+
+def worker_faults(stage: str) -> dict[int, WorkerFault]:
+    """{dispatch index: fault} for `stage`."""
+    out = {}
+    for it in _parse():
+        if it[0] == "worker" and it[1] == stage:
+            token = os.path.join(os.environ.get(TOKEN_DIR_ENV) or tempfile.gettempdir(),
+                                 f"slimpajama-fault-{os.getpid()}-{stage}-{it[2]}")
+            if os.path.exists(token):
+                os.remove(token)
+            out[int(it[2])] = WorkerFault(token, it[3])
+    return out

@@ -1,0 +1,58 @@
+"""The whole pipeline in one driver (one Ray session): raw corpus -> release -> token cache -> packed shards.
+
+The layout under `data` is the Makefile's: work/normalized, work/minhash, work/dedup, slimpajama, tokens/<encoding>,
+shards/seq<N>[-<A>-<B>]. Every stage resumes, so rerunning after a crash finishes the job with the same bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slimpajama.tokenize.encodings import encoding_name
+
+from slimpajama import storage
+from slimpajama.minhash import MinHashConfig
+from slimpajama.readers import discover
+from slimpajama.release import ReleaseConfig
+
+from .dedup import DEFAULT_PARTITION_BYTES, run_dedup
+from .docstage import ReadOptions, file_tasks
+from .normalize import NormalizeStage
+from .release import run_release
+from .runner import StageReport, run_stage
+from .tokens import run_shards, run_tokenize
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    read: ReadOptions = field(default_factory=ReadOptions)
+    min_chars: int = 200
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    partition_bytes: int = DEFAULT_PARTITION_BYTES
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    encoding: str = "gpt2"
+    # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
+    shards: tuple[tuple[int, tuple[float, float]], ...] = ((2048, (0.0, 1.0)),)
+    packing: str = "concat"
+
+
+def paths(data: str, encoding: str = "gpt2") -> dict[str, str]:
+    j = storage.join
+    return {"normalized": j(data, "work", "normalized"), "dedup": j(data, "work", "dedup"),
+            "release": j(data, "slimpajama"), "tokens": j(data, "tokens"),
+            "cache": j(data, "tokens", encoding_name(encoding)), "shards": j(data, "shards")}
+
+
+def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: int | None = None,
+                 ray_address: str | None = None, progress: bool = True) -> list[StageReport]:
+    cfg = cfg or PipelineConfig()
+    p = paths(data, cfg.encoding)
+    run = dict(workers=workers, ray_address=ray_address, progress=progress)
+    reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), file_tasks(discover(raw)), p["normalized"], **run)]
+    reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
+                             **run))
+    reports.append(run_release(storage.join(p["dedup"], "shards"), p["release"], cfg.release, **run))
+    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, **run))
+    for seq, range_ in cfg.shards:
+        reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_, **run))
+    return reports

@@ -1,0 +1,70 @@
+"""The whole pipeline at test size, and the bytes it produces, for the reliability tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from slimpajama.pipelines import ReadOptions
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
+
+from slimpajama import storage
+from slimpajama.release import ReleaseConfig
+
+SEQ = 64
+# small files and buckets so that every stage has several tasks to kill
+CONFIG = PipelineConfig(release=ReleaseConfig(holdout=0.05, docs_per_file=100, bucket_bytes=400_000),
+                        shards=((SEQ, (0.0, 0.75)), (4 * SEQ, (0.75, 1.0))))
+CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "400000",
+            "--seq", str(SEQ), "--range", "0:0.75", "--seq", str(4 * SEQ), "--range", "0.75:1", "--quiet"]
+# stage name -> its output directory under the data root (where its completion markers are)
+STAGE_DIRS = {"normalize": "work/normalized", "minhash": "work/minhash", "lsh": "work/dedup/_lsh",
+              "components": "work/dedup/_components", "dedup": "work/dedup",
+              "release-scatter": "slimpajama/_scatter", "release-shuffle": "slimpajama/_state/_shuffle",
+              "tokenize": "tokens/gpt2", "pack": f"shards/seq{SEQ}-0-0.75"}
+
+
+def pipeline(raw, data, batch_rows: int = 1024, **kw):
+    cfg = CONFIG if batch_rows == 1024 else PipelineConfig(**{**CONFIG.__dict__, "read": ReadOptions(
+        batch_rows=batch_rows)})
+    return run_pipeline(str(raw), str(data), cfg, progress=False, **kw)
+
+
+def pipeline_cli(raw, data, *extra, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """`slimpajama pipeline` in its own process (its own Ray, unless --ray-address)."""
+    return subprocess.run([sys.executable, "-m", "slimpajama.cli", "pipeline", str(raw), "--data", str(data),
+                           *CLI_ARGS, *extra], env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def product(data) -> dict[str, str]:
+    """SHA-256 of every file the pipeline leaves under `data`, completion markers aside (they hold timings)."""
+    out = {}
+    for rel, _ in storage.list_files(str(data)):
+        if "/_state/" in f"/{rel}" or rel.startswith("raw/"):
+            continue
+        out[rel] = hashlib.sha256(storage.read_bytes(storage.join(str(data), rel))).hexdigest()
+    return out
+
+
+def task_counts(data) -> dict[str, int]:
+    """Tasks per stage in a finished run (from its markers)."""
+    counts = {}
+    for stage, d in STAGE_DIRS.items():
+        state = d if d.endswith("_state/_shuffle") else f"{d}/_state"
+        files = [r for r, _ in storage.list_files(storage.join(str(data), state)) if r.endswith(".json")]
+        if stage == "dedup":
+            files = [r for r in files if r.startswith("shards/")]
+        counts[stage] = len(files)
+    return counts
+
+
+def ledgers_balance(data) -> None:
+    for rel in ("work/normalized", "work/dedup", "slimpajama", "tokens/gpt2"):
+        led = json.loads(storage.read_bytes(storage.join(str(data), rel, "ledger.json")))
+        t = led["totals"]
+        assert led["balanced"], rel
+        assert t["docs_in"] == t["docs_out"] + sum(v["docs"] for v in t["dropped"].values()), rel
