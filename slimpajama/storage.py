@@ -29,7 +29,8 @@ from .errors import SlimPajamaError
 CACHE_ENV = "SLIMPAJAMA_CACHE_DIR"  # node-local disk for downloads and staged uploads
 # The driver's object-store settings, forwarded to every Ray task (a cluster node may have none of its own).
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                 "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", CACHE_ENV)
+                 "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_EC2_METADATA_DISABLED",
+                 CACHE_ENV)
 _COPY_CHUNK = 8 << 20
 
 
@@ -161,7 +162,8 @@ def publish(local: str, uri: str) -> None:
     """Upload a complete local file to `uri`; on failure nothing stays at `uri`."""
     fs, p = resolve(uri)
     try:
-        with open(local, "rb") as src, fs.open_output_stream(p) as dst:
+        # compression=None: pyarrow would otherwise compress a .zst/.gz name a second time
+        with open(local, "rb") as src, fs.open_output_stream(p, compression=None) as dst:
             shutil.copyfileobj(src, dst, _COPY_CHUNK)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -173,8 +175,14 @@ def local_copy(path: str, size: int | None = None) -> str:
     """A local file with the content of `path`: the path itself, or a cached download of a remote object."""
     if not is_remote(path):
         return path
-    size = file_size(path) if size is None else size
-    key = hashlib.sha1(f"{path}\0{size}".encode()).hexdigest()[:20]
+    info = _info(path)
+    if info.type != pafs.FileType.File:
+        raise FileNotFoundError(path)
+    if size is not None and info.size != size:
+        raise SlimPajamaError(f"{path} is {info.size} bytes, expected {size}: it changed since it was listed")
+    size = info.size
+    # the modification time tells a rewritten object from the one cached (an unchanged object keeps its copy)
+    key = hashlib.sha1(f"{path}\0{size}\0{info.mtime_ns}".encode()).hexdigest()[:20]
     local = os.path.join(cache_dir(), "objects", f"{key}-{posixpath.basename(path)}")
     if os.path.isfile(local) and os.path.getsize(local) == size:
         return local

@@ -30,3 +30,15 @@ def sample_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("sample") / "raw"
     truth = generate_corpus(str(out), seed=7, docs=600)
     return out, truth
+
+
+@pytest.fixture(scope="session")
+def clean_pipeline(sample_corpus, tmp_path_factory, ray_session):
+    """The whole pipeline run once, uninterrupted, on the sample corpus: (data dir, product, tasks per stage)."""
+    from pipeline_helpers import ledgers_balance, pipeline, product, task_counts
+
+    raw, _ = sample_corpus
+    data = tmp_path_factory.mktemp("clean")
+    pipeline(raw, data)
+    ledgers_balance(data)
+    return data, product(data), task_counts(data)

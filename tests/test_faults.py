@@ -3,32 +3,22 @@ Ray's retry) ends with the same bytes as a clean run and every ledger balances."
 
 import random
 
-import pytest
-from pipeline_helpers import STAGE_DIRS, ledgers_balance, pipeline, pipeline_cli, product, task_counts
+from pipeline_helpers import STAGE_DIRS, ledgers_balance, pipeline, pipeline_cli, product
 
 SEED = 20261122
 
 
-@pytest.fixture(scope="module")
-def clean(sample_corpus, tmp_path_factory, ray_session):
-    raw, _ = sample_corpus
-    data = tmp_path_factory.mktemp("clean")
-    pipeline(raw, data)
-    ledgers_balance(data)
-    return data, product(data), task_counts(data)
-
-
-def test_every_stage_has_tasks_to_kill(clean):
-    _, files, counts = clean
+def test_every_stage_has_tasks_to_kill(clean_pipeline):
+    _, files, counts = clean_pipeline
     assert set(counts) == set(STAGE_DIRS) and all(n >= 1 for n in counts.values()), counts
     assert sum(n > 1 for n in counts.values()) >= 7  # most stages have several tasks
     assert any(f.endswith(".jsonl.zst") for f in files) and any(f.endswith(".arrow") for f in files)
 
 
-def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean, sample_corpus, tmp_path):
+def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, sample_corpus, tmp_path):
     """One data directory; the driver dies once in each stage in turn (after a seeded number of that stage's
     tasks completed), each rerun resuming what the previous ones left; the last run finishes."""
-    _, want, counts = clean
+    _, want, counts = clean_pipeline
     raw, _ = sample_corpus
     rng = random.Random(SEED)
     data = tmp_path / "data"
@@ -42,10 +32,11 @@ def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean, sam
     assert product(data) == want
 
 
-def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean, sample_corpus, tmp_path, monkeypatch):
+def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipeline, sample_corpus, tmp_path,
+                                                                    monkeypatch):
     """A worker of every stage SIGKILLs itself at a seeded point: at the start, inside the work, or after its
     outputs but before its completion marker. Ray retries the task; nothing partial is trusted."""
-    _, want, counts = clean
+    _, want, counts = clean_pipeline
     raw, _ = sample_corpus
     rng = random.Random(SEED + 1)
     faults = [f"worker:{stage}:{rng.randrange(counts[stage])}:{rng.choice(['0', '0.05', '0.2', 'marker'])}"
