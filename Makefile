@@ -9,12 +9,14 @@ DATA   ?= data
 SAMPLE ?= $(DATA)/raw
 RAW    ?= $(SAMPLE)
 WORKERS ?=
+RAY_ADDRESS ?=
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SP    := $(BIN)/slimpajama
-WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),)
+# RAY_ADDRESS=<head>:6379 runs every stage on that Ray cluster (see README, "Running on a cluster").
+WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),)
 
 NORMALIZED := $(DATA)/work/normalized
 DEDUP      := $(DATA)/work/dedup
