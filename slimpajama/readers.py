@@ -359,16 +359,43 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
         bad(0, "empty_file", "file holds no records", 0)
 
 
+def _invalid_utf8_rows(batch: pa.RecordBatch) -> list[int]:
+    """Rows whose strings are not valid UTF-8 (parquet does not check; Python would raise on them)."""
+    try:
+        batch.validate(full=True)
+        return []
+    except pa.ArrowInvalid:
+        pass
+    bad = set()
+    for col in batch.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            for i, v in enumerate(col.cast(pa.large_binary()).to_pylist()):
+                if v is not None:
+                    try:
+                        v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad.add(i)
+    return sorted(bad)
+
+
 def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, source: str | None,
                     on_bad: OnBad) -> pa.RecordBatch:
     """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta."""
+    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    invalid = set(_invalid_utf8_rows(batch))
+    for i in sorted(invalid):
+        on_bad(BadRecord(file.rel, first_row + i + 1, "invalid_utf8", "a string column holds invalid UTF-8",
+                         fallback_source, 0))
+    keep = [i for i in range(batch.num_rows) if i not in invalid]
+    if invalid:
+        batch = batch.take(pa.array(keep, pa.int64()))
+    row_no = [first_row + i + 1 for i in keep]  # 1-based row in the file, as doc ids and error reports name it
     names = batch.schema.names
     n = batch.num_rows
-    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
     text = batch.column("text")
     if not pa.types.is_string(text.type) and not pa.types.is_large_string(text.type):
         for i in range(n):
-            on_bad(BadRecord(file.rel, first_row + i + 1, "non_string_text", f"'text' column is {text.type}",
+            on_bad(BadRecord(file.rel, row_no[i], "non_string_text", f"'text' column is {text.type}",
                              fallback_source, 0))
         return make_batch([], [], [], [])
     if "meta" in names and pa.types.is_string(batch.column("meta").type):
@@ -381,7 +408,7 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
             rows = pa.Table.from_batches([batch.select(rest)]).to_pylist() if rest else [{}] * n
         metas = [json.dumps(m, ensure_ascii=False, default=str) for m in rows]
     ids = (batch.column("doc_id").to_pylist() if "doc_id" in names
-           else [f"{file.rel}:{first_row + i + 1}" for i in range(n)])
+           else [f"{file.rel}:{row_no[i]}" for i in range(n)])
     if "source" in names and pa.types.is_string(batch.column("source").type):
         sources = batch.column("source").to_pylist()
     else:
@@ -396,13 +423,17 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
     keep = [i for i in range(n) if texts[i] is not None]
     for i in range(n):
         if texts[i] is None:
-            on_bad(BadRecord(file.rel, first_row + i + 1, "missing_text", "'text' is null", sources[i] or
+            on_bad(BadRecord(file.rel, row_no[i], "missing_text", "'text' is null", sources[i] or
                              fallback_source, 0))
     if len(keep) == n and "doc_id" in names:
         return pa.RecordBatch.from_arrays([batch.column("doc_id").cast(pa.string()), pa.array(sources, pa.string()),
                                            text.cast(pa.string()), pa.array(metas, pa.string())], schema=DOC_SCHEMA)
     return make_batch([ids[i] for i in keep], [sources[i] for i in keep], [texts[i] for i in keep],
                       [metas[i] for i in keep])
+
+
+# what pyarrow raises on a damaged file (a mangled footer can even give undecodable column names)
+_PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError, IndexError, KeyError)
 
 
 def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
@@ -412,11 +443,12 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
     fallback_source = file.folder_source or source or UNKNOWN_SOURCE
     try:
         pf = storage.open_parquet(file.path)
-    except (OSError, pa.ArrowException) as e:
+        names = pf.schema_arrow.names
+    except _PARQUET_ERRORS as e:
         on_bad(BadRecord(file.rel, 0, "corrupt", f"not a readable parquet file: {e}", fallback_source, file.size))
         return
-    if "text" not in pf.schema_arrow.names:
-        on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {pf.schema_arrow.names})",
+    if "text" not in names:
+        on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {names})",
                          fallback_source, file.size))
         return
     if pf.metadata.num_rows == 0:
@@ -429,7 +461,7 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
             row += batch.num_rows
             if out.num_rows:
                 yield out
-    except (OSError, pa.ArrowException) as e:
+    except _PARQUET_ERRORS as e:
         on_bad(BadRecord(file.rel, row + 1, "corrupt", f"{type(e).__name__}: {e}", fallback_source, 0))
 
 
