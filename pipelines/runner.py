@@ -80,7 +80,11 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
     armed = fault.arm() if fault else None
-    outcome = stage.run_shard(task, out_dir)
+    try:
+        outcome = stage.run_shard(task, out_dir)
+    except OSError as e:  # readers turn input problems into bad records: this is the output side (full disk, ...)
+        raise SlimPajamaError(f"stage {stage.name}, shard {task.key}: cannot write under {out_dir}: "
+                              f"{_os_error(e)}. Completed shards are kept: fix it and rerun.") from None
     marker = {
         "version": MARKER_VERSION,
         "stage": stage.name,
@@ -104,6 +108,11 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
 
 
 # ----------------------------------------------------------------------------------------------------------- Ray
+
+
+def _os_error(e: OSError) -> str:
+    where = f" ({e.filename})" if e.filename else ""
+    return f"{e.strerror or e}{where}"
 
 
 def _node_id() -> str | None:

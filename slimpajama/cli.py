@@ -84,6 +84,10 @@ def _fail_cleanly(fn):
         except SlimPajamaError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except OSError as e:  # the machine's side (disk full, permissions, missing directory): no traceback
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            sys.exit(1)
 
     return wrapper
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
@@ -84,8 +85,17 @@ def remove_stale_tmp(directory: str) -> int:
     return n
 
 
+GROUP_ROWS = 1024
+GROUP_TEXT_BYTES = 8 << 20
+
+
 class ParquetShardWriter:
-    """Streams record batches into one parquet file (zstd), one row group per batch; atomic on close."""
+    """Streams rows into one parquet file (zstd); atomic on close.
+
+    Row groups are cut by the rows themselves (at most GROUP_ROWS rows, closed once their text reaches
+    GROUP_TEXT_BYTES), never by how the caller batched them, so the file's bytes do not depend on read batch sizes.
+    Memory: one row group plus one incoming batch.
+    """
 
     def __init__(self, path: str, schema: pa.Schema = DOC_SCHEMA, compression: str = "zstd"):
         self.path = path
@@ -93,17 +103,37 @@ class ParquetShardWriter:
         self._ctx = atomic_path(path)
         self._tmp = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression, write_statistics=False)
+        self._pending = schema.empty_table()
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows:
-            if isinstance(batch, pa.Table):
-                self._writer.write_table(batch, row_group_size=max(batch.num_rows, 1))
-            else:
-                self._writer.write_batch(batch, row_group_size=batch.num_rows)
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            self._pending = pa.concat_tables([self._pending, table])
             self.rows += batch.num_rows
+            self._flush(final=False)
+
+    def _group_rows(self) -> int:
+        """Rows of the next row group, from the pending rows' text sizes."""
+        n = min(self._pending.num_rows, GROUP_ROWS)
+        if "text" in self.schema.names and n:
+            sizes = pc.binary_length(self._pending["text"].slice(0, n)).to_numpy(zero_copy_only=False)
+            reached = np.flatnonzero(np.cumsum(sizes) >= GROUP_TEXT_BYTES)
+            if len(reached):
+                n = int(reached[0]) + 1
+        return n
+
+    def _flush(self, final: bool) -> None:
+        while self._pending.num_rows:
+            n = self._group_rows()
+            full = n < self._pending.num_rows or n == GROUP_ROWS
+            if not (full or final):
+                break
+            self._writer.write_table(self._pending.slice(0, n), row_group_size=n)
+            self._pending = self._pending.slice(n)
 
     def close(self) -> None:
+        self._flush(final=True)
         self._writer.close()
         self._ctx.__exit__(None, None, None)
 

@@ -3,6 +3,7 @@ Ray's retry) ends with the same bytes as a clean run and every ledger balances."
 
 import random
 
+import pytest
 from pipeline_helpers import STAGE_DIRS, ledgers_balance, pipeline, pipeline_cli, product
 
 SEED = 20261122
@@ -50,3 +51,13 @@ def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipel
     ledgers_balance(data)
     assert product(data) == want
     assert not [f for f in product(data) if "/.tmp-" in f"/{f}"]
+
+
+@pytest.mark.parametrize(("workers", "batch_rows"), [(1, 1024), (1, 7), (2, 7)])
+def test_same_bytes_whatever_the_workers_and_batch_sizes(clean_pipeline, sample_corpus, tmp_path, workers,
+                                                         batch_rows):
+    """The determinism matrix: 1 or 2 workers x read batches of 7 or 1024 documents (the clean run is 2 x 1024)."""
+    _, want, _ = clean_pipeline
+    raw, _ = sample_corpus
+    pipeline(raw, tmp_path / "data", batch_rows=batch_rows, workers=workers)
+    assert product(tmp_path / "data") == want

@@ -28,7 +28,26 @@ def test_parquet_round_trip_real_data(tmp_path, sample):
             w.write(b)
     back = read_all(out)
     assert back.equals(table)  # doc_id, source, text and meta all survive
-    assert pq.ParquetFile(out).metadata.num_row_groups == len(table.to_batches(max_chunksize=3))
+    # row groups come from the rows, not from how they were batched: the same bytes written in one piece
+    with ParquetShardWriter(str(tmp_path / "one.parquet")) as w:
+        w.write(table)
+    assert out.read_bytes() == (tmp_path / "one.parquet").read_bytes()
+
+
+def test_row_groups_are_bounded_by_rows_and_text_bytes(tmp_path, monkeypatch):
+    import slimpajama.writers as writers
+
+    monkeypatch.setattr(writers, "GROUP_ROWS", 10)
+    monkeypatch.setattr(writers, "GROUP_TEXT_BYTES", 100)
+    texts = ["x" * 30] * 7 + ["y"] * 25
+    table = pa.table({"doc_id": [str(i) for i in range(len(texts))], "source": ["s"] * len(texts), "text": texts,
+                      "meta": ["{}"] * len(texts)}, schema=DOC_SCHEMA)
+    with ParquetShardWriter(str(tmp_path / "g.parquet")) as w:
+        for b in table.to_batches(max_chunksize=4):
+            w.write(b)
+    md = pq.ParquetFile(tmp_path / "g.parquet").metadata
+    # 4 x 30 bytes reach 100; then 3 x 30 + 7 x 1 = 10 rows; then 10 rows; then the last 8
+    assert [md.row_group(i).num_rows for i in range(md.num_row_groups)] == [4, 10, 10, 8]
 
 
 def test_release_chunk_round_trip_and_exact_line_format(tmp_path, sample_corpus):
