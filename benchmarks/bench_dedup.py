@@ -20,9 +20,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
-from common import current_peak_rss_mb, current_rss_mb, peak_rss_mb, reset_peak_rss, sample_corpus, timed  # noqa: E402
+from common import current_rss_mb, peak_rss_mb, sample_corpus, timed  # noqa: E402
 
 from slimpajama.errors import raise_on_bad  # noqa: E402
+from slimpajama.memory import peak_rss_mb as current_peak_rss_mb  # noqa: E402
+from slimpajama.memory import reset_peak_rss  # noqa: E402
 from slimpajama.minhash import MinHashConfig, _datasketch_minhash, fast_signatures, signatures  # noqa: E402
 from slimpajama.readers import discover, read_documents  # noqa: E402
 from slimpajama.textnorm import clean_text  # noqa: E402

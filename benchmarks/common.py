@@ -16,21 +16,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reset_peak_rss() -> None:
-    """Start a new high-water mark (Linux: VmHWM), so a step's peak is measured from the memory in use now."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def current_peak_rss_mb() -> float:
-    """VmHWM: the peak since the last reset_peak_rss()."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return peak_rss_mb()
-
-
 def current_rss_mb() -> float:
     with open("/proc/self/status") as f:
         for line in f:

@@ -66,6 +66,10 @@ def bench_tokens(docs: int) -> dict:
             "reader_random_access": run("bench_tokens.py", "--reader")}
 
 
+def bench_e2e(gb: float) -> dict:
+    return run("bench_e2e.py", "--gb", str(gb))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -73,6 +77,8 @@ def main():
     ap.add_argument("--memory-sizes", default="100MB,1GB",
                     help="input sizes for the per-task peak-memory runs (comma separated; '' to skip)")
     ap.add_argument("--lsh-docs", type=int, default=1_000_000, help="documents in the LSH memory run")
+    ap.add_argument("--e2e-gb", type=float, default=2.0,
+                    help="GB of text in the end-to-end run of every stage (0 to skip)")
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
@@ -80,7 +86,11 @@ def main():
     results["normalize_filter"] = bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s])
     results["dedup"] = bench_dedup(args.lsh_docs)
     results["tokenize_pack"] = bench_tokens(args.docs)
-    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack"):
+    if args.e2e_gb:
+        results["end_to_end"] = bench_e2e(args.e2e_gb)
+    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end"):
+        if key not in results:
+            continue
         print(key, json.dumps(results[key], indent=2), file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
+from slimpajama.memory import peak_rss_mb, reset_peak_rss
 from slimpajama.progress import shard_progress
 from slimpajama.readers import InputFile
 from slimpajama.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
@@ -79,6 +80,7 @@ def is_complete(stage, task: ShardTask, out_dir: str) -> bool:
 def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None) -> dict:
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
+    reset_peak_rss()
     armed = fault.arm() if fault else None
     try:
         outcome = stage.run_shard(task, out_dir)
@@ -97,6 +99,7 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
         "extra": outcome.extra,
         "seconds": round(time.perf_counter() - t0, 3),
         "node": _node_id(),
+        "peak_rss_mb": peak_rss_mb(),  # of the process while it ran this shard (for sizing a cluster)
     }
     if armed is not None:
         armed.cancel()

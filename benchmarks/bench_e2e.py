@@ -1,0 +1,111 @@
+"""End to end on a generated multi-GB corpus: every stage's MB/s per core and peak RSS, read from the shard markers.
+
+Per core: a stage's text MB divided by the summed seconds of its tasks (each task holds one core), so the figure
+does not depend on how many cores ran it. The baseline, measured in the same run on the same files, is one core
+doing nothing but zstd decompression and json.loads of the raw corpus: a stage's ratio says how many times more
+(or less) work per byte it does than that bare parse.
+Prints one JSON line (see run.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import zstandard  # noqa: E402
+from common import CACHE  # noqa: E402
+
+from slimpajama import storage  # noqa: E402
+from slimpajama.memory import peak_rss_mb  # noqa: E402
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from slimpajama.readers import discover  # noqa: E402
+from slimpajama.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
+
+MB = 1e6
+# the schedule of BTLM: 2k rows from the first 75% of train tokens, 8k rows from the rest
+CONFIG = PipelineConfig(shards=((2048, (0.0, 0.75)), (8192, (0.75, 1.0))))
+
+
+def corpus(gb: float) -> str:
+    out = os.path.join(CACHE, f"e2e-{gb:g}GB")
+    if not os.path.exists(os.path.join(out, GROUND_TRUTH_FILE)):
+        t = time.perf_counter()
+        generate_corpus(out, seed=3, nbytes=int(gb * 1e9), workers=os.cpu_count() or 1)
+        print(f"generated {out} in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+    return out
+
+
+def baseline_mb_per_s(raw: str, limit_bytes: float = 300e6) -> float:
+    """One core: zstd decompression + json.loads, over the first `limit_bytes` of text."""
+    done, t = 0, time.perf_counter()
+    for f in discover(raw):
+        with open(f.path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh) as r:
+            for line in io.BufferedReader(r):
+                done += len(json.loads(line)["text"].encode("utf-8"))
+        if done >= limit_bytes:
+            break
+    return done / MB / (time.perf_counter() - t)
+
+
+def markers(data: str) -> dict[str, list[dict]]:
+    """Every completion marker under `data`, by stage."""
+    out: dict[str, list[dict]] = {}
+    for rel, _ in storage.list_files(data):
+        if "/_state/" in f"/{rel}" and rel.endswith(".json") and not rel.endswith(".errors.jsonl"):
+            m = json.loads(storage.read_bytes(storage.join(data, rel)))
+            out.setdefault(m["stage"], []).append(m)
+    return out
+
+
+def stage_figures(by_stage: dict[str, list[dict]], base: float) -> dict:
+    text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) / MB for s, ms in by_stage.items()}
+    # stages without a document ledger work on the documents of the stage before them
+    text_in["lsh"] = text_in["components"] = text_in["minhash"]
+    text_in["release-shuffle"] = text_in["release-scatter"]
+    text_in["pack"] = text_in["tokenize"]
+    tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
+    out = {}
+    for stage, ms in by_stage.items():
+        secs = sum(m["seconds"] for m in ms)
+        rate = text_in[stage] / secs if secs else 0.0
+        out[stage] = {"tasks": len(ms), "text_mb_in": round(text_in[stage], 1), "task_seconds": round(secs, 1),
+                      "mb_per_s_per_core": round(rate, 2), "ratio_vs_bare_parse": round(rate / base, 3),
+                      "peak_rss_mb_per_task": max(m.get("peak_rss_mb") or 0 for m in ms)}
+        if stage in ("tokenize", "pack"):
+            out[stage]["tokens_per_s_per_core"] = round(tokens / secs) if secs else 0
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=2.0, help="text in the generated corpus")
+    ap.add_argument("--workers", type=int, default=None)
+    args = ap.parse_args()
+    raw = corpus(args.gb)
+    base = baseline_mb_per_s(raw)
+    data = os.path.join(CACHE, "e2e-run")
+    shutil.rmtree(data, ignore_errors=True)
+    t = time.perf_counter()
+    reports = run_pipeline(raw, data, CONFIG, workers=args.workers, progress=False)
+    wall = time.perf_counter() - t
+    by_stage = markers(data)
+    stages = stage_figures(by_stage, base)
+    norm = reports[0].ledger.totals()
+    tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
+    result = {"corpus_text_mb": round(norm.bytes_in / MB, 1), "docs": norm.docs_in, "wall_seconds": round(wall, 1),
+              "cores": args.workers or os.cpu_count(), "baseline_bare_parse_mb_per_s": round(base, 2),
+              "release_text_mb": stages["tokenize"]["text_mb_in"], "tokens": tokens,
+              "bytes_per_token": round(stages["tokenize"]["text_mb_in"] * MB / max(tokens, 1), 3),
+              "driver_peak_rss_mb": peak_rss_mb(), "stages": stages}
+    shutil.rmtree(data, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
