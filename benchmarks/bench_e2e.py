@@ -20,10 +20,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zstandard  # noqa: E402
 from common import CACHE  # noqa: E402
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline  # noqa: E402
 
 from slimpajama import storage  # noqa: E402
 from slimpajama.memory import peak_rss_mb  # noqa: E402
-from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline  # noqa: E402
 from slimpajama.readers import discover  # noqa: E402
 from slimpajama.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
 

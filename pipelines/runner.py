@@ -84,9 +84,9 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
     armed = fault.arm() if fault else None
     try:
         outcome = stage.run_shard(task, out_dir)
-    except OSError as e:  # readers turn input problems into bad records: this is the output side (full disk, ...)
-        raise SlimPajamaError(f"stage {stage.name}, shard {task.key}: cannot write under {out_dir}: "
-                              f"{_os_error(e)}. Completed shards are kept: fix it and rerun.") from None
+    except OSError as e:  # the machine's side (full disk, permissions, storage): readers count bad input apart
+        raise SlimPajamaError(f"stage {stage.name}, shard {task.key} (output {out_dir}): {_os_error(e)}. "
+                              "Completed shards are kept: fix it and rerun.") from None
     marker = {
         "version": MARKER_VERSION,
         "stage": stage.name,
