@@ -20,9 +20,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zstandard  # noqa: E402
 from common import CACHE  # noqa: E402
-from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline  # noqa: E402
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
 
-from slimpajama import storage  # noqa: E402
 from slimpajama.memory import peak_rss_mb  # noqa: E402
 from slimpajama.readers import discover  # noqa: E402
 from slimpajama.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
@@ -51,16 +50,6 @@ def baseline_mb_per_s(raw: str, limit_bytes: float = 300e6) -> float:
         if done >= limit_bytes:
             break
     return done / MB / (time.perf_counter() - t)
-
-
-def markers(data: str) -> dict[str, list[dict]]:
-    """Every completion marker under `data`, by stage."""
-    out: dict[str, list[dict]] = {}
-    for rel, _ in storage.list_files(data):
-        if "/_state/" in f"/{rel}" and rel.endswith(".json") and not rel.endswith(".errors.jsonl"):
-            m = json.loads(storage.read_bytes(storage.join(data, rel)))
-            out.setdefault(m["stage"], []).append(m)
-    return out
 
 
 def stage_figures(by_stage: dict[str, list[dict]], base: float) -> dict:
@@ -94,7 +83,7 @@ def main():
     t = time.perf_counter()
     reports = run_pipeline(raw, data, CONFIG, workers=args.workers, progress=False)
     wall = time.perf_counter() - t
-    by_stage = markers(data)
+    by_stage = stage_markers(data)
     stages = stage_figures(by_stage, base)
     norm = reports[0].ledger.totals()
     tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])

@@ -123,10 +123,11 @@ class LshStage:
         """This partition's (key, global index) pairs from every shard, in corpus order, in arrays sized up front
         (12 bytes per entry) so nothing is held twice."""
         shards = range(len(offsets) - 1)
+        local = [(files[3 * i + 1].local(), files[3 * i + 2].local()) for i in shards]
 
         def selected(i):
-            k = np.load(files[3 * i + 1].local(), mmap_mode="r")[band]
-            valid = np.load(files[3 * i + 2].local(), mmap_mode="r")
+            k = np.load(local[i][0], mmap_mode="r")[band]
+            valid = np.load(local[i][1], mmap_mode="r")
             return k, np.flatnonzero(valid & (key_partition(k, parts) == part))
 
         counts = [len(selected(i)[1]) for i in shards]

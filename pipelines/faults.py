@@ -14,6 +14,7 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slimpajama.errors import SlimPajamaError
@@ -27,28 +28,19 @@ class WorkerFault:
     token: str  # created by the first attempt that fires; a retried attempt sees it and runs normally
     point: str
 
-    def arm(self) -> threading.Timer | None:
-        """Called at the start of the task: returns a timer to cancel when the task ends (or None)."""
+    def arm(self) -> Callable[[], None] | None:
+        """Called at the start of the task; returns what to call once its outputs are written, before its marker
+        (None: already fired by an earlier attempt)."""
         try:
             os.close(os.open(self.token, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return None
         if self.point == "marker":
-            return MarkerKill()
+            return kill_self
         timer = threading.Timer(float(self.point), kill_self)
         timer.daemon = True
         timer.start()
-        return timer
-
-
-class MarkerKill:
-    """Kills at the marker (the runner calls `before_marker`)."""
-
-    def before_marker(self) -> None:
-        kill_self()
-
-    def cancel(self) -> None:
-        pass
+        return timer.cancel  # the task finished before the delay: it ran unharmed
 
 
 def kill_self() -> None:

@@ -6,6 +6,7 @@ shards/seq<N>[-<A>-<B>]. Every stage resumes, so rerunning after a crash finishe
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from slimpajama.tokenize.encodings import encoding_name
@@ -41,6 +42,16 @@ def paths(data: str, encoding: str = "gpt2") -> dict[str, str]:
     return {"normalized": j(data, "work", "normalized"), "dedup": j(data, "work", "dedup"),
             "release": j(data, "slimpajama"), "tokens": j(data, "tokens"),
             "cache": j(data, "tokens", encoding_name(encoding)), "shards": j(data, "shards")}
+
+
+def stage_markers(data: str) -> dict[str, list[dict]]:
+    """Every completion marker under `data` (seconds, peak RSS, node, ledger of each task), by stage name."""
+    out: dict[str, list[dict]] = {}
+    for rel, _ in storage.list_files(data):
+        if "/_state/" in f"/{rel}" and rel.endswith(".json"):
+            m = json.loads(storage.read_bytes(storage.join(data, rel)))
+            out.setdefault(m["stage"], []).append(m)
+    return out
 
 
 def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: int | None = None,

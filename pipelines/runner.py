@@ -81,7 +81,7 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
     reset_peak_rss()
-    armed = fault.arm() if fault else None
+    before_marker = fault.arm() if fault else None
     try:
         outcome = stage.run_shard(task, out_dir)
     except OSError as e:  # the machine's side (full disk, permissions, storage): readers count bad input apart
@@ -101,10 +101,8 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
         "node": _node_id(),
         "peak_rss_mb": peak_rss_mb(),  # of the process while it ran this shard (for sizing a cluster)
     }
-    if armed is not None:
-        armed.cancel()
-        if isinstance(armed, faults.MarkerKill):
-            armed.before_marker()
+    if before_marker is not None:
+        before_marker()
     # Written last: its presence means every output above is complete.
     write_bytes_atomic(state_path(out_dir, task.key), json.dumps(marker, sort_keys=True).encode())
     return marker

@@ -87,10 +87,7 @@ def file_size(path: str) -> int | None:
 def isdir(path: str) -> bool:
     if not is_remote(path):
         return os.path.isdir(path)
-    fs, p = resolve(path)
-    if "/" not in p:  # a bucket: listing it is the test
-        return _info(path).type == pafs.FileType.Directory
-    return _info(path).type == pafs.FileType.Directory or bool(list_files(path, limit=1))
+    return _info(path).type == pafs.FileType.Directory  # pyarrow reports a prefix holding objects as one
 
 
 def makedirs(path: str) -> None:
@@ -98,7 +95,7 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)  # object stores have no directories to create
 
 
-def list_files(root: str, limit: int | None = None) -> list[tuple[str, int]]:
+def list_files(root: str) -> list[tuple[str, int]]:
     """(posix path relative to root, size) of every file under root, recursively, sorted."""
     if not is_remote(root):
         out = []
@@ -112,8 +109,7 @@ def list_files(root: str, limit: int | None = None) -> list[tuple[str, int]]:
         infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
     except (pa.ArrowException, OSError) as e:
         raise SlimPajamaError(f"cannot list {root}: {e}") from None
-    out = sorted((i.path[len(p) + 1:], i.size) for i in infos if i.type == pafs.FileType.File)
-    return out[:limit] if limit else out
+    return sorted((i.path[len(p) + 1:], i.size) for i in infos if i.type == pafs.FileType.File)
 
 
 def open_input(path: str):

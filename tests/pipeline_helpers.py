@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 from slimpajama.pipelines import ReadOptions
-from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers
 
 from slimpajama import storage
 from slimpajama.release import ReleaseConfig
@@ -20,17 +23,20 @@ CONFIG = PipelineConfig(release=ReleaseConfig(holdout=0.05, docs_per_file=100, b
                         shards=((SEQ, (0.0, 0.75)), (4 * SEQ, (0.75, 1.0))))
 CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "400000",
             "--seq", str(SEQ), "--range", "0:0.75", "--seq", str(4 * SEQ), "--range", "0.75:1", "--quiet"]
-# stage name -> its output directory under the data root (where its completion markers are)
-STAGE_DIRS = {"normalize": "work/normalized", "minhash": "work/minhash", "lsh": "work/dedup/_lsh",
-              "components": "work/dedup/_components", "dedup": "work/dedup",
-              "release-scatter": "slimpajama/_scatter", "release-shuffle": "slimpajama/_state/_shuffle",
-              "tokenize": "tokens/gpt2", "pack": f"shards/seq{SEQ}-0-0.75"}
+# the stages, in the order the pipeline runs them
+STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "release-scatter", "release-shuffle", "tokenize",
+          "pack")
 
 
 def pipeline(raw, data, batch_rows: int = 1024, **kw):
-    cfg = CONFIG if batch_rows == 1024 else PipelineConfig(**{**CONFIG.__dict__, "read": ReadOptions(
-        batch_rows=batch_rows)})
+    cfg = replace(CONFIG, read=ReadOptions(batch_rows=batch_rows))
     return run_pipeline(str(raw), str(data), cfg, progress=False, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pipeline_cli(raw, data, *extra, env=None, timeout=600) -> subprocess.CompletedProcess:
@@ -51,14 +57,11 @@ def product(data) -> dict[str, str]:
 
 
 def task_counts(data) -> dict[str, int]:
-    """Tasks per stage in a finished run (from its markers)."""
+    """Tasks in one run of each stage of a finished pipeline (pack runs once per sequence length: the smallest)."""
     counts = {}
-    for stage, d in STAGE_DIRS.items():
-        state = d if d.endswith("_state/_shuffle") else f"{d}/_state"
-        files = [r for r, _ in storage.list_files(storage.join(str(data), state)) if r.endswith(".json")]
-        if stage == "dedup":
-            files = [r for r in files if r.startswith("shards/")]
-        counts[stage] = len(files)
+    for stage, markers in stage_markers(str(data)).items():
+        runs = collections.Counter(json.dumps(m["fingerprint"], sort_keys=True) for m in markers)
+        counts[stage] = min(runs.values())
     return counts
 
 

@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,16 +14,10 @@ import time
 
 import pytest
 from conftest import REPO
-from pipeline_helpers import product
+from pipeline_helpers import free_port, product
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 MAKE_VARS = ["HOLDOUT=0.05", "SEQ=64", "RANGE=0:0.75"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(args: list[str], env: dict, log) -> subprocess.Popen:
@@ -50,7 +43,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     tmp = tempfile.mkdtemp(prefix="sp-ray-", dir="/tmp")  # short: Ray's socket paths live under the temp dir
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_USAGE_STATS_ENABLED": "0"}
     address = f"127.0.0.1:{port}"

@@ -4,14 +4,14 @@ Ray's retry) ends with the same bytes as a clean run and every ledger balances."
 import random
 
 import pytest
-from pipeline_helpers import STAGE_DIRS, ledgers_balance, pipeline, pipeline_cli, product
+from pipeline_helpers import STAGES, ledgers_balance, pipeline, pipeline_cli, product
 
 SEED = 20261122
 
 
 def test_every_stage_has_tasks_to_kill(clean_pipeline):
     _, files, counts = clean_pipeline
-    assert set(counts) == set(STAGE_DIRS) and all(n >= 1 for n in counts.values()), counts
+    assert set(counts) == set(STAGES) and all(n >= 1 for n in counts.values()), counts
     assert sum(n > 1 for n in counts.values()) >= 7  # most stages have several tasks
     assert any(f.endswith(".jsonl.zst") for f in files) and any(f.endswith(".arrow") for f in files)
 
@@ -23,7 +23,7 @@ def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipe
     raw, _ = sample_corpus
     rng = random.Random(SEED)
     data = tmp_path / "data"
-    for stage in STAGE_DIRS:
+    for stage in STAGES:
         n = rng.randrange(counts[stage])
         r = pipeline_cli(raw, data, env={"SLIMPAJAMA_FAULT": f"driver:{stage}:{n}"})
         assert r.returncode == -9, (stage, n, r.returncode, r.stderr[-2000:])
@@ -41,7 +41,7 @@ def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipel
     raw, _ = sample_corpus
     rng = random.Random(SEED + 1)
     faults = [f"worker:{stage}:{rng.randrange(counts[stage])}:{rng.choice(['0', '0.05', '0.2', 'marker'])}"
-              for stage in STAGE_DIRS]
+              for stage in STAGES]
     monkeypatch.setenv("SLIMPAJAMA_FAULT", ",".join(faults))
     monkeypatch.setenv("SLIMPAJAMA_FAULT_DIR", str(tmp_path))
     data = tmp_path / "data"

@@ -10,25 +10,20 @@ import time
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
-from pipeline_helpers import SEQ, ledgers_balance, pipeline, product
+from pipeline_helpers import SEQ, free_port, ledgers_balance, pipeline, product
 from slimpajama.packers import ShardReader
 
 from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.readers import discover
+from slimpajama.writers import atomic_path, write_bytes_atomic
 
 BUCKET = "slimpajama-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "server.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=log, stderr=subprocess.STDOUT)
@@ -101,12 +96,8 @@ def test_shard_reader_reads_from_the_bucket(s3_run, clean_pipeline):
 
 
 def test_a_failed_upload_leaves_no_object(s3, tmp_path):
-    from slimpajama.writers import write_bytes_atomic
-
     uri = f"s3://{BUCKET}/atomic/x.json"
     with pytest.raises(RuntimeError):
-        from slimpajama.writers import atomic_path
-
         with atomic_path(uri) as tmp:
             open(tmp, "wb").write(b"partial")
             raise RuntimeError("killed while writing")
