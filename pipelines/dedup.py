@@ -7,6 +7,10 @@
                               its root = the kept document)
   remove      per shard:      <out>/shards/<key>.parquet (unique documents), <out>/_audit/<key>.parquet
 then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept) and `<out>/ledger.json`.
+<minhash> defaults to `<out>/_minhash` (private to this dedup). Every task's identity is the digests of what it
+read, so an edited input recomputes exactly what depends on it. A remove task depends on its own shard and on the
+run key (the digests of every shard, and the config), which fixes the clusters: once every remove task is complete
+for the current inputs, minhash/, _lsh/ and _components/ are not needed again and may be deleted.
 
 Memory: a minhash task streams its shard (signatures go to a memory-mapped file); an lsh task holds one band's
 keys in one key range (about 48 bytes per document in it: keys, indices and the sort); components holds 5 bytes per
@@ -15,8 +19,10 @@ document plus one edge file at a time. Nothing holds per-document Python objects
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -38,18 +44,14 @@ from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signature
 from slimpajama.readers import InputFile, discover, read_documents
 from slimpajama.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
+from . import lock
 from .docstage import DocumentStage, ReadOptions, file_tasks
-from .runner import ShardOutcome, ShardTask, StageReport, run_stage
+from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, is_complete, run_stage
 
 DUPLICATE = "duplicate"
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
 DEFAULT_PARTITION_BYTES = 256 << 20
-
-
-
-def _input_file(root: str, rel: str) -> InputFile:
-    path = storage.join(root, rel)
-    return InputFile(path=path, rel=rel, size=storage.file_size(path))
+RUN_FILE = "_dedup_run.json"  # in <out>/_state: the run key of the clusters the remove tasks applied
 
 
 # ------------------------------------------------------------------------------------------------ minhash
@@ -192,16 +194,14 @@ class RemoveStage(DocumentStage):
     """Drops every cluster member but its root; writes the shard's cluster members to an audit part."""
 
     name = "dedup"
+    documents_root = "shards"
 
     def fingerprint(self) -> dict:
         return {"stage": self.name}
 
-    def document_inputs(self, task):
-        return task.inputs[:1]
-
     def start_shard(self, task, out_dir):
-        members = np.load(task.inputs[1].local(), mmap_mode="r")
-        roots = np.load(task.inputs[2].local(), mmap_mode="r")
+        members = np.load(task.side[0].local(), mmap_mode="r")
+        roots = np.load(task.side[1].local(), mmap_mode="r")
         self._offset = task.params["offset"]
         lo, hi = np.searchsorted(members, [self._offset, self._offset + task.params["rows"]])
         self._members = np.asarray(members[lo:hi], dtype=np.int64)
@@ -253,44 +253,62 @@ def write_audit(out_dir: str, keys: list[str]) -> None:
         w.write(table)
 
 
+def run_key(files: list[InputFile], cfg: MinHashConfig, verify: bool) -> str:
+    """What the clusters depend on: every shard's identity (digest) in corpus order, and the settings."""
+    return hashlib.sha256(json.dumps([[f.identity() for f in files], cfg.to_dict(), verify]).encode()).hexdigest()
+
+
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
               progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
     cfg = cfg or MinHashConfig()
-    minhash_dir = minhash_dir or storage.join(storage.parent(out_dir), "minhash")
-    files = [f for f in discover(inputs) if f.is_parquet]
+    minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
+    files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama normalize` first")
     tasks = file_tasks(files)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
+    with lock.hold(out_dir):
+        rows = [storage.open_parquet(f.path).metadata.num_rows for f in files]
+        offsets = [0, *np.cumsum(rows).tolist()]
+        n_docs = offsets[-1]
+        if n_docs > MAX_DOCS:
+            raise SlimPajamaError(f"{n_docs} documents exceed one dedup run's {MAX_DOCS}")
+        key = run_key(files, cfg, verify)
+        remove = RemoveStage(ReadOptions())
+        remove_tasks = [ShardTask(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
+                        for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
+        run_path = storage.join(out_dir, STATE_DIR, RUN_FILE)
+        try:
+            previous = json.loads(storage.read_bytes(run_path))
+        except (FileNotFoundError, ValueError):
+            previous = {}
+        if previous.get("run_key") == key and all(is_complete(remove, t, out_dir) for t in remove_tasks):
+            summary = previous["summary"]  # nothing upstream changed: minhash/lsh/components are not needed
+        else:
+            summary, clusters_ = _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run)
+            remove_tasks = [replace(t, side=clusters_) for t in remove_tasks]
+        report = run_stage(remove, remove_tasks, out_dir, **run)
+        write_audit(out_dir, [t.key for t in remove_tasks])
+        write_bytes_atomic(storage.join(out_dir, "dedup.json"),
+                           json.dumps(summary, indent=1, sort_keys=True).encode())
+        write_bytes_atomic(run_path, json.dumps({"run_key": key, "summary": summary}).encode())
+    report.extra = summary
+    return report
 
+
+def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run) -> tuple[dict, tuple]:
+    """minhash -> lsh -> components: (summary, (members, roots) as inputs of the remove tasks)."""
     mh = run_stage(MinhashStage(cfg), tasks, minhash_dir, **run)
-    rows = [m["extra"]["rows"] for m in mh.markers]
-    offsets = [0, *np.cumsum(rows).tolist()]
-    n_docs = offsets[-1]
-    if n_docs > MAX_DOCS:
-        raise SlimPajamaError(f"{n_docs} documents exceed one dedup run's {MAX_DOCS}")
-
-    side = [_input_file(minhash_dir, t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy")]
-    parts = lsh_partitions(n_docs, partition_bytes)
-    lsh_dir = storage.join(out_dir, "_lsh")
-    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", tuple(side),
-                           {"band": b, "part": p, "parts": parts, "offsets": offsets})
+    side = tuple(mh.output_file(t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy"))
+    parts = lsh_partitions(offsets[-1], partition_bytes)
+    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", side, {"band": b, "part": p, "parts": parts, "offsets": offsets})
                  for b in range(cfg.bands) for p in range(parts)]
-    lsh = run_stage(LshStage(cfg, verify), lsh_tasks, lsh_dir, **run)
-
-    comp_dir = storage.join(out_dir, "_components")
-    edges = tuple(_input_file(lsh_dir, f"{t.key}.npy") for t in lsh_tasks)
-    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": n_docs})], comp_dir, **run)
-
-    cluster_files = (_input_file(comp_dir, "members.npy"), _input_file(comp_dir, "roots.npy"))
-    remove_tasks = [ShardTask(f"shards/{t.key}", (t.inputs[0], *cluster_files), {"offset": off, "rows": n})
-                    for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
-    report = run_stage(RemoveStage(ReadOptions()), remove_tasks, out_dir, **run)
-    write_audit(out_dir, [t.key for t in remove_tasks])
+    lsh = run_stage(LshStage(cfg, verify), lsh_tasks, storage.join(out_dir, "_lsh"), **run)
+    edges = tuple(lsh.output_file(f"{t.key}.npy") for t in lsh_tasks)
+    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": offsets[-1]})],
+                     storage.join(out_dir, "_components"), **run)
     summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,
                "candidate_edges": sum(m["extra"]["candidates"] for m in lsh.markers),
                "edges": sum(m["extra"]["edges"] for m in lsh.markers), **comp.markers[0]["extra"]}
-    write_bytes_atomic(storage.join(out_dir, "dedup.json"), json.dumps(summary, indent=1, sort_keys=True).encode())
-    report.extra = summary
-    return report
+    return summary, (comp.output_file("members.npy"), comp.output_file("roots.npy"))

@@ -21,9 +21,8 @@ from slimpajama.readers import (
     DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_ROWS,
     DEFAULT_MAX_DOC_BYTES,
-    JSONL_SUFFIXES,
-    PARQUET_SUFFIXES,
     InputFile,
+    corpus_suffix,
     read_documents,
 )
 from slimpajama.writers import ParquetShardWriter, atomic_path
@@ -51,10 +50,8 @@ class ReadOptions:
 
 
 def strip_corpus_suffix(rel: str) -> str:
-    for suf in sorted(JSONL_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True):
-        if rel.endswith(suf):
-            return rel[: -len(suf)]
-    return rel
+    suf = corpus_suffix(rel)
+    return rel[: -len(suf)] if suf else rel
 
 
 def file_tasks(files: list[InputFile]) -> list[ShardTask]:
@@ -102,6 +99,7 @@ class _ErrorLog:
 
 class DocumentStage:
     name = "ingest"
+    documents_root = ""  # its parquet shards are the next stage's documents
 
     def __init__(self, read: ReadOptions | None = None):
         self.read = read or ReadOptions()
@@ -112,7 +110,8 @@ class DocumentStage:
 
     def fingerprint(self) -> dict:
         read = asdict(self.read)
-        read.pop("on_error")  # a skip run and a fail run that succeeds write the same bytes
+        for k in ("on_error", "batch_rows", "batch_bytes"):  # a fail run that succeeds, and any read batch size,
+            read.pop(k)  # write the same bytes (the fail policy is checked apart: runner._check_known_bad)
         return {"stage": self.name, "read": read, **self.config()}
 
     def transform(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:

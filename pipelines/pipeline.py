@@ -1,7 +1,7 @@
 """The whole pipeline in one driver (one Ray session): raw corpus -> release -> token cache -> packed shards.
 
-The layout under `data` is the Makefile's: work/normalized, work/minhash, work/dedup, slimpajama, tokens/<encoding>,
-shards/seq<N>[-<A>-<B>]. Every stage resumes, so rerunning after a crash finishes the job with the same bytes.
+The layout under `data` is the Makefile's: work/normalized, work/dedup (signatures in work/dedup/_minhash),
+slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>]. Every stage resumes, so rerunning after a crash finishes the job with the same bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from slimpajama.tokenize.encodings import encoding_name
 
 from slimpajama import storage
 from slimpajama.minhash import MinHashConfig
-from slimpajama.readers import discover
+from slimpajama.readers import discover_all
 from slimpajama.release import ReleaseConfig
 
 from .dedup import DEFAULT_PARTITION_BYTES, run_dedup
@@ -48,21 +48,24 @@ def stage_markers(data: str) -> dict[str, list[dict]]:
     """Every completion marker under `data` (seconds, peak RSS, node, ledger of each task), by stage name."""
     out: dict[str, list[dict]] = {}
     for rel, _ in storage.list_files(data):
-        if "/_state/" in f"/{rel}" and rel.endswith(".json"):
+        if "/_state/" in f"/{rel}" and rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith("_"):
             m = json.loads(storage.read_bytes(storage.join(data, rel)))
             out.setdefault(m["stage"], []).append(m)
     return out
 
 
 def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: int | None = None,
-                 ray_address: str | None = None, progress: bool = True) -> list[StageReport]:
+                 ray_address: str | None = None, progress: bool = True,
+                 verify_inputs: bool = False) -> list[StageReport]:
     cfg = cfg or PipelineConfig()
     p = paths(data, cfg.encoding)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
-    reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), file_tasks(discover(raw)), p["normalized"], **run)]
+    found = discover_all(raw, out=p["normalized"], verify=verify_inputs)
+    reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), file_tasks(found.files), p["normalized"],
+                         skipped_files=found.skipped, **run)]
     reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
                              **run))
-    reports.append(run_release(storage.join(p["dedup"], "shards"), p["release"], cfg.release, **run))
+    reports.append(run_release(p["dedup"], p["release"], cfg.release, **run))
     reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, **run))
     for seq, range_ in cfg.shards:
         reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_, **run))

@@ -38,13 +38,14 @@ from slimpajama.release import (
 from slimpajama.writers import (
     ReleaseChunkWriter,
     atomic_path,
+    file_digest,
     save_npy_atomic,
-    sha256_file,
     write_bytes_atomic,
 )
 
+from . import lock
 from .docstage import file_tasks
-from .runner import ShardOutcome, ShardTask, StageReport, run_stage
+from .runner import ShardOutcome, ShardTask, StageReport, output_file, run_stage
 
 DECONTAMINATED = "decontaminated"
 SAMPLED_OUT = "sampled_out"
@@ -104,6 +105,7 @@ class ScatterStage:
 class ShuffleStage:
     name = "release-shuffle"
     keeps_ledger = False
+    documents_root = ""  # the release files
 
     def __init__(self, cfg: ReleaseConfig):
         self.cfg = cfg
@@ -143,7 +145,7 @@ class ShuffleStage:
             with ReleaseChunkWriter(storage.join(out_dir, rel)) as w:
                 w.write_batch(part)
             outputs.append(rel)
-            files.append({"path": rel, "docs": part.num_rows, "sha256": sha256_file(storage.join(out_dir, rel)),
+            files.append({"path": rel, "docs": part.num_rows, "sha256": file_digest(storage.join(out_dir, rel)),
                           "text_bytes": int(pc.sum(pc.binary_length(part["text"])).as_py() or 0),
                           "sources": {s_: d for s_, (d, _) in sorted(sizes_by_source(part).items())}})
         return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
@@ -175,29 +177,30 @@ def _text_bytes(files: list[InputFile]) -> int:
 def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, workers: int | None = None,
                 ray_address: str | None = None, progress: bool = True) -> StageReport:
     cfg = cfg or ReleaseConfig()
-    files = [f for f in discover(inputs) if f.is_parquet]
+    files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama dedup` first")
+    with lock.hold(out_dir):
+        return _release(files, out_dir, cfg, dict(workers=workers, ray_address=ray_address, progress=progress))
+
+
+def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict) -> StageReport:
     nbytes = _text_bytes(files)
     mean_weight = max([1.0, *cfg.weights.values()])
     buckets = {"train": max(1, math.ceil(nbytes * mean_weight / cfg.bucket_bytes)),
                "validation": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes)),
                "test": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes))}
-    run = dict(workers=workers, ray_address=ray_address, progress=progress)
     scatter_dir = storage.join(out_dir, "_scatter")
     tasks = file_tasks(files)
     scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
 
-    holdout = np.concatenate([np.load(storage.local_copy(storage.join(scatter_dir, t.key + ".holdout.npy")))
-                              for t in tasks])
+    holdout = np.concatenate([np.load(scatter.output_file(t.key + ".holdout.npy").local()) for t in tasks])
     holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
     holdout_rel = "holdout_sha256.npy"
     save_npy_atomic(storage.join(scatter_dir, holdout_rel), holdout)
 
-    side = []
-    for rel in [t.key + suffix for t in tasks for suffix in (".arrow", ".tags.npy")] + [holdout_rel]:
-        p = storage.join(scatter_dir, rel)
-        side.append(InputFile(p, rel, storage.file_size(p)))
+    side = [scatter.output_file(t.key + suffix) for t in tasks for suffix in (".arrow", ".tags.npy")]
+    side.append(output_file(scatter_dir, holdout_rel))
     shuffle_tasks = []
     for split in SPLITS:
         first = 0
@@ -217,7 +220,8 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     manifest = _manifest(cfg, buckets, shuffle, ledger)
     write_bytes_atomic(storage.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
     report = StageReport("release", out_dir, ledger, len(tasks) + len(shuffle_tasks),
-                         scatter.skipped + shuffle.skipped, 0, scatter.seconds + shuffle.seconds)
+                         scatter.skipped + shuffle.skipped, 0, scatter.seconds + shuffle.seconds,
+                         removed=scatter.removed + shuffle.removed)
     report.extra = {k: manifest[k] for k in ("splits", "decontaminated")}
     return report
 

@@ -2,13 +2,19 @@
 
 A stage is an object with `name`, `fingerprint()` (the config its outputs depend on) and
 `run_shard(task, out_dir) -> ShardOutcome`, a pure function of the task's inputs that writes its outputs
-atomically (`keeps_ledger = False` for stages that do not handle documents). The runner:
-  * skips a shard whose completion marker (`_state/<key>.json`) matches the stage fingerprint and the inputs, and
-    whose outputs exist with the recorded sizes; any other shard is recomputed;
+atomically (`keeps_ledger = False` for stages that do not handle documents; `documents_root`: where its outputs
+that the next stage reads as documents live, None for none). The runner:
+  * owns the output directory for the run (`lock.hold`: one driver per directory);
+  * skips a shard whose completion marker (`_state/<key>.json`) matches the stage fingerprint and the identity of
+    its inputs (content digests, or size and modification time of raw files), and whose outputs are intact (same
+    size and modification time, or else the same SHA-256); any other shard is recomputed;
   * runs the rest as Ray tasks (at most `workers` in flight), the marker written by the task after its outputs,
-    so a driver killed at any point leaves only complete shards or temporary files (removed on the next run);
+    with their sizes and SHA-256, so a driver killed at any point leaves only complete shards or temporary files
+    (removed on the next run);
   * merges the per-shard ledgers in key order into `<out>/ledger.json` (checked to balance) and the per-shard
-    error files into `<out>/_errors.jsonl`.
+    error files into `<out>/_errors.jsonl`;
+  * removes what earlier runs produced that this run did not (outputs of other settings or inputs), and writes
+    `<out>/_outputs.json`, the exact list of this run's outputs that later stages read.
 Outputs depend only on each task's inputs, never on scheduling, so 1 or N workers give the same bytes.
 """
 
@@ -18,24 +24,26 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from slimpajama import storage
-from slimpajama.errors import SlimPajamaError
+from slimpajama import outputs, storage, writers
+from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
 from slimpajama.ledger import Ledger
 from slimpajama.memory import peak_rss_mb, reset_peak_rss
 from slimpajama.progress import shard_progress
 from slimpajama.readers import InputFile
-from slimpajama.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
+from slimpajama.writers import atomic_path, file_digest, remove_stale_tmp, sha256_file, write_bytes_atomic
 
-from . import faults
+from . import faults, lock
 
 STATE_DIR = "_state"
 LEDGER_FILE = "ledger.json"
 ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
-MARKER_VERSION = 1
+PREVIOUS_FILE = "_previous"  # outputs of earlier runs, kept until this run has removed those it did not produce
+MARKER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,12 @@ class ShardTask:
     inputs: tuple[InputFile, ...]
     params: dict = field(default_factory=dict)  # per-task settings (JSON-able), part of the task's identity
 
+    # inputs whose content is fixed by `inputs` and `params` (a dedup's cluster files, by every shard it read):
+    # read by the task, not part of its identity, so deleting them after a complete run costs nothing
+    side: tuple[InputFile, ...] = ()
+
     def identity(self) -> list:
-        ident = [[f.rel, f.size] for f in self.inputs]
+        ident = [f.identity() for f in self.inputs]
         return ident + [self.params] if self.params else ident
 
 
@@ -68,43 +80,69 @@ def read_marker(out_dir: str, key: str) -> dict | None:
         return None
 
 
-def is_complete(stage, task: ShardTask, out_dir: str) -> bool:
+def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
     m = read_marker(out_dir, task.key)
     if m is None or m.get("version") != MARKER_VERSION:
         return False
     if m.get("fingerprint") != stage.fingerprint() or m.get("inputs") != task.identity():
         return False
-    return all(storage.file_size(storage.join(out_dir, rel)) == size for rel, size in m["outputs"].items())
+    return all(output_intact(storage.join(out_dir, rel), rec, verify_outputs) for rel, rec in m["outputs"].items())
 
 
-def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None) -> dict:
+def output_intact(path: str, rec: dict, verify: bool = False) -> bool:
+    """The file is the one recorded: same size and modification time, or else (a copy, a touch) same SHA-256;
+    `verify` (--verify-outputs) always compares the SHA-256."""
+    st = storage.stat(path)
+    if st is None or st[0] != rec["size"]:
+        return False
+    return (st[1] == rec["mtime_ns"] and not verify) or sha256_file(path) == rec["sha256"]
+
+
+def output_record(path: str) -> dict:
+    """What a marker and `_outputs.json` record of a file that was just written."""
+    size, mtime = storage.stat(path)
+    return {"size": size, "mtime_ns": mtime, "sha256": file_digest(path)}
+
+
+def output_file(out_dir: str, rel: str, rec: dict | None = None) -> InputFile:
+    """An output as the next task's input, identified by its digest (`rec`: its record; else read now)."""
+    path = storage.join(out_dir, rel)
+    rec = rec or output_record(path)
+    return InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0), digest=rec["sha256"])
+
+
+def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None,
+                  run: str | None = None) -> dict:
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
     reset_peak_rss()
+    if run:
+        writers.set_run_id(run)  # temporary files carry the driver's run id
+    writers.forget_digests()
     before_marker = fault.arm() if fault else None
     try:
         outcome = stage.run_shard(task, out_dir)
+        marker = {
+            "version": MARKER_VERSION,
+            "stage": stage.name,
+            "key": task.key,
+            "fingerprint": stage.fingerprint(),
+            "inputs": task.identity(),
+            "outputs": {rel: output_record(storage.join(out_dir, rel)) for rel in outcome.outputs},
+            "errors_file": outcome.errors_file,
+            "ledger": outcome.ledger.to_dict(),
+            "extra": outcome.extra,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "node": _node_id(),
+            "peak_rss_mb": peak_rss_mb(),  # of the process while it ran this shard (for sizing a cluster)
+        }
+        if before_marker is not None:
+            before_marker()
+        # Written last: its presence means every output above is complete.
+        write_bytes_atomic(state_path(out_dir, task.key), json.dumps(marker, sort_keys=True).encode())
     except OSError as e:  # the machine's side (full disk, permissions, storage): readers count bad input apart
         raise SlimPajamaError(f"stage {stage.name}, shard {task.key} (output {out_dir}): {_os_error(e)}. "
                               "Completed shards are kept: fix it and rerun.") from None
-    marker = {
-        "version": MARKER_VERSION,
-        "stage": stage.name,
-        "key": task.key,
-        "fingerprint": stage.fingerprint(),
-        "inputs": task.identity(),
-        "outputs": {rel: storage.file_size(storage.join(out_dir, rel)) for rel in outcome.outputs},
-        "errors_file": outcome.errors_file,
-        "ledger": outcome.ledger.to_dict(),
-        "extra": outcome.extra,
-        "seconds": round(time.perf_counter() - t0, 3),
-        "node": _node_id(),
-        "peak_rss_mb": peak_rss_mb(),  # of the process while it ran this shard (for sizing a cluster)
-    }
-    if before_marker is not None:
-        before_marker()
-    # Written last: its presence means every output above is complete.
-    write_bytes_atomic(state_path(out_dir, task.key), json.dumps(marker, sort_keys=True).encode())
     return marker
 
 
@@ -123,6 +161,32 @@ def _node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the driver (what a supervisor sends): unwinds like Ctrl-C, so in-flight tasks are cancelled and
+    Ray is shut down (see `shutdown_ray`)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def install_sigterm_handler() -> None:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def shutdown_ray() -> None:
+    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+
+
 def init_ray(ray_address: str | None = None, workers: int | None = None) -> None:
     """Embedded local Ray (all cores, or `workers`; no dashboard; quiet), or join `ray_address` / $RAY_ADDRESS."""
     import ray
@@ -137,6 +201,7 @@ def init_ray(ray_address: str | None = None, workers: int | None = None) -> None
     else:
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
                  object_store_memory=int(os.environ.get("SLIMPAJAMA_OBJECT_STORE_BYTES", 256 << 20)), **common)
+    install_sigterm_handler()  # ray.init installed its own (sys.exit), which can leave Ray half shut down
 
 
 def _cluster_cpus() -> int:
@@ -161,31 +226,111 @@ class StageReport:
     seconds: float
     markers: list = field(default_factory=list, repr=False)  # per task, in task order (their "extra" is data)
     extra: dict = field(default_factory=dict)  # stage-specific figures for the summary
+    skipped_files: list = field(default_factory=list)  # inputs of unknown format, not read
+    removed: list = field(default_factory=list)  # outputs of earlier runs this run removed
 
     def summary(self) -> dict:
         t = self.ledger.totals()
         return {"stage": self.stage, "out": self.out_dir, "shards": self.shards, "resumed": self.skipped,
                 "docs_in": t.docs_in, "docs_out": t.docs_out, "dropped": {r: d for r, (d, _) in
                                                                            sorted(t.dropped.items())},
-                "bad_input_records": self.errors, "seconds": round(self.seconds, 2), **self.extra}
+                "bad_input_records": self.errors, "skipped_files": self.skipped_files,
+                "removed_stale_outputs": len(self.removed), "seconds": round(self.seconds, 2), **self.extra}
+
+    def output_file(self, rel: str) -> InputFile:
+        """One of this run's outputs as a later task's input (identified by its recorded digest)."""
+        for m in self.markers:
+            if rel in m["outputs"]:
+                return output_file(self.out_dir, rel, m["outputs"][rel])
+        raise KeyError(rel)
 
 
 def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
-              ray_address: str | None = None, progress: bool = True) -> StageReport:
+              ray_address: str | None = None, progress: bool = True, verify_outputs: bool = False,
+              skipped_files: Sequence[str] = ()) -> StageReport:
+    """`skipped_files`: input files of unknown format that discovery passed over (listed in the summary and in
+    `_errors.jsonl`)."""
     t0 = time.perf_counter()
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise SlimPajamaError(f"stage {stage.name}: two shards share an output name")
-    try:
-        storage.makedirs(storage.join(out_dir, STATE_DIR))
-    except OSError as e:
-        raise SlimPajamaError(f"cannot create output directory {out_dir}: {e.strerror}") from None
-    remove_stale_tmp(out_dir)
-    pending = [t for t in tasks if not is_complete(stage, t, out_dir)]
-    skipped = len(tasks) - len(pending)
-    if pending:
-        _run_pending(stage, pending, out_dir, len(tasks), skipped, workers, ray_address, progress)
-    return _finish(stage, tasks, out_dir, skipped, time.perf_counter() - t0)
+    with lock.hold(out_dir):
+        try:
+            storage.makedirs(storage.join(out_dir, STATE_DIR))
+        except OSError as e:
+            raise SlimPajamaError(f"cannot create output directory {out_dir}: {e.strerror}") from None
+        # other runs' temporary files: they are dead (this driver owns the directory)
+        remove_stale_tmp(out_dir, keep_run=writers.run_id(), prune=lock.held_by_other)
+        previous = _remember_previous(out_dir)
+        pending = [t for t in tasks if not is_complete(stage, t, out_dir, verify_outputs)]
+        skipped = len(tasks) - len(pending)
+        _check_known_bad(stage, [t for t in tasks if t not in pending], out_dir)
+        if pending:
+            _run_pending(stage, pending, out_dir, len(tasks), skipped, workers, ray_address, progress)
+        report = _finish(stage, tasks, out_dir, skipped, time.perf_counter() - t0, skipped_files)
+        report.removed = _remove_orphans(out_dir, previous, report.markers, set(keys))
+    return report
+
+
+def _marker_keys(out_dir: str) -> list[str]:
+    state = storage.join(out_dir, STATE_DIR)
+    return [rel[: -len(".json")] for rel, _ in storage.list_files(state)
+            if rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith("_")]
+
+
+def _remember_previous(out_dir: str) -> set[str]:
+    """Every file an earlier run of this directory recorded as its output (markers, `_outputs.json`, and what an
+    interrupted run had not yet removed), saved before any marker is replaced."""
+    prev = set()
+    path = storage.join(out_dir, STATE_DIR, PREVIOUS_FILE)
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        prev.update(json.loads(storage.read_bytes(path)))
+    manifest = outputs.read(out_dir)
+    if manifest:
+        prev.update(rec["rel"] for rec in manifest["files"])
+    for key in _marker_keys(out_dir):
+        m = read_marker(out_dir, key)
+        prev.add(f"{STATE_DIR}/{key}.json")
+        if m:
+            prev.update(m.get("outputs", {}))
+            if m.get("errors_file"):
+                prev.add(m["errors_file"])
+    if prev:
+        write_bytes_atomic(path, json.dumps(sorted(prev)).encode())
+    return prev
+
+
+def _remove_orphans(out_dir: str, previous: set[str], markers: list[dict], keys: set[str]) -> list[str]:
+    """Delete the files of earlier runs that this run did not produce; they are never read again (later stages
+    read `_outputs.json`), but a stray file is a trap for anyone who globs the directory."""
+    current = {f"{STATE_DIR}/{k}.json" for k in keys}
+    for m in markers:
+        current.update(m["outputs"])
+        if m.get("errors_file"):
+            current.add(m["errors_file"])
+    removed = []
+    for rel in sorted(previous - current):
+        if rel.startswith(("/", "..")) or "/../" in rel:
+            continue
+        path = storage.join(out_dir, rel)
+        if storage.stat(path) is not None:
+            storage.remove(path)
+            removed.append(rel)
+    storage.remove_tree_empty_dirs(out_dir, {os.path.dirname(storage.join(out_dir, r)) for r in removed})
+    storage.remove(storage.join(out_dir, STATE_DIR, PREVIOUS_FILE))
+    return removed
+
+
+def _check_known_bad(stage, complete: list[ShardTask], out_dir: str) -> None:
+    """--on-error fail is part of the run: a shard completed earlier under skip fails on its known bad records."""
+    read = getattr(stage, "read", None)
+    if read is None or read.on_error != "fail":
+        return
+    for t in complete:
+        m = read_marker(out_dir, t.key)
+        if m and m.get("errors_file"):
+            with storage.open_input(storage.join(out_dir, m["errors_file"])) as f:
+                raise_on_bad(BadRecord(**json.loads(f.readline())))
 
 
 def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, progress) -> None:
@@ -207,7 +352,8 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
                     task = queue.pop(0)
-                    in_flight[remote.remote(stage, task, out_dir, worker_faults.get(dispatched))] = task
+                    in_flight[remote.remote(stage, task, out_dir, worker_faults.get(dispatched),
+                                            writers.run_id())] = task
                     dispatched += 1
                 if kill_after == completed:
                     faults.kill_self()
@@ -233,16 +379,20 @@ def _touches_remote(tasks, out_dir: str) -> bool:
     return storage.is_remote(out_dir) or any(storage.is_remote(f.path) for t in tasks for f in t.inputs)
 
 
-def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
-    remove_stale_tmp(out_dir)  # a worker killed mid-write (then retried) left its temporary file
+def _finish(stage, tasks, out_dir, skipped, seconds, skipped_files=()) -> StageReport:
+    remove_stale_tmp(out_dir, prune=lock.held_by_other)  # a worker killed mid-write (then retried) left its own
     ledger = Ledger(stage.name)
     n_errors = 0
     keeps_ledger = getattr(stage, "keeps_ledger", True)
     markers = [read_marker(out_dir, t.key) for t in tasks]
     for m in markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
-    if keeps_ledger or any(m.get("errors_file") for m in markers):
+    if keeps_ledger or skipped_files or any(m.get("errors_file") for m in markers):
         with atomic_path(storage.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
+            for rel in skipped_files:  # not read at all: no documents to count, but never silently passed over
+                rec = BadRecord(rel, 0, "unknown_format", "not a corpus file (.jsonl/.json[.zst|.gz|.bz2|.xz], "
+                                ".parquet): skipped", "", 0)
+                errors_out.write(json.dumps(rec.to_dict()).encode() + b"\n")
             for m in markers:
                 if m.get("errors_file"):  # one short line per bad record
                     data = storage.read_bytes(storage.join(out_dir, m["errors_file"]))
@@ -251,4 +401,9 @@ def _finish(stage, tasks, out_dir, skipped, seconds) -> StageReport:
     if keeps_ledger:
         ledger.check_balanced()
         write_bytes_atomic(storage.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
-    return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers)
+    # sizes and digests (not times): the same run gives the same bytes here too
+    files = [{"rel": rel, "size": rec["size"], "sha256": rec["sha256"]} for m in markers
+             for rel, rec in m["outputs"].items()]
+    outputs.write(out_dir, stage.name, stage.fingerprint(), files, getattr(stage, "documents_root", None))
+    return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers,
+                       skipped_files=list(skipped_files))

@@ -20,14 +20,14 @@ from slimpajama.packers.pack import TokenStream, bestfit_plan, concat_cut_docs, 
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
 
-from slimpajama import storage
+from slimpajama import outputs, storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
-from slimpajama.readers import InputFile, discover, read_documents
-from slimpajama.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
+from slimpajama.readers import discover_all, read_documents
+from slimpajama.writers import ParquetShardWriter, atomic_path, file_digest, sha256_file, write_bytes_atomic
 
 from .docstage import ReadOptions, _ErrorLog, strip_corpus_suffix
-from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, run_stage
+from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, output_file, run_stage
 
 SPLITS = ("train", "validation", "test")
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
@@ -88,12 +88,15 @@ class TokenizeStage:
 
 
 def run_tokenize(inputs, out_root: str, encoding: str = "gpt2", *, threads: int = 1, read: ReadOptions | None = None,
-                 workers: int | None = None, ray_address: str | None = None, progress: bool = True) -> StageReport:
+                 workers: int | None = None, ray_address: str | None = None, progress: bool = True,
+                 verify_inputs: bool = False) -> StageReport:
     stage = TokenizeStage(encoding, threads, read)
     stage.fingerprint()  # obtain the encoding (offline bootstrap) once, before any task needs it
-    tasks = [ShardTask(strip_corpus_suffix(f.rel), (f,)) for f in discover(inputs)]
     out = storage.join(out_root, encoding_name(encoding))
-    return run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=progress)
+    found = discover_all(inputs, out=out, verify=verify_inputs)
+    tasks = [ShardTask(strip_corpus_suffix(f.rel), (f,)) for f in found.files]
+    return run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=progress,
+                     skipped_files=found.skipped)
 
 
 # ------------------------------------------------------------------------------------------------ pack
@@ -157,7 +160,7 @@ class PackStage:
             write_rows(path, tokens, doc_lens, padding, BATCH_ROWS)
             padding_total += int(padding.sum())
             files.append({"path": rel.rsplit("/", 1)[1], "rows": len(ids), "bytes": storage.file_size(path),
-                          "sha256": sha256_file(path)})
+                          "sha256": file_digest(path)})
         sums = np.bincount(s_src, weights=per_doc, minlength=len(source_names)) if len(s_src) else []
         per_source = {name: int(n) for name, n in zip(source_names, sums, strict=False) if n}
         n_docs = int(d1 - d0)
@@ -181,31 +184,44 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
     return f"seq{seq}" if tuple(range_) == (0.0, 1.0) else f"seq{seq}-{range_[0]:g}-{range_[1]:g}"
 
 
+REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
+
+
+def rebuild_command(shards_dir: str) -> str | None:
+    """The `slimpajama shards` command that wrote `shards_dir` (re-running it rebuilds damaged files)."""
+    try:
+        return json.loads(storage.read_bytes(storage.join(shards_dir, STATE_DIR, REBUILD_FILE)))["command"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
 def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "concat",
                range_: tuple[float, float] = (0.0, 1.0), seed: int = 0, file_bytes: int = 256 << 20,
                out_dir: str | None = None, workers: int | None = None, ray_address: str | None = None,
-               progress: bool = True) -> StageReport:
-    state = storage.join(cache_dir, STATE_DIR)
-    if not storage.isdir(state):
+               progress: bool = True, verify_outputs: bool = False) -> StageReport:
+    manifest = outputs.read(cache_dir)
+    if manifest is None or manifest.get("stage") != TokenizeStage.name:
         raise SlimPajamaError(f"no token cache at {cache_dir}: run `slimpajama tokenize` first")
-    markers = [rel[: -len(".json")] for rel, _ in storage.list_files(state) if rel.endswith(".json")]
-    if not markers:
+    fp = manifest["fingerprint"]
+    if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
-    fp = json.loads(storage.read_bytes(storage.join(state, markers[0] + ".json")))["fingerprint"]
     enc = get_encoding(fp["encoding"] if fp["encoding"] != "r50k_base" else "gpt2")
     cache = {"encoding": fp["encoding"], "dtype": fp["dtype"], "eos": fp["eos"], "vocab_size": enc.n_vocab}
+    # exactly the documents of the last tokenize run (its _outputs.json), never leftovers of earlier ones
+    records = {rec["rel"]: rec for rec in manifest["files"]}
+    keys = [rel[: -len(".tokens.bin")] for rel in records if rel.endswith(".tokens.bin")]
     tasks = []
     for split in SPLITS:
-        keys = [k for k in markers if split_of_key(k) == split]
-        if not keys:
+        inputs = [output_file(cache_dir, k + suffix, records[k + suffix])
+                  for k in keys if split_of_key(k) == split for suffix in (".tokens.bin", ".docs.parquet")]
+        if not inputs:
             continue
-        inputs = []
-        for k in keys:
-            for suffix in (".tokens.bin", ".docs.parquet"):
-                p = storage.join(cache_dir, k + suffix)
-                inputs.append(InputFile(p, k + suffix, storage.file_size(p)))
-        fingerprint = hashlib.sha256(json.dumps([fp, [[f.rel, f.size] for f in inputs]]).encode()).hexdigest()
+        fingerprint = hashlib.sha256(json.dumps([fp, [f.identity() for f in inputs]]).encode()).hexdigest()
         tasks.append(ShardTask(split, tuple(inputs), {"cache": cache, "fingerprint": fingerprint}))
     out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
-    return run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
-                     ray_address=ray_address, progress=progress)
+    report = run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
+                       ray_address=ray_address, progress=progress, verify_outputs=verify_outputs)
+    command = (f"slimpajama shards {cache_dir} --seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} "
+               f"--seed {seed} --file-bytes {file_bytes} --out {out} --verify-outputs")
+    write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps({"command": command}).encode())
+    return report

@@ -38,7 +38,15 @@ class SizeType(click.ParamType):
 SIZE = SizeType()
 
 
+def _set_wait(ctx, param, value):
+    from slimpajama.pipelines import lock
+
+    lock.configure(bool(value))
+
+
 def ray_options(f):
+    f = click.option("--wait", is_flag=True, expose_value=False, callback=_set_wait,
+                     help="If another run is writing the output directory, wait for it instead of failing.")(f)
     f = click.option("--workers", type=click.IntRange(min=1), default=None,
                      help="Cap on parallel shard tasks (default: every CPU of the Ray cluster).")(f)
     f = click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
@@ -56,6 +64,9 @@ def read_options(f):
                           "first bad record, naming file and line.")(f)
     f = click.option("--max-doc-bytes", type=SIZE, default="32MB", show_default=True,
                      help="Records larger than this are bad input (0: no limit).")(f)
+    f = click.option("--verify-inputs", is_flag=True,
+                     help="Identify input files by a SHA-256 of their content (default: size and modification "
+                          "time), so a rerun notices any change; costs one read of the inputs per run.")(f)
     return f
 
 
@@ -65,22 +76,32 @@ def _read_opts(source, on_error, max_doc_bytes):
     return ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes)
 
 
-def _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json) -> None:
+def _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json) -> None:
     """A document stage over every input file (one shard each), then its summary."""
     from slimpajama.pipelines import file_tasks, run_stage
 
-    from .readers import discover
+    from .readers import discover_all
 
-    report = run_stage(stage, file_tasks(discover(list(inputs))), out, workers=workers, ray_address=ray_address,
-                       progress=not quiet)
+    found = discover_all(list(inputs), out=out, verify=verify_inputs)
+    report = run_stage(stage, file_tasks(found.files), out, workers=workers, ray_address=ray_address,
+                       progress=not quiet, skipped_files=found.skipped)
     _print_report(report, as_json)
 
 
 def _fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from slimpajama.pipelines.runner import Terminated, install_sigterm_handler, shutdown_ray
+
+        install_sigterm_handler()
         try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): in-flight tasks were cancelled
+            shutdown_ray()
+            signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            click.echo(f"error: interrupted ({signame}); completed shards are kept: rerun the same command to "
+                       "resume", err=True)
+            sys.exit(143 if isinstance(e, Terminated) else 130)
         except SlimPajamaError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
@@ -88,6 +109,8 @@ def _fail_cleanly(fn):
             where = f": {e.filename}" if e.filename else ""
             click.echo(f"error: {e.strerror or e}{where}", err=True)
             sys.exit(1)
+        finally:
+            shutdown_ray()
 
     return wrapper
 
@@ -145,13 +168,13 @@ def sample(out, seed, docs, nbytes, workers):
 @read_options
 @ray_options
 @_fail_cleanly
-def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+def ingest(inputs, out, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet, as_json):
     """Read a corpus (jsonl, jsonl.zst, jsonl.gz, parquet; files, directories or globs) into parquet shards of
     (doc_id, source, text, meta), counting and logging bad input."""
     from slimpajama.pipelines import DocumentStage
 
     stage = DocumentStage(_read_opts(source, on_error, max_doc_bytes))
-    _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json)
+    _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -163,13 +186,14 @@ def ingest(inputs, out, source, on_error, max_doc_bytes, workers, ray_address, q
 @read_options
 @ray_options
 @_fail_cleanly
-def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet,
+              as_json):
     """Normalize text exactly as SlimPajama did (ftfy.fix_text, NFC) and drop low-length documents, writing
     parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and _errors.jsonl."""
     from slimpajama.pipelines import NormalizeStage
 
     stage = NormalizeStage(_read_opts(source, on_error, max_doc_bytes), min_chars)
-    _run_per_file(stage, inputs, out, workers, ray_address, quiet, as_json)
+    _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -177,7 +201,8 @@ def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, workers, 
 @click.option("--out", "-o", default="data/work/dedup", show_default=True, type=click.Path(file_okay=False),
               help="Output directory: shards/ (unique documents), duplicates.parquet, ledger.json, dedup.json.")
 @click.option("--minhash-dir", default=None, type=click.Path(file_okay=False),
-              help="Where signatures go (default: a 'minhash' folder beside --out).")
+              help="Where signatures go (default: <out>/_minhash, private to this dedup; deletable once it is "
+                   "complete).")
 @click.option("--ngram", type=click.IntRange(min=1), default=13, show_default=True, help="Character n-gram width.")
 @click.option("--num-perm", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--bands", type=click.IntRange(min=1), default=None, help="LSH bands (default 9, or from --threshold).")
@@ -266,7 +291,7 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
 @ray_options
 @_fail_cleanly
 def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, encoding, source,
-             on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+             on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet, as_json):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     from dataclasses import replace
@@ -283,7 +308,8 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
                          encoding=encoding, packing=packing,
                          shards=tuple(zip(seqs, [_parse_range(r) for r in ranges] if ranges else
                                           [(0.0, 1.0)] * len(seqs), strict=True)))
-    reports = run_pipeline(list(inputs), data, cfg, workers=workers, ray_address=ray_address, progress=not quiet)
+    reports = run_pipeline(list(inputs), data, cfg, workers=workers, ray_address=ray_address, progress=not quiet,
+                           verify_inputs=verify_inputs)
     summaries = [r.summary() for r in reports]
     if as_json:
         click.echo(json.dumps(summaries, indent=2, sort_keys=True))
@@ -320,12 +346,13 @@ def encodings_fetch(encoding):
 @read_options
 @ray_options
 @_fail_cleanly
-def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, workers, ray_address, quiet, as_json):
+def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet,
+             as_json):
     """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
     from slimpajama.pipelines.tokens import run_tokenize
 
     report = run_tokenize(list(inputs), out, encoding, threads=threads,
-                          read=_read_opts(source, on_error, max_doc_bytes),
+                          read=_read_opts(source, on_error, max_doc_bytes), verify_inputs=verify_inputs,
                           workers=workers, ray_address=ray_address, progress=not quiet)
     _print_report(report, as_json)
 
@@ -350,15 +377,19 @@ def _parse_range(value: str) -> tuple[float, float]:
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
               help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
 @click.option("--file-bytes", type=SIZE, default="256MB", show_default=True, help="Target size of a shard file.")
+@click.option("--verify-outputs", is_flag=True,
+              help="Check existing shard files by SHA-256 (default: size and modification time) and rebuild any "
+                   "that changed; `verify` suggests it for a damaged file.")
 @ray_options
 @_fail_cleanly
-def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, workers, ray_address, quiet, as_json):
+def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, verify_outputs, workers, ray_address, quiet,
+           as_json):
     """Pack a token cache into training shards (Arrow IPC + index.json), train and validation splits."""
     from slimpajama.pipelines.tokens import run_shards
 
     report = run_shards(cache, out_root, seq, packing=packing, range_=_parse_range(range_), seed=seed,
                         file_bytes=file_bytes or 1, out_dir=out, workers=workers, ray_address=ray_address,
-                        progress=not quiet)
+                        progress=not quiet, verify_outputs=verify_outputs)
     summary = {"out": report.out_dir, "splits": {m["key"]: m["extra"] for m in report.markers}}
     click.echo(json.dumps(summary, indent=2) if as_json else
                "\n".join(f"{k}: {v['rows']:,} rows, padding {v['padding_fraction']:.2%}"
@@ -374,6 +405,7 @@ def verify_cmd(directories):
     import os
 
     from slimpajama.packers.format import INDEX_FILE, verify
+    from slimpajama.pipelines.tokens import rebuild_command
 
     for d in directories:
         targets = [d] if os.path.exists(os.path.join(d, INDEX_FILE)) else sorted(
@@ -381,7 +413,11 @@ def verify_cmd(directories):
         if not targets:
             raise SlimPajamaError(f"no packed shards (index.json) in {d}")
         for t in targets:
-            index = verify(t)
+            try:
+                index = verify(t)
+            except SlimPajamaError as e:
+                command = rebuild_command(os.path.dirname(os.path.abspath(t)))
+                raise SlimPajamaError(f"{e}; rebuild it with: {command}" if command else str(e)) from None
             click.echo(f"ok {t}: {index['rows']:,} rows x {index['seq_len'] + 1} tokens, {len(index['files'])} files")
 
 

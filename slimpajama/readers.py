@@ -1,4 +1,5 @@
-"""Streaming corpus readers: jsonl / jsonl.zst / jsonl.gz / parquet, a directory tree of them, or a glob.
+"""Streaming corpus readers: jsonl / json (JSON lines) / parquet, plain or compressed (.zst, .gz, .bz2, .xz; suffixes
+in any case), a directory tree of them, a glob, or a stage's output directory (read through its `_outputs.json`).
 
 Every reader yields Arrow record batches with DOC_SCHEMA, holding at most `batch_rows` rows or about
 `batch_bytes` bytes of text, so memory is bounded by the batch, never by the file. A record that cannot become a
@@ -8,14 +9,18 @@ the `--on-error fail` policy.
 
 from __future__ import annotations
 
+import bz2
 import fnmatch
 import glob
 import gzip
+import hashlib
 import io
 import json
+import lzma
 import os
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +28,12 @@ import orjson
 import pyarrow as pa
 import zstandard
 
-from . import storage
+from . import outputs, storage
 from .errors import BadRecord, SlimPajamaError
 from .schema import DOC_SCHEMA, UNKNOWN_SOURCE, make_batch
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.gz", ".json.zst")
+COMPRESSIONS = ("", ".zst", ".zstd", ".gz", ".bz2", ".xz")
+JSONL_SUFFIXES = tuple(base + c for base in (".jsonl", ".json") for c in COMPRESSIONS)  # compared lowercased
 PARQUET_SUFFIXES = (".parquet",)
 DEFAULT_BATCH_ROWS = 1024
 DEFAULT_BATCH_BYTES = 8 << 20  # of text; a worker peaks near 150 MB over its baseline with it
@@ -44,6 +50,13 @@ class InputFile:
     path: str  # where to open it
     rel: str  # posix path relative to the input root: the prefix of every doc_id read from it
     size: int
+    mtime_ns: int = 0
+    digest: str | None = None  # SHA-256 of the content: recorded by the stage that wrote it, or --verify-inputs
+
+    def identity(self) -> list:
+        """What a task that reads this file depends on: its content digest when known, else size and modification
+        time (an edit, or a re-download of the same size, changes the latter)."""
+        return [self.rel, self.size, self.digest or self.mtime_ns]
 
     @property
     def folder_source(self) -> str | None:
@@ -53,7 +66,7 @@ class InputFile:
 
     @property
     def is_parquet(self) -> bool:
-        return self.rel.endswith(PARQUET_SUFFIXES)
+        return self.rel.lower().endswith(PARQUET_SUFFIXES)
 
     def local(self) -> str:
         """A local path to its content (downloaded once per node for an object-store file): for memory maps."""
@@ -62,7 +75,16 @@ class InputFile:
 
 def is_corpus_file(name: str) -> bool:
     base = os.path.basename(name)
-    return not base.startswith((".", "_")) and base.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    return not base.startswith((".", "_")) and base.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+
+
+def corpus_suffix(rel: str) -> str:
+    """The corpus suffix of a file name as written (`.jsonl.GZ`), or '' when it has none."""
+    low = rel.lower()
+    for suf in sorted(JSONL_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True):
+        if low.endswith(suf):
+            return rel[-len(suf):]
+    return ""
 
 
 def _glob_root(pattern: str) -> str:
@@ -75,70 +97,176 @@ def _glob_root(pattern: str) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
-def discover(inputs: list[str] | str) -> list[InputFile]:
-    """Expand files, directories (recursively) and globs into corpus files, sorted by relative path.
+@dataclass
+class Discovery:
+    files: list[InputFile]  # sorted by relative path, each real file once
+    skipped: list[str]  # files found that are not corpus files (unknown format): reported, never silently lost
 
-    Names starting with "." or "_" are skipped (temporary files, `_state/`, ground truth, ...).
+
+def discover(inputs: list[str] | str, *, out: str | None = None, verify: bool = False) -> list[InputFile]:
+    """The corpus files of `inputs` (see `discover_all`)."""
+    return discover_all(inputs, out=out, verify=verify).files
+
+
+def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: bool = False) -> Discovery:
+    """Expand files, directories (recursively, following symlinked folders once) and globs into corpus files,
+    sorted by relative path. A stage's output directory is read through its `_outputs.json` (exactly the files
+    that stage produced, with their digests). A file reached through two inputs is read once, under its longest
+    relative path (the one that keeps its source folder). Names starting with "." or "_" are skipped (temporary
+    files, `_state/`, ground truth, ...); other files of unknown format are listed in `skipped`.
+
+    `out`: the stage's output directory, refused when it is an input or inside one (a rerun would read its own
+    output). `verify`: identify each file by a SHA-256 of its content instead of size and modification time.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
-    found: dict[str, InputFile] = {}
-    for spec in map(str, inputs):
-        if storage.is_remote(spec):
-            root, listed = _discover_remote(spec)
-            for rel, size in listed:
-                if _wanted(rel):
-                    found.setdefault(rel, InputFile(path=storage.join(root, rel), rel=rel, size=size))
-            continue
-        if glob.has_magic(spec):
-            root = _glob_root(spec)
-            paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
-        elif os.path.isdir(spec):
-            root = spec
-            paths = []
-            for dirpath, dirnames, filenames in os.walk(spec):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
-                paths.extend(os.path.join(dirpath, f) for f in filenames)
-        elif os.path.isfile(spec):
-            root = os.path.dirname(spec) or "."
-            paths = [spec]
-        else:
-            raise SlimPajamaError(f"input not found: {spec}")
-        for p in paths:
-            rel = Path(os.path.relpath(p, root)).as_posix()
-            if not _wanted(rel):
-                continue
-            prev = found.get(rel)
-            if prev is not None and os.path.abspath(prev.path) != os.path.abspath(p):
-                raise SlimPajamaError(
-                    f"two inputs have the same relative path {rel!r} ({prev.path} and {p}); doc ids would collide: "
-                    "pass their common parent directory instead")
-            found[rel] = InputFile(path=p, rel=rel, size=os.path.getsize(p))
-    if not found:
+    specs = list(map(str, inputs))
+    if out is not None:
+        _check_out(specs, str(out))
+    found: dict[str, InputFile] = {}  # by real path (local) or URI (remote)
+    skipped: dict[str, str] = {}
+    for spec in specs:
+        for key, f in _expand(spec, skipped):
+            prev = found.get(key)
+            if prev is None or (len(f.rel), f.rel) > (len(prev.rel), prev.rel):
+                found[key] = f
+    by_rel: dict[str, InputFile] = {}
+    for f in found.values():
+        prev = by_rel.get(f.rel)
+        if prev is not None:
+            raise SlimPajamaError(
+                f"two inputs have the same relative path {f.rel!r} ({prev.path} and {f.path}); doc ids would "
+                "collide: pass their common parent directory instead")
+        by_rel[f.rel] = f
+    if not by_rel:
         raise SlimPajamaError(f"no corpus files ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}) under: "
-                              + " ".join(map(str, inputs)))
-    return [found[k] for k in sorted(found)]
+                              + " ".join(specs) + (f" (skipped {len(skipped)} of unknown format, e.g. "
+                                                   f"{next(iter(sorted(skipped)))})" if skipped else ""))
+    files = [by_rel[k] for k in sorted(by_rel)]
+    if verify:
+        files = _with_digests(files)
+    return Discovery(files, sorted(skipped))
+
+
+def _check_out(specs: list[str], out: str) -> None:
+    if storage.is_remote(out):
+        roots = [s.rstrip("/") for s in specs if storage.is_remote(s)]
+        inside = [r for r in roots if out.rstrip("/") == r or out.startswith(r + "/")]
+    else:
+        real_out = os.path.realpath(out)
+        inside = []
+        for s in specs:
+            if storage.is_remote(s):
+                continue
+            root = os.path.realpath(_glob_root(s) if glob.has_magic(s) else s)
+            if real_out == root or real_out.startswith(root.rstrip(os.sep) + os.sep):
+                inside.append(s)
+    if inside:
+        raise SlimPajamaError(f"--out {out} is inside the input {inside[0]}: a rerun would read its own output "
+                              "(or overwrite the input); choose an output directory outside the inputs")
+
+
+def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile]]:
+    """(identity key, file) of every corpus file under one input spec; unknown files go to `skipped`."""
+    if storage.is_remote(spec):
+        manifest = outputs.find(spec)
+        if manifest is not None:
+            yield from ((f.path, f) for f in _manifest_files(manifest))
+            return
+        root, listed = _discover_remote(spec)
+        for rel, size, mtime in listed:
+            path = storage.join(root, rel)
+            if _wanted(rel):
+                yield path, InputFile(path=path, rel=rel, size=size, mtime_ns=mtime)
+            elif _visible(rel):
+                skipped[path] = rel
+        return
+    if glob.has_magic(spec) and not os.path.exists(spec):
+        root = _glob_root(spec)
+        paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+    elif os.path.isdir(spec):
+        manifest = outputs.find(spec)
+        if manifest is not None:
+            yield from ((os.path.realpath(f.path), f) for f in _manifest_files(manifest))
+            return
+        root = spec
+        paths = list(_walk(spec))
+    elif os.path.isfile(spec):
+        root = os.path.dirname(spec) or "."
+        paths = [spec]
+    else:
+        raise SlimPajamaError(f"input not found: {spec}")
+    for p in paths:
+        rel = Path(os.path.relpath(p, root)).as_posix()
+        if not _wanted(rel):
+            if _visible(rel):
+                skipped[os.path.realpath(p)] = p
+            continue
+        st = os.stat(p)
+        yield os.path.realpath(p), InputFile(path=p, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+def _walk(top: str) -> Iterator[str]:
+    """Files under `top`, following symlinked folders, each real folder once (a link loop ends there)."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        yield from (os.path.join(dirpath, f) for f in sorted(filenames) if os.path.isfile(os.path.join(dirpath, f)))
+
+
+def _manifest_files(manifest: outputs.Manifest) -> list[InputFile]:
+    if manifest.data.get("documents_root") is None:
+        raise SlimPajamaError(f"{manifest.directory} holds the output of stage {manifest.stage}, not documents")
+    return [InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0), digest=rec["sha256"])
+            for rel, path, rec in manifest.documents() if _wanted(rel)]
+
+
+def _with_digests(files: list[InputFile]) -> list[InputFile]:
+    """--verify-inputs: each file identified by a SHA-256 of its content (hashlib releases the GIL: threads)."""
+    from dataclasses import replace
+
+    def digest(f: InputFile) -> InputFile:
+        if f.digest:
+            return f
+        h = hashlib.sha256()
+        with storage.open_input(f.path) as fh:
+            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
+                h.update(chunk)
+        return replace(f, digest=h.hexdigest())
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        return list(pool.map(digest, files))
+
+
+def _visible(rel: str) -> bool:
+    return not any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
 def _wanted(rel: str) -> bool:
     return is_corpus_file(rel) and not any(part.startswith((".", "_")) for part in rel.split("/")[:-1])
 
 
-def _discover_remote(spec: str) -> tuple[str, list[tuple[str, int]]]:
-    """(root, [(rel, size)]) of an object-store file, prefix or glob."""
-    if glob.has_magic(spec):
+def _discover_remote(spec: str) -> tuple[str, list[tuple[str, int, int]]]:
+    """(root, [(rel, size, mtime_ns)]) of an object-store file, prefix or glob."""
+    if glob.has_magic(spec) and storage.stat(spec) is None:
         scheme, rest = spec.split("://", 1)
         parts = rest.split("/")
         fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
         root = f"{scheme}://" + "/".join(parts[:fixed])
         pattern = "/".join(parts[fixed:])
-        listed = [(rel, n) for rel, n in storage.list_files(root) if fnmatch.fnmatchcase(rel, pattern)
+        listed = [(rel, n, t) for rel, n, t in storage.list_files(root, mtimes=True)
+                  if fnmatch.fnmatchcase(rel, pattern)
                   or (pattern.startswith("**/") and fnmatch.fnmatchcase(rel, pattern[3:]))]
         return root, listed
-    size = storage.file_size(spec)
-    if size is not None:
-        return storage.parent(spec), [(spec.rstrip("/").rsplit("/", 1)[1], size)]
-    listed = storage.list_files(spec)
+    st = storage.stat(spec)
+    if st is not None:
+        return storage.parent(spec), [(spec.rstrip("/").rsplit("/", 1)[1], *st)]
+    listed = storage.list_files(spec, mtimes=True)
     if not listed:
         raise SlimPajamaError(f"input not found: {spec}")
     return spec.rstrip("/"), listed
@@ -194,14 +322,20 @@ class _ZstdStream(io.RawIOBase):
 def open_binary(path: str):
     """A buffered binary stream of the decompressed content (remote files stream from the object store)."""
     fh = io.BufferedReader(storage.open_input(path), _READ_CHUNK) if storage.is_remote(path) else open(path, "rb")
-    if path.endswith((".zst", ".zstd")):
+    low = path.lower()
+    if low.endswith((".zst", ".zstd")):
         return io.BufferedReader(_ZstdStream(fh), _READ_CHUNK)
-    if path.endswith(".gz"):
+    if low.endswith(".gz"):
         return gzip.GzipFile(fileobj=fh, mode="rb")
+    if low.endswith(".bz2"):
+        return bz2.BZ2File(fh, mode="rb")
+    if low.endswith(".xz"):
+        return lzma.LZMAFile(fh, mode="rb")
     return io.BufferedReader(fh, _READ_CHUNK) if not isinstance(fh, io.BufferedReader) else fh
 
 
-_STREAM_ERRORS = (zstandard.ZstdError, gzip.BadGzipFile, zlib.error, EOFError, TruncatedInput, OSError)
+_STREAM_ERRORS = (zstandard.ZstdError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, EOFError, TruncatedInput,
+                  OSError)
 
 
 def _stream_error_reason(exc: BaseException) -> str:
@@ -451,9 +585,8 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
         on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {names})",
                          fallback_source, file.size))
         return
-    if pf.metadata.num_rows == 0:
-        on_bad(BadRecord(file.rel, 0, "empty_file", "file holds no records", fallback_source, 0))
-        return
+    if pf.metadata.num_rows == 0:  # complete (it has a footer) and empty: zero documents, e.g. a shard whose
+        return  # documents were all short or all duplicates
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):
@@ -477,4 +610,5 @@ def iter_documents(inputs, on_bad: OnBad, **kwargs) -> Iterator[pa.RecordBatch]:
         yield from read_documents(f, on_bad, **kwargs)
 
 
-__all__ = ["DOC_SCHEMA", "InputFile", "discover", "read_documents", "iter_documents", "open_binary"]
+__all__ = ["DOC_SCHEMA", "Discovery", "InputFile", "discover", "discover_all", "read_documents", "iter_documents",
+           "open_binary"]

@@ -17,6 +17,7 @@ the base's slot, so files are generated independently and in parallel with the s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -410,5 +411,21 @@ def generate_corpus(out: str, *, seed: int = 0, docs: int | None = None, nbytes:
                     for f in facts if f["kind"] == "non_nfc"],
         "non_english": [{"doc_id": f["doc_id"], "lang": f["lang"]} for f in facts if f["kind"] == "non_english"],
     }
+    _remove_earlier_files(out, set(truth["files"]))
     write_bytes_atomic(os.path.join(out, GROUND_TRUTH_FILE), json.dumps(truth, indent=1, sort_keys=True).encode())
     return truth
+
+
+def _remove_earlier_files(out: str, current: set[str]) -> None:
+    """A rerun into the same folder (say with fewer --docs) removes the files of the earlier corpus it does not
+    rewrite (listed in its ground truth), which would otherwise be read as part of this one."""
+    try:
+        with open(os.path.join(out, GROUND_TRUTH_FILE), "rb") as f:
+            earlier = json.load(f).get("files", [])
+    except (OSError, ValueError):
+        return
+    for rel in set(earlier) - current:
+        path = os.path.normpath(os.path.join(out, rel))
+        if path.startswith(os.path.abspath(out) + os.sep) or path.startswith(os.path.normpath(out) + os.sep):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)

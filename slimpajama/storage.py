@@ -84,6 +84,19 @@ def file_size(path: str) -> int | None:
     return info.size if info.type == pafs.FileType.File else None
 
 
+def stat(path: str) -> tuple[int, int] | None:
+    """(size, modification time in ns) of a file, or None when there is no file at `path`. An object store's
+    modification time is its last write (pyarrow exposes no ETag): a rewritten object gets a new one."""
+    if not is_remote(path):
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return (st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
+    info = _info(path)
+    return (info.size, info.mtime_ns or 0) if info.type == pafs.FileType.File else None
+
+
 def isdir(path: str) -> bool:
     if not is_remote(path):
         return os.path.isdir(path)
@@ -95,21 +108,24 @@ def makedirs(path: str) -> None:
         os.makedirs(path, exist_ok=True)  # object stores have no directories to create
 
 
-def list_files(root: str) -> list[tuple[str, int]]:
-    """(posix path relative to root, size) of every file under root, recursively, sorted."""
+def list_files(root: str, mtimes: bool = False) -> list[tuple]:
+    """(posix path relative to root, size[, mtime_ns]) of every file under root, recursively, sorted."""
     if not is_remote(root):
         out = []
         for dirpath, _, files in os.walk(root):
             for f in files:
                 p = os.path.join(dirpath, f)
-                out.append((os.path.relpath(p, root).replace(os.sep, "/"), os.path.getsize(p)))
+                st = os.stat(p)
+                rel = os.path.relpath(p, root).replace(os.sep, "/")
+                out.append((rel, st.st_size, st.st_mtime_ns) if mtimes else (rel, st.st_size))
         return sorted(out)
     fs, p = resolve(root)
     try:
         infos = fs.get_file_info(pafs.FileSelector(p, recursive=True, allow_not_found=True))
     except (pa.ArrowException, OSError) as e:
         raise SlimPajamaError(f"cannot list {root}: {e}") from None
-    return sorted((i.path[len(p) + 1:], i.size) for i in infos if i.type == pafs.FileType.File)
+    return sorted((i.path[len(p) + 1:], i.size, *((i.mtime_ns or 0,) if mtimes else ()))
+                  for i in infos if i.type == pafs.FileType.File)
 
 
 def open_input(path: str):
@@ -130,6 +146,22 @@ def open_parquet(path: str):
 def read_bytes(path: str) -> bytes:
     with open_input(path) as f:
         return f.read()
+
+
+def remove_tree_empty_dirs(root: str, dirs) -> None:
+    """Remove the folders `dirs` (and their parents, up to `root`) that are empty; object stores have none."""
+    if is_remote(root):
+        return
+    root = os.path.abspath(root)
+    for d in sorted({os.path.abspath(x) for x in dirs}, key=len, reverse=True):
+        while d.startswith(root + os.sep):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+            except OSError:  # not empty
+                break
+            d = os.path.dirname(d)
 
 
 def remove(path: str) -> None:

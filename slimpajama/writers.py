@@ -25,10 +25,33 @@ from .schema import DOC_SCHEMA
 TMP_PREFIX = ".tmp-"
 RELEASE_ZSTD_LEVEL = 3
 
+# The driver run that temporary files belong to (`.tmp-<run>-<unique>-<name>`): start-up cleanup removes only
+# other runs' files. Ray tasks adopt their driver's id (runner.execute_shard).
+_run_id = uuid.uuid4().hex[:8]
+# SHA-256 of the files this process committed, by final path: a task's marker records its outputs' digests
+# without reading them back (from an object store, above all).
+_digests: dict[str, str] = {}
+
+
+def run_id() -> str:
+    return _run_id
+
+
+def set_run_id(value: str) -> None:
+    global _run_id
+    _run_id = value
+
 
 def tmp_path_for(path: str) -> str:
     d, base = os.path.split(path)
-    return os.path.join(d, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{base}")
+    return os.path.join(d, f"{TMP_PREFIX}{_run_id}-{uuid.uuid4().hex[:12]}-{base}")
+
+
+def tmp_run_id(name: str) -> str | None:
+    """The run id in a temporary file's name (None for other names)."""
+    if not name.startswith(TMP_PREFIX):
+        return None
+    return name[len(TMP_PREFIX):].split("-", 1)[0]
 
 
 @contextlib.contextmanager
@@ -41,6 +64,7 @@ def atomic_path(path: str) -> Iterator[str]:
     tmp = storage.staging_path(path) if remote else tmp_path_for(path)
     try:
         yield tmp
+        _digests[str(path)] = sha256_file(tmp)
         if remote:
             storage.publish(tmp, path)
             os.remove(tmp)
@@ -72,15 +96,28 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def remove_stale_tmp(directory: str) -> int:
-    """Delete temporary files a killed run left behind; returns how many."""
+def file_digest(path: str) -> str:
+    """SHA-256 of a file: remembered from its atomic commit in this process, else read."""
+    return _digests.get(str(path)) or sha256_file(path)
+
+
+def forget_digests() -> None:
+    _digests.clear()
+
+
+def remove_stale_tmp(directory: str, keep_run: str | None = None, prune=None) -> int:
+    """Delete temporary files killed runs left behind (all but `keep_run`'s); returns how many. `prune(dirpath)`
+    -> True skips a subdirectory (one another live run owns)."""
     n = 0
     if storage.is_remote(directory) or not os.path.isdir(directory):  # objects are never uploaded half-written
         return 0
-    for dirpath, _, files in os.walk(directory):
+    for dirpath, dirnames, files in os.walk(directory):
+        if prune is not None:
+            dirnames[:] = [d for d in dirnames if not prune(os.path.join(dirpath, d))]
         for name in files:
-            if name.startswith(TMP_PREFIX):
-                os.remove(os.path.join(dirpath, name))
+            if name.startswith(TMP_PREFIX) and (keep_run is None or tmp_run_id(name) != keep_run):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(dirpath, name))
                 n += 1
     return n
 

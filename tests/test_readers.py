@@ -172,16 +172,22 @@ def test_corrupt_compressed_file(tmp_path):
     assert rows == [] and [b.reason for b in bad] == ["corrupt"]
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.zst", ".parquet"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.zst"])
 def test_empty_file(tmp_path, suffix):
     p = tmp_path / "s" / f"e{suffix}"
     p.parent.mkdir()
-    if suffix == ".parquet":
-        pq.write_table(pa.table({"text": pa.array([], pa.string())}), p)
-    else:
-        p.write_bytes(zstandard.ZstdCompressor().compress(b"") if suffix.endswith("zst") else b"")
+    p.write_bytes(zstandard.ZstdCompressor().compress(b"") if suffix.endswith("zst") else b"")
     rows, bad = collect(str(tmp_path))
     assert rows == [] and [(b.reason, b.line) for b in bad] == [("empty_file", 0)]
+
+
+def test_empty_parquet_is_zero_documents_not_bad_input(tmp_path):
+    """A parquet file has a footer, so zero rows is a complete, empty table (a shard whose documents were all
+    short or all duplicates), unlike an empty jsonl (a failed download)."""
+    p = tmp_path / "s" / "e.parquet"
+    p.parent.mkdir()
+    pq.write_table(pa.table({"text": pa.array([], pa.string())}), p)
+    assert collect(str(tmp_path)) == ([], [])
 
 
 def test_50mb_document_is_bad_input_by_default_and_reads_with_a_higher_limit(tmp_path):

@@ -1,0 +1,422 @@
+"""Reruns never keep stale data: each case reproduces a way a rerun (after an edit, with other settings, after an
+earlier run with other inputs, two at once, a damaged file, a deleted intermediate) used to give wrong data."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import os
+import random
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from pipeline_helpers import product
+from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+from slimpajama.pipelines.dedup import run_dedup
+from slimpajama.pipelines.release import run_release
+from slimpajama.pipelines.tokens import run_shards, run_tokenize
+
+from slimpajama.errors import BadInputError
+from slimpajama.readers import discover, discover_all
+from slimpajama.release import ReleaseConfig
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+
+
+def text(seed: int, n: int = 80) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def write_jsonl(path, texts, opener=open) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with opener(path, "wb") as f:
+        for t in texts:
+            f.write(orjson.dumps({"text": t}) + b"\n")
+
+
+def normalize(inputs, out, on_error="skip", verify=False):
+    found = discover_all(inputs if isinstance(inputs, list) else [str(inputs)], out=str(out), verify=verify)
+    return run_stage(NormalizeStage(ReadOptions(on_error=on_error)), file_tasks(found.files), str(out),
+                     progress=False, skipped_files=found.skipped)
+
+
+def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "slimpajama.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def files_under(d) -> set[str]:
+    """Data files (what a glob of the directory finds), the stage's summaries and bookkeeping aside."""
+    out = set()
+    for dirpath, dirnames, names in os.walk(d):
+        dirnames[:] = [x for x in dirnames if not x.startswith("_")]
+        out.update(os.path.relpath(os.path.join(dirpath, n), d) for n in names if not n.startswith(("_", "."))
+                   and n not in ("ledger.json", "manifest.json"))
+    return out
+
+
+def read_texts(directory) -> list[str]:
+    from slimpajama.errors import raise_on_bad
+    from slimpajama.readers import read_documents
+
+    return [t for f in discover(str(directory)) for b in read_documents(f, raise_on_bad)
+            for t in b.column("text").to_pylist()]
+
+
+# ------------------------------------------------------------------------------------------------ 1, 2: identity
+
+
+def test_1_dedup_after_an_input_edit_recomputes_the_clusters(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    base = text(1, 120)
+    write_jsonl(raw / "A" / "a.jsonl", [base, base + " extra", text(2)])
+    normalize(raw, tmp_path / "n")
+    first = run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False)
+    assert first.ledger.totals().dropped["duplicate"][0] == 1
+    # the second document becomes unique; same number of rows per file
+    write_jsonl(raw / "A" / "a.jsonl", [base, text(3, 120), text(2)])
+    normalize(raw, tmp_path / "n")
+    second = run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False)
+    assert "duplicate" not in second.ledger.totals().dropped
+    assert pq.read_table(tmp_path / "d" / "duplicates.parquet").num_rows == 0
+    assert second.skipped == 0
+    assert sorted(read_texts(tmp_path / "d")) == sorted([base, text(3, 120), text(2)])
+
+
+def test_2_a_same_size_edit_is_noticed_and_its_old_bad_record_goes(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    path = raw / "A" / "a.jsonl"
+    os.makedirs(path.parent)
+    path.write_bytes(orjson.dumps({"text": text(1)}) + b'\n{"text": 1234567}\n')
+    first = normalize(raw, tmp_path / "n")
+    assert first.errors == 1
+    size = path.stat().st_size
+    path.write_bytes(orjson.dumps({"text": text(1)}) + b'\n{"text": "12345"}\n')  # fixed, same size
+    assert path.stat().st_size == size
+    second = normalize(raw, tmp_path / "n")
+    assert second.skipped == 0 and second.errors == 0
+    assert (tmp_path / "n" / "_errors.jsonl").read_bytes() == b""
+    assert second.ledger.totals().docs_in == 2 and "bad_input" not in second.ledger.totals().dropped
+
+
+def test_2_verify_inputs_notices_an_edit_that_kept_the_modification_time(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    path = raw / "A" / "a.jsonl"
+    write_jsonl(path, [text(1), text(2)])
+    normalize(raw, tmp_path / "n")
+    st = path.stat()
+    edited = text(2)[:-1] + "!"  # same size
+    write_jsonl(path, [text(1), edited])
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size
+    # size and modification time unchanged: only the content digest tells (the default trusts them)
+    assert normalize(raw, tmp_path / "n").skipped == 1
+    rerun = normalize(raw, tmp_path / "n", verify=True)
+    assert rerun.skipped == 0
+    assert sorted(read_texts(tmp_path / "n")) == sorted([text(1), edited])
+
+
+# ------------------------------------------------------------------------------------------------ 3: orphans
+
+
+def test_3_normalize_then_a_subset_into_one_out_leaves_only_the_subset(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1), text(2)])
+    write_jsonl(raw / "B" / "b.jsonl", [text(3)])
+    normalize(raw, tmp_path / "n")
+    assert files_under(tmp_path / "n") == {"A/a.parquet", "B/b.parquet"}
+    report = normalize(raw / "B", tmp_path / "n")
+    assert files_under(tmp_path / "n") == {"b.parquet"}
+    assert sorted(report.removed) == ["A/a.parquet", "B/b.parquet", "_state/A/a.json", "_state/B/b.json"]
+    d = run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False)
+    assert d.ledger.totals().docs_in == 1
+
+
+@pytest.fixture(scope="module")
+def deduped(clean_pipeline, tmp_path_factory):
+    """A copy of the clean pipeline's dedup output (read-only here)."""
+    data, _, _ = clean_pipeline
+    d = tmp_path_factory.mktemp("deduped") / "dedup"
+    shutil.copytree(data / "work" / "dedup", d, ignore=shutil.ignore_patterns("_minhash", "_lsh", "_components"))
+    return d
+
+
+def _release_files(out) -> set[str]:
+    return {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
+
+
+def test_3_release_reruns_leave_exactly_the_manifest(deduped, tmp_path, ray_session):
+    out = tmp_path / "rel"
+    run_release(str(deduped), str(out), ReleaseConfig(holdout=0.1, docs_per_file=50), progress=False)
+    assert {"train", "validation", "test"} <= set(os.listdir(out))
+    run_release(str(deduped), str(out), ReleaseConfig(holdout=0.1, docs_per_file=1000), progress=False)
+    assert files_under(out) == _release_files(out)
+    # holdout 0.1 then 0: no validation or test data may stay (they would be evaluation on training data)
+    report = run_release(str(deduped), str(out), ReleaseConfig(holdout=0.0, docs_per_file=1000), progress=False)
+    assert files_under(out) == _release_files(out)
+    assert not (out / "validation").exists() and not (out / "test").exists()
+    tok = run_tokenize(str(out), str(tmp_path / "tokens"), progress=False)
+    assert tok.ledger.totals().docs_in == report.ledger.totals().docs_out
+    shards = run_shards(str(tmp_path / "tokens" / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
+    assert [m["key"] for m in shards.markers] == ["train"]
+
+
+def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_session):
+    rel1, rel2 = tmp_path / "rel1", tmp_path / "rel2"
+    run_release(str(deduped), str(rel1), ReleaseConfig(holdout=0.1, docs_per_file=50), progress=False)
+    run_release(str(deduped), str(rel2), ReleaseConfig(holdout=0.0, docs_per_file=1000), progress=False)
+    tokens = tmp_path / "tokens"
+    run_tokenize(str(rel1), str(tokens), progress=False)
+    second = run_tokenize(str(rel2), str(tokens), progress=False)  # other keys: the first run's are removed
+    assert second.removed
+    shards = run_shards(str(tokens / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
+    index = json.loads((tmp_path / "shards" / "seq64" / "train" / "index.json").read_text())
+    assert index["docs"] == second.ledger.totals().docs_out and [m["key"] for m in shards.markers] == ["train"]
+    # file size: many files, then one; the extra files go
+    out = tmp_path / "packed"
+    run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1, progress=False)
+    assert len(files_under(out)) > 3
+    run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1 << 30, progress=False)
+    assert files_under(out) == {"train/part-00000.arrow", "train/index.json"}
+
+
+def test_3_sample_rerun_with_fewer_docs_removes_the_earlier_files(tmp_path):
+    from slimpajama.sample_corpus import generate_corpus
+
+    generate_corpus(str(tmp_path), seed=1, docs=1200)
+    truth = generate_corpus(str(tmp_path), seed=1, docs=300)
+    assert files_under(tmp_path) == set(truth["files"])
+
+
+# ------------------------------------------------------------------------------------------------ 4-7: discovery
+
+
+def test_4_out_inside_or_equal_to_an_input_is_refused(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
+    for out in (raw / "out", raw):
+        r = cli("normalize", raw, "--out", out, "--quiet")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.startswith("error: --out") and "inside the input" in r.stderr, r.stderr
+    assert not (raw / "out").exists()
+
+
+def test_5_one_file_through_two_inputs_is_read_once_under_its_folder(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
+    for inputs in ([raw, raw / "A" / "a.jsonl"], [raw / "A" / "a.jsonl", raw]):
+        assert [f.rel for f in discover([str(p) for p in inputs])] == ["A/a.jsonl"]
+
+
+def test_6_symlinked_source_folders_are_followed_once(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(tmp_path / "elsewhere" / "b.jsonl", [text(1)])
+    write_jsonl(raw / "A" / "a.jsonl", [text(2)])
+    os.symlink(tmp_path / "elsewhere", raw / "B")
+    os.symlink(raw, raw / "A" / "loop")  # a link loop ends
+    assert [f.rel for f in discover(str(raw))] == ["A/a.jsonl", "B/b.jsonl"]
+
+
+def test_7_every_json_lines_spelling_is_read_and_unknown_files_are_listed(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.json", [text(1)])
+    write_jsonl(raw / "A" / "b.jsonl.bz2", [text(2)], bz2.open)
+    write_jsonl(raw / "A" / "c.jsonl.xz", [text(3)], lzma.open)
+    write_jsonl(raw / "A" / "d.JSONL", [text(4)])
+    write_jsonl(raw / "A" / "e.jsonl.GZ", [text(5)], gzip.open)
+    with open(raw / "A" / "f.jsonl.ZST", "wb") as f:
+        f.write(zstandard.ZstdCompressor().compress(orjson.dumps({"text": text(6)}) + b"\n"))
+    (raw / "A" / "notes.txt").write_text("not a corpus file")
+    report = normalize(raw, tmp_path / "n")
+    assert report.ledger.totals().docs_out == 6
+    assert report.summary()["skipped_files"] == [str(raw / "A" / "notes.txt")]
+    errors = [json.loads(x) for x in (tmp_path / "n" / "_errors.jsonl").read_text().splitlines()]
+    assert [(e["file"], e["reason"]) for e in errors] == [(str(raw / "A" / "notes.txt"), "unknown_format")]
+
+
+# ------------------------------------------------------------------------------------------------ 8, 9
+
+
+def test_8_shards_with_zero_documents_flow_through_every_stage(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "Short" / "s.jsonl", ["too short", "also short"])
+    write_jsonl(raw / "A" / "a.jsonl", [text(i) for i in range(5)])
+    write_jsonl(raw / "Dup" / "d.jsonl", [text(0), text(1)])  # every document a duplicate of A's
+    n = normalize(raw, tmp_path / "n")
+    assert n.ledger.sources["Short"].docs_out == 0
+    d = run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False)
+    assert d.ledger.sources["Dup"].docs_out == 0 and d.ledger.totals().docs_out == 5
+    r = run_release(str(tmp_path / "d"), str(tmp_path / "rel"), ReleaseConfig(holdout=0.0), progress=False)
+    assert r.ledger.totals().docs_in == 5 and "bad_input" not in r.ledger.totals().dropped
+
+
+def test_9_a_fail_rerun_fails_on_a_record_a_skip_run_already_counted(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    path = raw / "A" / "a.jsonl"
+    os.makedirs(path.parent)
+    path.write_bytes(orjson.dumps({"text": text(1)}) + b"\n{not json\n")
+    normalize(raw, tmp_path / "n")
+    with pytest.raises(BadInputError, match="A/a.jsonl:2: malformed_json"):
+        normalize(raw, tmp_path / "n", on_error="fail")
+
+
+# ------------------------------------------------------------------------------------------------ 10: one driver
+
+
+HOLD = """
+import sys, time
+from slimpajama.pipelines import lock
+with lock.hold(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def _holder(out, seconds) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_10_a_second_driver_is_refused_waits_or_takes_over_a_dead_ones_lock(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "n"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
+    holder = _holder(out, 60)
+    r = cli("normalize", raw, "--out", out, "--quiet")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"is in use by another run (pid {holder.pid}" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    holder.kill()
+    holder.wait()  # killed: its lock is stale and is taken over
+    assert cli("normalize", raw, "--out", out, "--quiet").returncode == 0
+    holder = _holder(out, 3)
+    t0 = time.time()
+    r = cli("normalize", raw, "--out", out, "--quiet", "--wait")
+    assert r.returncode == 0 and holder.wait() == 0 and time.time() - t0 > 1
+    assert not (out / "_state" / "_lock").exists()
+
+
+def test_10_sibling_dedups_have_private_signatures(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1), text(2)])
+    normalize(raw, tmp_path / "n")
+    for name in ("d1", "d2"):
+        run_dedup(str(tmp_path / "n"), str(tmp_path / name), progress=False)
+        assert (tmp_path / name / "_minhash" / "_outputs.json").exists()
+    assert not (tmp_path / "minhash").exists()
+
+
+def test_10_startup_cleanup_removes_only_dead_runs_temporary_files(tmp_path, ray_session):
+    from slimpajama import writers
+
+    raw, out = tmp_path / "raw", tmp_path / "n"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
+    (out / "A").mkdir(parents=True)
+    dead = out / "A" / ".tmp-deadbeef-0123-a.parquet"
+    mine = out / "A" / f".tmp-{writers.run_id()}-0123-x.parquet"
+    dead.write_bytes(b"partial")
+    mine.write_bytes(b"partial")
+    normalize(raw, out)
+    assert not dead.exists()  # finished: the run's own leftovers go too
+    assert not mine.exists()
+
+
+# ------------------------------------------------------------------------------------------------ 11, 12
+
+
+def test_11_verify_names_the_command_that_rebuilds_a_damaged_file(clean_pipeline, tmp_path):
+    data, _, _ = clean_pipeline
+    tokens = tmp_path / "tokens"
+    shutil.copytree(data / "tokens", tokens)
+    out = tmp_path / "seq64"
+    assert cli("shards", tokens / "gpt2", "--seq", "64", "--out", out, "--quiet").returncode == 0
+    part = out / "train" / "part-00000.arrow"
+    good = part.read_bytes()
+    for keep_time in (False, True):  # an edit, then bit rot that keeps the modification time
+        st = part.stat()
+        damaged = bytearray(good)
+        damaged[len(damaged) // 2] ^= 0xFF
+        part.write_bytes(bytes(damaged))
+        if keep_time:
+            os.utime(part, ns=(st.st_atime_ns, st.st_mtime_ns))
+        r = cli("verify", out)
+        assert r.returncode == 1 and "checksum mismatch" in r.stderr and "rebuild it with: " in r.stderr
+        command = shlex.split(r.stderr.strip().split("rebuild it with: ", 1)[1])
+        assert command[:2] == ["slimpajama", "shards"]
+        assert cli(*command[1:], "--quiet").returncode == 0
+        assert cli("verify", out).returncode == 0 and part.read_bytes() == good
+
+
+def test_12_deleting_signatures_after_a_complete_dedup_recomputes_nothing(tmp_path, ray_session):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1, 120), text(1, 120) + " x", text(2)])
+    normalize(raw, tmp_path / "n")
+    d = tmp_path / "d"
+    run_dedup(str(tmp_path / "n"), str(d), progress=False)
+    before = product(d)
+    for sub in ("_minhash", "_lsh", "_components"):
+        shutil.rmtree(d / sub)
+    again = run_dedup(str(tmp_path / "n"), str(d), progress=False)
+    assert again.skipped == again.shards and not (d / "_minhash").exists()
+    assert product(d) == {k: v for k, v in before.items() if not k.startswith(("_minhash", "_lsh", "_components"))}
+    assert again.ledger.totals().dropped["duplicate"][0] == 1
+
+
+# ------------------------------------------------------------------------------------------------ 13: signals
+
+
+def _tagged_processes(tag: str) -> list[int]:
+    """Processes whose environment carries `tag` (the driver's Ray processes inherit it)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if tag.encode() in f.read():
+                        pids.append(int(pid))
+            except OSError:
+                pass
+    return pids
+
+
+def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resumes(clean_pipeline, sample_corpus,
+                                                                                    tmp_path):
+    from pipeline_helpers import CLI_ARGS
+
+    _, want, _ = clean_pipeline
+    raw, _ = sample_corpus
+    data = tmp_path / "data"
+    tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
+    cmd = [sys.executable, "-m", "slimpajama.cli", "pipeline", str(raw), "--data", str(data), "--workers", "1",
+           *CLI_ARGS]
+    env = {**os.environ, tag.split("=")[0]: tag.split("=")[1]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = data / "work" / "normalized" / "_state"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "error: interrupted (SIGTERM)" in err
+    deadline = time.time() + 30
+    while _tagged_processes(tag) and time.time() < deadline:
+        time.sleep(0.5)
+    assert _tagged_processes(tag) == []
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert product(data) == want
+
