@@ -19,7 +19,6 @@ document plus one edge file at a time. Nothing holds per-document Python objects
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import replace
@@ -41,12 +40,12 @@ from slimpajama.lsh import (
     union_edges,
 )
 from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signatures
-from slimpajama.readers import InputFile, discover, read_documents
+from slimpajama.readers import discover, read_documents
 from slimpajama.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
 from .docstage import DocumentStage, ReadOptions, file_tasks
-from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, is_complete, run_stage
+from .runner import ShardOutcome, ShardTask, StageReport, is_complete, load_run, run_key, run_stage, save_run
 
 DUPLICATE = "duplicate"
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
@@ -253,11 +252,6 @@ def write_audit(out_dir: str, keys: list[str]) -> None:
         w.write(table)
 
 
-def run_key(files: list[InputFile], cfg: MinHashConfig, verify: bool) -> str:
-    """What the clusters depend on: every shard's identity (digest) in corpus order, and the settings."""
-    return hashlib.sha256(json.dumps([[f.identity() for f in files], cfg.to_dict(), verify]).encode()).hexdigest()
-
-
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
               progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
@@ -274,15 +268,11 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         n_docs = offsets[-1]
         if n_docs > MAX_DOCS:
             raise SlimPajamaError(f"{n_docs} documents exceed one dedup run's {MAX_DOCS}")
-        key = run_key(files, cfg, verify)
+        key = run_key([f.identity() for f in files], cfg.to_dict(), verify)  # what the clusters depend on
         remove = RemoveStage(ReadOptions())
         remove_tasks = [ShardTask(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
                         for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
-        run_path = storage.join(out_dir, STATE_DIR, RUN_FILE)
-        try:
-            previous = json.loads(storage.read_bytes(run_path))
-        except (FileNotFoundError, ValueError):
-            previous = {}
+        previous = load_run(out_dir, RUN_FILE)
         if previous.get("run_key") == key and all(is_complete(remove, t, out_dir) for t in remove_tasks):
             summary = previous["summary"]  # nothing upstream changed: minhash/lsh/components are not needed
         else:
@@ -292,7 +282,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         write_audit(out_dir, [t.key for t in remove_tasks])
         write_bytes_atomic(storage.join(out_dir, "dedup.json"),
                            json.dumps(summary, indent=1, sort_keys=True).encode())
-        write_bytes_atomic(run_path, json.dumps({"run_key": key, "summary": summary}).encode())
+        save_run(out_dir, RUN_FILE, {"run_key": key, "summary": summary})
     report.extra = summary
     return report
 

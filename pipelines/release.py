@@ -45,10 +45,21 @@ from slimpajama.writers import (
 
 from . import lock
 from .docstage import file_tasks
-from .runner import ShardOutcome, ShardTask, StageReport, output_file, run_stage
+from .runner import (
+    ShardOutcome,
+    ShardTask,
+    StageReport,
+    is_complete,
+    load_run,
+    output_file,
+    run_key,
+    run_stage,
+    save_run,
+)
 
 DECONTAMINATED = "decontaminated"
 SAMPLED_OUT = "sampled_out"
+RUN_FILE = "_release_run.json"  # in <out>/_state: the run key and shuffle tasks of the last complete release
 SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("text", pa.string()),
                             ("copy", pa.int32())])
 
@@ -116,7 +127,7 @@ class ShuffleStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         split, bucket = task.params["split"], task.params["bucket"]
         s = SPLITS.index(split)
-        *scatter, holdout_file = task.inputs
+        *scatter, holdout_file = task.side
         parts = []
         for arrow_file, tags_file in zip(scatter[0::2], scatter[1::2], strict=True):
             tags = np.load(tags_file.local())
@@ -190,10 +201,41 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
     buckets = {"train": max(1, math.ceil(nbytes * mean_weight / cfg.bucket_bytes)),
                "validation": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes)),
                "test": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes))}
-    scatter_dir = storage.join(out_dir, "_scatter")
     tasks = file_tasks(files)
-    scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
+    key = run_key([f.identity() for f in files], cfg.to_dict(), buckets)
+    stage = ShuffleStage(cfg)
+    previous = load_run(out_dir, RUN_FILE)
+    shuffle_tasks = [ShardTask(k, (), params) for k, params in previous.get("shuffle", [])]
+    if previous.get("run_key") == key and all(is_complete(stage, t, out_dir) for t in shuffle_tasks):
+        # nothing upstream changed and every release file is intact: _scatter/ is not needed (it may be deleted)
+        scatter, scatter_ledger = None, Ledger.from_dict(previous["scatter_ledger"])
+    else:
+        scatter, scatter_ledger, shuffle_tasks = _scatter(tasks, out_dir, cfg, buckets, key, run)
+    shuffle = run_stage(stage, shuffle_tasks, out_dir, **run)
+    save_run(out_dir, RUN_FILE, {"run_key": key, "shuffle": [[t.key, t.params] for t in shuffle_tasks],
+                                 "scatter_ledger": scatter_ledger.to_dict()})
 
+    ledger = Ledger("release")
+    ledger.merge(scatter_ledger)
+    for m in shuffle.markers:
+        ledger.merge(Ledger.from_dict(m["ledger"]))
+    ledger.check_balanced()
+    write_bytes_atomic(storage.join(out_dir, "ledger.json"), ledger.dumps().encode())
+    manifest = _manifest(cfg, buckets, shuffle, ledger)
+    write_bytes_atomic(storage.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
+    report = StageReport("release", out_dir, ledger, len(tasks) + len(shuffle_tasks),
+                         (scatter.skipped if scatter else len(tasks)) + shuffle.skipped, 0,
+                         (scatter.seconds if scatter else 0.0) + shuffle.seconds,
+                         removed=(scatter.removed if scatter else []) + shuffle.removed)
+    report.extra = {k: manifest[k] for k in ("splits", "decontaminated")}
+    return report
+
+
+def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledger, list[ShardTask]]:
+    """Pass 1 -> (its report, its ledger, the shuffle tasks). A shuffle task's identity is its bucket and the run
+    key (every input's digest, the settings): its scatter files are side inputs."""
+    scatter_dir = storage.join(out_dir, "_scatter")
+    scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
     holdout = np.concatenate([np.load(scatter.output_file(t.key + ".holdout.npy").local()) for t in tasks])
     holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
     holdout_rel = "holdout_sha256.npy"
@@ -207,23 +249,13 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
         for b in range(buckets[split]):
             n = sum(m["extra"]["counts"][split][b] for m in scatter.markers)
             n_files = math.ceil(n / cfg.docs_per_file)
-            shuffle_tasks.append(ShardTask(f"_shuffle/{split}-{b:05d}", tuple(side),
-                                           {"split": split, "bucket": b, "first_file": first, "files": n_files}))
+            shuffle_tasks.append(ShardTask(f"_shuffle/{split}-{b:05d}", (), {"split": split, "bucket": b,
+                                           "first_file": first, "files": n_files, "run": key}, side=tuple(side)))
             first += n_files
-    shuffle = run_stage(ShuffleStage(cfg), shuffle_tasks, out_dir, **run)
-
     ledger = Ledger("release")
-    for m in scatter.markers + shuffle.markers:
+    for m in scatter.markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
-    ledger.check_balanced()
-    write_bytes_atomic(storage.join(out_dir, "ledger.json"), ledger.dumps().encode())
-    manifest = _manifest(cfg, buckets, shuffle, ledger)
-    write_bytes_atomic(storage.join(out_dir, "manifest.json"), json.dumps(manifest, indent=1, sort_keys=True).encode())
-    report = StageReport("release", out_dir, ledger, len(tasks) + len(shuffle_tasks),
-                         scatter.skipped + shuffle.skipped, 0, scatter.seconds + shuffle.seconds,
-                         removed=scatter.removed + shuffle.removed)
-    report.extra = {k: manifest[k] for k in ("splits", "decontaminated")}
-    return report
+    return scatter, ledger, shuffle_tasks
 
 
 def _manifest(cfg: ReleaseConfig, buckets: dict, shuffle: StageReport, ledger: Ledger) -> dict:

@@ -21,6 +21,7 @@ Outputs depend only on each task's inputs, never on scheduling, so 1 or N worker
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -86,16 +87,20 @@ def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = Fal
         return False
     if m.get("fingerprint") != stage.fingerprint() or m.get("inputs") != task.identity():
         return False
-    return all(output_intact(storage.join(out_dir, rel), rec, verify_outputs) for rel, rec in m["outputs"].items())
-
-
-def output_intact(path: str, rec: dict, verify: bool = False) -> bool:
-    """The file is the one recorded: same size and modification time, or else (a copy, a touch) same SHA-256;
-    `verify` (--verify-outputs) always compares the SHA-256."""
-    st = storage.stat(path)
-    if st is None or st[0] != rec["size"]:
-        return False
-    return (st[1] == rec["mtime_ns"] and not verify) or sha256_file(path) == rec["sha256"]
+    retimed = False
+    for rel, rec in m["outputs"].items():
+        path = storage.join(out_dir, rel)
+        st = storage.stat(path)
+        if st is None or st[0] != rec["size"]:
+            return False
+        if st[1] != rec["mtime_ns"] or verify_outputs:  # touched, copied, or edited in place: the digest decides
+            if sha256_file(path) != rec["sha256"]:
+                return False
+            retimed |= st[1] != rec["mtime_ns"]
+            rec["mtime_ns"] = st[1]
+    if retimed:  # the same bytes under a new time (a copied directory): checked once, not on every rerun
+        write_bytes_atomic(state_path(out_dir, task.key), json.dumps(m, sort_keys=True).encode())
+    return True
 
 
 def output_record(path: str) -> dict:
@@ -109,6 +114,25 @@ def output_file(out_dir: str, rel: str, rec: dict | None = None) -> InputFile:
     path = storage.join(out_dir, rel)
     rec = rec or output_record(path)
     return InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0), digest=rec["sha256"])
+
+
+def run_key(*parts) -> str:
+    """A digest of what a whole multi-stage run depends on (every input's identity, the settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def load_run(out_dir: str, name: str) -> dict:
+    """`<out>/_state/<name>`: what the last complete run of a multi-stage command recorded ({} if none), so a
+    rerun whose final outputs are complete for the same run key skips the intermediate stages (whose files may
+    then be deleted)."""
+    try:
+        return json.loads(storage.read_bytes(storage.join(out_dir, STATE_DIR, name)))
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_run(out_dir: str, name: str, data: dict) -> None:
+    write_bytes_atomic(storage.join(out_dir, STATE_DIR, name), json.dumps(data, sort_keys=True).encode())
 
 
 def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None,
@@ -177,12 +201,18 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def shutdown_ray() -> None:
-    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command."""
+def ray_running() -> bool:
     import sys
 
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
+    ray = sys.modules.get("ray")  # never imported: never started
+    return ray is not None and ray.is_initialized()
+
+
+def shutdown_ray() -> None:
+    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command."""
+    if ray_running():
+        import ray
+
         with contextlib.suppress(Exception):
             ray.shutdown()
 

@@ -91,13 +91,15 @@ def _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet
 def _fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from slimpajama.pipelines.runner import Terminated, install_sigterm_handler, shutdown_ray
+        from slimpajama.pipelines.runner import Terminated, install_sigterm_handler, ray_running, shutdown_ray
 
         install_sigterm_handler()
+        ray_was_up = ray_running()  # a caller's Ray (a test session, a notebook) is theirs to stop
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): in-flight tasks were cancelled
-            shutdown_ray()
+            if not ray_was_up:
+                shutdown_ray()
             signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
             click.echo(f"error: interrupted ({signame}); completed shards are kept: rerun the same command to "
                        "resume", err=True)
@@ -110,7 +112,8 @@ def _fail_cleanly(fn):
             click.echo(f"error: {e.strerror or e}{where}", err=True)
             sys.exit(1)
         finally:
-            shutdown_ray()
+            if not ray_was_up:
+                shutdown_ray()
 
     return wrapper
 

@@ -374,6 +374,18 @@ def test_12_deleting_signatures_after_a_complete_dedup_recomputes_nothing(tmp_pa
     assert again.ledger.totals().dropped["duplicate"][0] == 1
 
 
+def test_12_deleting_the_scatter_files_after_a_complete_release_recomputes_nothing(deduped, tmp_path, ray_session):
+    out = tmp_path / "rel"
+    cfg = ReleaseConfig(holdout=0.1, docs_per_file=50)
+    first = run_release(str(deduped), str(out), cfg, progress=False)
+    before = product(out)
+    shutil.rmtree(out / "_scatter")
+    again = run_release(str(deduped), str(out), cfg, progress=False)
+    assert again.skipped == again.shards and not (out / "_scatter").exists()
+    assert product(out) == {k: v for k, v in before.items() if not k.startswith("_scatter")}
+    assert again.ledger.dumps() == first.ledger.dumps()
+
+
 # ------------------------------------------------------------------------------------------------ 13: signals
 
 
