@@ -100,7 +100,7 @@ def _glob_root(pattern: str) -> str:
 @dataclass
 class Discovery:
     files: list[InputFile]  # sorted by relative path, each real file once
-    skipped: list[str]  # files found that are not corpus files (unknown format): reported, never silently lost
+    skipped: list[str]  # paths of files found that are not corpus files (unknown format): reported, never lost
 
 
 def discover(inputs: list[str] | str, *, out: str | None = None, verify: bool = False) -> list[InputFile]:
@@ -141,11 +141,11 @@ def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: boo
     if not by_rel:
         raise SlimPajamaError(f"no corpus files ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}) under: "
                               + " ".join(specs) + (f" (skipped {len(skipped)} of unknown format, e.g. "
-                                                   f"{next(iter(sorted(skipped)))})" if skipped else ""))
+                                                   f"{min(skipped.values())})" if skipped else ""))
     files = [by_rel[k] for k in sorted(by_rel)]
     if verify:
         files = _with_digests(files)
-    return Discovery(files, sorted(skipped))
+    return Discovery(files, sorted(skipped.values()))
 
 
 def _check_out(specs: list[str], out: str) -> None:
@@ -179,7 +179,7 @@ def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile
             if _wanted(rel):
                 yield path, InputFile(path=path, rel=rel, size=size, mtime_ns=mtime)
             elif _visible(rel):
-                skipped[path] = rel
+                skipped[path] = path
         return
     if glob.has_magic(spec) and not os.path.exists(spec):
         root = _glob_root(spec)
