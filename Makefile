@@ -10,6 +10,8 @@ SAMPLE ?= $(DATA)/raw
 RAW    ?= $(SAMPLE)
 WORKERS ?=
 RAY_ADDRESS ?=
+# Big plain .jsonl / parquet inputs are split into parts of about this size, read by separate tasks (0: one per file).
+TASK_BYTES ?= 512MB
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -65,14 +67,14 @@ $(SAMPLE)/_ground_truth.json: | $(STAMP)
 # raw corpus -> normalize -> global dedup -> release (SlimPajama's layout). Every stage resumes: a second run
 # recomputes nothing.
 dedup: $(STAMP) $(RAW_DEP)
-	$(SP) normalize $(RAW) --out $(NORMALIZED) $(WORKER_FLAG)
+	$(SP) normalize $(RAW) --out $(NORMALIZED) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
 	$(SP) release $(DEDUP)/shards --out $(RELEASE) --holdout $(HOLDOUT) $(WORKER_FLAG)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.
 shards: dedup
-	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) $(WORKER_FLAG)
+	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
 	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) --out-root $(DATA)/shards $(WORKER_FLAG)
 
 # Tables of every stage found under DATA, plus data/stats/stats.json and PNG plots.

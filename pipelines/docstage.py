@@ -39,6 +39,7 @@ class ReadOptions:
     batch_bytes: int = DEFAULT_BATCH_BYTES
     max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES
     on_error: str = "skip"  # skip | fail
+    source_map: tuple[tuple[str, str], ...] = ()  # --source-map, over RedPajama-1T's names (sources.py)
 
     def __post_init__(self):
         if self.on_error not in ("skip", "fail"):
@@ -46,7 +47,7 @@ class ReadOptions:
 
     def reader_kwargs(self) -> dict:
         return dict(source=self.source, batch_rows=self.batch_rows, batch_bytes=self.batch_bytes,
-                    max_doc_bytes=self.max_doc_bytes)
+                    max_doc_bytes=self.max_doc_bytes, source_map=self.source_map)
 
 
 def strip_corpus_suffix(rel: str) -> str:
@@ -55,10 +56,14 @@ def strip_corpus_suffix(rel: str) -> str:
 
 
 def file_tasks(files: list[InputFile]) -> list[ShardTask]:
-    """One task per input file; its output mirrors the input's relative path (`a/b.jsonl.zst` -> `a/b.parquet`)."""
-    tasks, seen = [], {}
+    """One task per input file, or per part of a split file (split.py); its output mirrors the input's relative
+    path (`a/b.jsonl.zst` -> `a/b.parquet`; the parts of `a/c.jsonl` -> `a/c.part-00000.parquet`, ...)."""
+    tasks, seen, parts = [], {}, {}
     for f in files:
         key = strip_corpus_suffix(f.rel)
+        if f.span is not None:
+            parts[f.rel] = parts.get(f.rel, -1) + 1
+            key = f"{key}.part-{parts[f.rel]:05d}"
         if key in seen:
             raise SlimPajamaError(f"inputs {seen[key]} and {f.rel} would write the same shard {key}.parquet; "
                                   "rename one of them")

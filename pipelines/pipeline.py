@@ -15,12 +15,14 @@ from slimpajama import storage
 from slimpajama.minhash import MinHashConfig
 from slimpajama.readers import discover_all
 from slimpajama.release import ReleaseConfig
+from slimpajama.spans import DEFAULT_TASK_BYTES
 
 from .dedup import DEFAULT_PARTITION_BYTES, run_dedup
-from .docstage import ReadOptions, file_tasks
+from .docstage import ReadOptions
 from .normalize import NormalizeStage
 from .release import run_release
 from .runner import StageReport, run_stage
+from .split import split_tasks
 from .tokens import run_shards, run_tokenize
 
 
@@ -35,6 +37,7 @@ class PipelineConfig:
     # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
     shards: tuple[tuple[int, tuple[float, float]], ...] = ((2048, (0.0, 1.0)),)
     packing: str = "concat"
+    task_bytes: int = DEFAULT_TASK_BYTES  # parts of big plain .jsonl / parquet inputs (0: one task per file)
 
 
 def paths(data: str, encoding: str = "gpt2") -> dict[str, str]:
@@ -61,12 +64,13 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     p = paths(data, cfg.encoding)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
     found = discover_all(raw, out=p["normalized"], verify=verify_inputs)
-    reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), file_tasks(found.files), p["normalized"],
+    tasks = split_tasks(found.files, p["normalized"], cfg.task_bytes, workers=workers, ray_address=ray_address)
+    reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), tasks, p["normalized"],
                          skipped_files=found.skipped, **run)]
     reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
                              **run))
     reports.append(run_release(p["dedup"], p["release"], cfg.release, **run))
-    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, **run))
+    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, task_bytes=cfg.task_bytes, **run))
     for seq, range_ in cfg.shards:
         reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_, **run))
     return reports

@@ -24,9 +24,10 @@ from slimpajama import outputs, storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
 from slimpajama.readers import discover_all, read_documents
+from slimpajama.spans import DEFAULT_TASK_BYTES
 from slimpajama.writers import ParquetShardWriter, atomic_path, file_digest, sha256_file, write_bytes_atomic
 
-from .docstage import ReadOptions, _ErrorLog, strip_corpus_suffix
+from .docstage import ReadOptions, _ErrorLog
 from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, output_file, run_stage
 
 SPLITS = ("train", "validation", "test")
@@ -89,12 +90,14 @@ class TokenizeStage:
 
 def run_tokenize(inputs, out_root: str, encoding: str = "gpt2", *, threads: int = 1, read: ReadOptions | None = None,
                  workers: int | None = None, ray_address: str | None = None, progress: bool = True,
-                 verify_inputs: bool = False) -> StageReport:
+                 verify_inputs: bool = False, task_bytes: int | None = DEFAULT_TASK_BYTES) -> StageReport:
+    from .split import split_tasks
+
     stage = TokenizeStage(encoding, threads, read)
     stage.fingerprint()  # obtain the encoding (offline bootstrap) once, before any task needs it
     out = storage.join(out_root, encoding_name(encoding))
     found = discover_all(inputs, out=out, verify=verify_inputs)
-    tasks = [ShardTask(strip_corpus_suffix(f.rel), (f,)) for f in found.files]
+    tasks = split_tasks(found.files, out, task_bytes, workers=workers, ray_address=ray_address)
     return run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=progress,
                      skipped_files=found.skipped)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -64,27 +65,39 @@ def read_options(f):
                           "first bad record, naming file and line.")(f)
     f = click.option("--max-doc-bytes", type=SIZE, default="32MB", show_default=True,
                      help="Records larger than this are bad input (0: no limit).")(f)
+    f = click.option("--task-bytes", type=SIZE, default="512MB", show_default=True,
+                     help="Split plain .jsonl and parquet files bigger than this into parts read by separate tasks "
+                          "(0: one task per file). Never changes the output.")(f)
+    f = click.option("--source-map", default=None,
+                     help="Extra source names for folders and red_pajama_subset values: NAME=SOURCE,... or a JSON "
+                          "file (RedPajama-1T's arxiv/book/c4/common_crawl/github/stackexchange/wikipedia map to "
+                          "SlimPajama's names by default).")(f)
     f = click.option("--verify-inputs", is_flag=True,
                      help="Identify input files by a SHA-256 of their content (default: size and modification "
                           "time), so a rerun notices any change; costs one read of the inputs per run.")(f)
     return f
 
 
-def _read_opts(source, on_error, max_doc_bytes):
+def _read_opts(source, on_error, max_doc_bytes, source_map=None):
     from slimpajama.pipelines import ReadOptions
 
-    return ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes)
+    from .sources import parse_source_map
+
+    return ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes,
+                       source_map=parse_source_map(source_map))
 
 
-def _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json) -> None:
-    """A document stage over every input file (one shard each), then its summary."""
-    from slimpajama.pipelines import file_tasks, run_stage
+def _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_address, quiet, as_json) -> None:
+    """A document stage over every input file (one shard each, or one per part of a big file), then its summary."""
+    from slimpajama.pipelines import run_stage
+    from slimpajama.pipelines.split import split_tasks
 
     from .readers import discover_all
 
     found = discover_all(list(inputs), out=out, verify=verify_inputs)
-    report = run_stage(stage, file_tasks(found.files), out, workers=workers, ray_address=ray_address,
-                       progress=not quiet, skipped_files=found.skipped)
+    tasks = split_tasks(found.files, out, task_bytes, workers=workers, ray_address=ray_address)
+    report = run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=not quiet,
+                       skipped_files=found.skipped)
     _print_report(report, as_json)
 
 
@@ -151,17 +164,28 @@ def main():
 @click.option("--bytes", "nbytes", type=SIZE, default=None,
               help="Approximate uncompressed size instead of --docs, e.g. 1GB.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--layout", type=click.Choice(["slimpajama", "redpajama-1t"]), default="slimpajama", show_default=True,
+              help="slimpajama: <set name>/part-NNNNN.jsonl.zst with meta.redpajama_set_name; redpajama-1t: the "
+                   "RedPajama-Data-1T download's folders, file names (book/book.jsonl, wikipedia/wiki.jsonl, ... one "
+                   "plain file each) and red_pajama_subset rows.")
 @_fail_cleanly
-def sample(out, seed, docs, nbytes, workers):
+def sample(out, seed, docs, nbytes, workers, layout):
     """Generate a deterministic RedPajama-shaped sample corpus with planted duplicates and ground truth."""
-    from .progress import counter_progress
-    from .sample_corpus import GROUND_TRUTH_FILE, generate_corpus
+    import tempfile
 
-    with counter_progress("sample", "files") as tick:
-        truth = generate_corpus(out, seed=seed, docs=docs, nbytes=nbytes, workers=workers,
+    from .progress import counter_progress
+    from .sample_corpus import GROUND_TRUTH_FILE, generate_corpus, to_redpajama_1t
+
+    with counter_progress("sample", "files") as tick, tempfile.TemporaryDirectory(dir=os.path.dirname(
+            os.path.abspath(out))) as tmp:
+        target = os.path.join(tmp, "corpus") if layout == "redpajama-1t" else out
+        truth = generate_corpus(target, seed=seed, docs=docs, nbytes=nbytes, workers=workers,
                                 progress=lambda r: tick(1))
+        if layout == "redpajama-1t":
+            truth = to_redpajama_1t(target, out)
+    on_disk = sum(os.path.getsize(os.path.join(out, f)) for f in truth["files"])
     click.echo(f"wrote {truth['docs']:,} documents in {len(truth['files'])} files "
-               f"({truth['bytes_compressed'] / MiB:.1f} MiB compressed) to {out}; planted cases in "
+               f"({on_disk / MiB:.1f} MiB) to {out}; planted cases in "
                f"{out}/{GROUND_TRUTH_FILE}")
 
 
@@ -171,13 +195,14 @@ def sample(out, seed, docs, nbytes, workers):
 @read_options
 @ray_options
 @_fail_cleanly
-def ingest(inputs, out, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet, as_json):
+def ingest(inputs, out, source, on_error, max_doc_bytes, task_bytes, source_map, verify_inputs, workers, ray_address,
+           quiet, as_json):
     """Read a corpus (jsonl, jsonl.zst, jsonl.gz, parquet; files, directories or globs) into parquet shards of
     (doc_id, source, text, meta), counting and logging bad input."""
     from slimpajama.pipelines import DocumentStage
 
-    stage = DocumentStage(_read_opts(source, on_error, max_doc_bytes))
-    _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json)
+    stage = DocumentStage(_read_opts(source, on_error, max_doc_bytes, source_map))
+    _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -189,14 +214,14 @@ def ingest(inputs, out, source, on_error, max_doc_bytes, verify_inputs, workers,
 @read_options
 @ray_options
 @_fail_cleanly
-def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet,
-              as_json):
+def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, task_bytes, source_map, verify_inputs, workers,
+              ray_address, quiet, as_json):
     """Normalize text exactly as SlimPajama did (ftfy.fix_text, NFC) and drop low-length documents, writing
     parquet shards (one per input file), the ledger (per source: in, kept, short, bad_input) and _errors.jsonl."""
     from slimpajama.pipelines import NormalizeStage
 
-    stage = NormalizeStage(_read_opts(source, on_error, max_doc_bytes), min_chars)
-    _run_per_file(stage, inputs, out, verify_inputs, workers, ray_address, quiet, as_json)
+    stage = NormalizeStage(_read_opts(source, on_error, max_doc_bytes, source_map), min_chars)
+    _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_address, quiet, as_json)
 
 
 @main.command()
@@ -294,7 +319,7 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
 @ray_options
 @_fail_cleanly
 def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, encoding, source,
-             on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet, as_json):
+             on_error, max_doc_bytes, task_bytes, source_map, verify_inputs, workers, ray_address, quiet, as_json):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     from dataclasses import replace
@@ -305,10 +330,10 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
 
     if ranges and len(ranges) != len(seqs):
         raise SlimPajamaError("give one --range per --seq")
-    read = replace(_read_opts(source, on_error, max_doc_bytes), batch_rows=batch_rows)
+    read = replace(_read_opts(source, on_error, max_doc_bytes, source_map), batch_rows=batch_rows)
     cfg = PipelineConfig(read=read, release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
                                                           bucket_bytes=bucket_bytes or 1),
-                         encoding=encoding, packing=packing,
+                         encoding=encoding, packing=packing, task_bytes=task_bytes or 0,
                          shards=tuple(zip(seqs, [_parse_range(r) for r in ranges] if ranges else
                                           [(0.0, 1.0)] * len(seqs), strict=True)))
     reports = run_pipeline(list(inputs), data, cfg, workers=workers, ray_address=ray_address, progress=not quiet,
@@ -349,13 +374,14 @@ def encodings_fetch(encoding):
 @read_options
 @ray_options
 @_fail_cleanly
-def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, verify_inputs, workers, ray_address, quiet,
-             as_json):
+def tokenize(inputs, out, encoding, threads, source, on_error, max_doc_bytes, task_bytes, source_map, verify_inputs,
+             workers, ray_address, quiet, as_json):
     """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
     from slimpajama.pipelines.tokens import run_tokenize
 
     report = run_tokenize(list(inputs), out, encoding, threads=threads,
-                          read=_read_opts(source, on_error, max_doc_bytes), verify_inputs=verify_inputs,
+                          read=_read_opts(source, on_error, max_doc_bytes, source_map), verify_inputs=verify_inputs,
+                          task_bytes=task_bytes,
                           workers=workers, ray_address=ray_address, progress=not quiet)
     _print_report(report, as_json)
 

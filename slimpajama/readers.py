@@ -28,7 +28,7 @@ import orjson
 import pyarrow as pa
 import zstandard
 
-from . import outputs, storage
+from . import outputs, sources, storage
 from .errors import BadRecord, SlimPajamaError
 from .schema import DOC_SCHEMA, UNKNOWN_SOURCE, make_batch
 
@@ -52,17 +52,27 @@ class InputFile:
     size: int
     mtime_ns: int = 0
     digest: str | None = None  # SHA-256 of the content: recorded by the stage that wrote it, or --verify-inputs
+    # A part of the file read by one task (see spans.py): (first byte, end byte, line number of the first byte's
+    # line) of a plain JSON-lines file, or (first row group, end row group, row number of the first row) of a
+    # parquet file. None: the whole file.
+    span: tuple[int, int, int] | None = None
 
     def identity(self) -> list:
         """What a task that reads this file depends on: its content digest when known, else size and modification
-        time (an edit, or a re-download of the same size, changes the latter)."""
-        return [self.rel, self.size, self.digest or self.mtime_ns]
+        time (an edit, or a re-download of the same size, changes the latter); and the part it reads."""
+        ident = [self.rel, self.size, self.digest or self.mtime_ns]
+        return ident + [list(self.span)] if self.span else ident
 
     @property
     def folder_source(self) -> str | None:
         """The first folder under the input root, RedPajama's layout (`<root>/<source>/<file>`)."""
         parts = self.rel.split("/")
         return parts[0] if len(parts) > 1 else None
+
+    @property
+    def is_plain_jsonl(self) -> bool:
+        """Uncompressed JSON lines: the one text format that can be cut into byte ranges."""
+        return self.rel.lower().endswith((".jsonl", ".json"))
 
     @property
     def is_parquet(self) -> bool:
@@ -111,7 +121,8 @@ def discover(inputs: list[str] | str, *, out: str | None = None, verify: bool = 
 def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: bool = False) -> Discovery:
     """Expand files, directories (recursively, following symlinked folders once) and globs into corpus files,
     sorted by relative path. A stage's output directory is read through its `_outputs.json` (exactly the files
-    that stage produced, with their digests). A file reached through two inputs is read once, under its longest
+    that stage produced, with their digests), in that stage's order: the corpus order, whatever parts its input
+    files were split into (after any raw files, then by directory). A file reached through two inputs is read once, under its longest
     relative path (the one that keeps its source folder). Names starting with "." or "_" are skipped (temporary
     files, `_state/`, ground truth, ...); other files of unknown format are listed in `skipped`.
 
@@ -124,8 +135,15 @@ def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: boo
     if out is not None:
         _check_out(specs, str(out))
     found: dict[str, InputFile] = {}  # by real path (local) or URI (remote)
+    order: dict[str, tuple] = {}  # by relative path
     skipped: dict[str, str] = {}
     for spec in specs:
+        manifest = outputs.find(spec) if storage.is_remote(spec) or os.path.isdir(spec) else None
+        if manifest is not None:
+            for i, f in enumerate(_manifest_files(manifest)):
+                found[f.path if storage.is_remote(f.path) else os.path.realpath(f.path)] = f
+                order[f.rel] = (1, str(manifest.directory), i)
+            continue
         for key, f in _expand(spec, skipped):
             prev = found.get(key)
             if prev is None or (len(f.rel), f.rel) > (len(prev.rel), prev.rel):
@@ -142,7 +160,7 @@ def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: boo
         raise SlimPajamaError(f"no corpus files ({', '.join(JSONL_SUFFIXES + PARQUET_SUFFIXES)}) under: "
                               + " ".join(specs) + (f" (skipped {len(skipped)} of unknown format, e.g. "
                                                    f"{min(skipped.values())})" if skipped else ""))
-    files = [by_rel[k] for k in sorted(by_rel)]
+    files = [by_rel[k] for k in sorted(by_rel, key=lambda rel: order.get(rel, (0, rel)))]
     if verify:
         files = _with_digests(files)
     return Discovery(files, sorted(skipped.values()))
@@ -167,12 +185,8 @@ def _check_out(specs: list[str], out: str) -> None:
 
 
 def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile]]:
-    """(identity key, file) of every corpus file under one input spec; unknown files go to `skipped`."""
+    """(identity key, file) of every corpus file under one raw input spec; unknown files go to `skipped`."""
     if storage.is_remote(spec):
-        manifest = outputs.find(spec)
-        if manifest is not None:
-            yield from ((f.path, f) for f in _manifest_files(manifest))
-            return
         root, listed = _discover_remote(spec)
         for rel, size, mtime in listed:
             path = storage.join(root, rel)
@@ -185,10 +199,6 @@ def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile
         root = _glob_root(spec)
         paths = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
     elif os.path.isdir(spec):
-        manifest = outputs.find(spec)
-        if manifest is not None:
-            yield from ((os.path.realpath(f.path), f) for f in _manifest_files(manifest))
-            return
         root = spec
         paths = list(_walk(spec))
     elif os.path.isfile(spec):
@@ -319,8 +329,35 @@ class _ZstdStream(io.RawIOBase):
         super().close()
 
 
-def open_binary(path: str):
-    """A buffered binary stream of the decompressed content (remote files stream from the object store)."""
+class _Range(io.RawIOBase):
+    """Bytes [start, end) of a seekable file (a ranged read of an object-store file)."""
+
+    def __init__(self, fh, start: int, end: int):
+        self._fh, self._left = fh, end - start
+        fh.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._left <= 0:
+            return 0
+        data = self._fh.read(min(len(b), self._left, _READ_CHUNK))
+        n = len(data)
+        b[:n] = data
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def open_binary(path: str, byte_range: tuple[int, int] | None = None):
+    """A buffered binary stream of the decompressed content (remote files stream from the object store);
+    `byte_range`: only bytes [start, end) of an uncompressed file."""
+    if byte_range is not None:
+        return io.BufferedReader(_Range(storage.open_input(path), *byte_range), _READ_CHUNK)
     fh = io.BufferedReader(storage.open_input(path), _READ_CHUNK) if storage.is_remote(path) else open(path, "rb")
     low = path.lower()
     if low.endswith((".zst", ".zstd")):
@@ -421,20 +458,27 @@ def _meta_json(obj: dict):
         return json.dumps(meta, ensure_ascii=False), meta
 
 
+def _fallback_source(file: InputFile, source: str | None, names: dict[str, str]) -> str:
+    folder = file.folder_source
+    return names.get(folder, folder) if folder else (source or UNKNOWN_SOURCE)
+
+
 def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-               max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES) -> Iterator[pa.RecordBatch]:
-    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+               max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES,
+               source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
+    names = sources.source_map(source_map)
+    fallback_source = _fallback_source(file, source, names)
     limit = max_doc_bytes if max_doc_bytes else -1
     builder = _BatchBuilder(batch_rows, batch_bytes)
 
     def bad(line_no: int, reason: str, message: str, nbytes: int, src: str = fallback_source) -> None:
         on_bad(BadRecord(file.rel, line_no, reason, message, src, nbytes))
 
-    line_no = 0
+    line_no = file.span[2] - 1 if file.span else 0  # a range starts at the true line number of its first line
     records = 0
     try:
-        stream = open_binary(file.path)
+        stream = open_binary(file.path, file.span[:2] if file.span else None)
     except OSError as e:
         bad(0, "unreadable", str(e), 0)
         return
@@ -477,7 +521,9 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
             text = obj.get("text")
             meta_json, meta = _meta_json(obj)
             src = meta.get("redpajama_set_name") if isinstance(meta, dict) else None
-            src = src if isinstance(src, str) and src else fallback_source
+            if not (isinstance(src, str) and src):
+                subset = obj.get("red_pajama_subset")  # RedPajama-Data-1T's rows
+                src = names.get(subset, subset) if isinstance(subset, str) and subset else fallback_source
             if text is None:
                 bad(line_no, "missing_text", "no 'text' field" if "text" not in obj else "'text' is null", nbytes, src)
                 continue
@@ -489,7 +535,7 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
     batch = builder.flush()
     if batch is not None:
         yield batch
-    if records == 0:
+    if records == 0 and not file.span:  # (a range of a file may hold blank lines only)
         bad(0, "empty_file", "file holds no records", 0)
 
 
@@ -513,9 +559,9 @@ def _invalid_utf8_rows(batch: pa.RecordBatch) -> list[int]:
 
 
 def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, source: str | None,
-                    on_bad: OnBad) -> pa.RecordBatch:
+                    on_bad: OnBad, source_names: dict[str, str]) -> pa.RecordBatch:
     """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta."""
-    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    fallback_source = _fallback_source(file, source, source_names)
     invalid = set(_invalid_utf8_rows(batch))
     for i in sorted(invalid):
         on_bad(BadRecord(file.rel, first_row + i + 1, "invalid_utf8", "a string column holds invalid UTF-8",
@@ -538,7 +584,7 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
         if "meta" in names:  # a struct or map column
             rows = batch.column("meta").to_pylist()
         else:  # every other column is metadata
-            rest = [c for c in names if c not in ("text", "doc_id", "source")]
+            rest = [c for c in names if c not in ("text", "doc_id", "source", "red_pajama_subset")]
             rows = pa.Table.from_batches([batch.select(rest)]).to_pylist() if rest else [{}] * n
         metas = [json.dumps(m, ensure_ascii=False, default=str) for m in rows]
     ids = (batch.column("doc_id").to_pylist() if "doc_id" in names
@@ -547,12 +593,16 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
         sources = batch.column("source").to_pylist()
     else:
         sources = []
-        for m in metas:
+        subsets = (batch.column("red_pajama_subset").to_pylist() if "red_pajama_subset" in names
+                   else [None] * n)
+        for m, subset in zip(metas, subsets, strict=True):
             try:
                 s = json.loads(m).get("redpajama_set_name")
             except (ValueError, AttributeError):
                 s = None
-            sources.append(s if isinstance(s, str) and s else fallback_source)
+            if not (isinstance(s, str) and s):
+                s = source_names.get(subset, subset) if isinstance(subset, str) and subset else fallback_source
+            sources.append(s)
     texts = text.to_pylist()
     keep = [i for i in range(n) if texts[i] is not None]
     for i in range(n):
@@ -572,25 +622,28 @@ _PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError, IndexError, KeyError)
 
 def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                  batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_doc_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
+                 max_doc_bytes: int | None = None,
+                 source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
     del batch_bytes, max_doc_bytes  # parquet batches are bounded by rows and row groups
-    fallback_source = file.folder_source or source or UNKNOWN_SOURCE
+    names = sources.source_map(source_map)
+    fallback_source = _fallback_source(file, source, names)
     try:
         pf = storage.open_parquet(file.path)
-        names = pf.schema_arrow.names
+        columns = pf.schema_arrow.names
     except _PARQUET_ERRORS as e:
         on_bad(BadRecord(file.rel, 0, "corrupt", f"not a readable parquet file: {e}", fallback_source, file.size))
         return
-    if "text" not in names:
-        on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {names})",
+    if "text" not in columns:
+        on_bad(BadRecord(file.rel, 0, "bad_schema", f"no 'text' column (columns: {columns})",
                          fallback_source, file.size))
         return
     if pf.metadata.num_rows == 0:  # complete (it has a footer) and empty: zero documents, e.g. a shard whose
         return  # documents were all short or all duplicates
-    row = 0
+    # a span is a range of row groups, and the row number of its first row
+    groups, row = (list(range(file.span[0], file.span[1])), file.span[2] - 1) if file.span else (None, 0)
     try:
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            out = _cast_doc_batch(batch, file, row, source, on_bad)
+        for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups):
+            out = _cast_doc_batch(batch, file, row, source, on_bad, names)
             row += batch.num_rows
             if out.num_rows:
                 yield out

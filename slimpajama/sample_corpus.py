@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import ftfy
+import orjson
+import zstandard
 
 from .schema import REDPAJAMA_SOURCES
 from .textnorm import char_shingles, clean_text, jaccard
@@ -412,6 +414,71 @@ def generate_corpus(out: str, *, seed: int = 0, docs: int | None = None, nbytes:
         "non_english": [{"doc_id": f["doc_id"], "lang": f["lang"]} for f in facts if f["kind"] == "non_english"],
     }
     _remove_earlier_files(out, set(truth["files"]))
+    write_bytes_atomic(os.path.join(out, GROUND_TRUTH_FILE), json.dumps(truth, indent=1, sort_keys=True).encode())
+    return truth
+
+
+# RedPajama-Data-1T as downloaded: its folders and file names, and its rows' red_pajama_subset
+RP1T_SUBSETS = {"RedPajamaArXiv": "arxiv", "RedPajamaBook": "books", "RedPajamaC4": "c4",
+                "RedPajamaCommonCrawl": "common_crawl", "RedPajamaGithub": "github",
+                "RedPajamaStackExchange": "stackexchange", "RedPajamaWikipedia": "wikipedia"}
+RP1T_SINGLE_FILES = {"RedPajamaBook": "book/book.jsonl", "RedPajamaWikipedia": "wikipedia/wiki.jsonl",
+                     "RedPajamaStackExchange": "stackexchange/stackexchange.jsonl"}
+
+
+def _rp1t_path(source: str, index: int) -> str:
+    if source in RP1T_SINGLE_FILES:
+        return RP1T_SINGLE_FILES[source]  # one file for the whole source, as in the download (74-111 GB there)
+    digest = hashlib.sha1(f"{source}/{index}".encode()).hexdigest()
+    return {"RedPajamaArXiv": f"arxiv/arxiv_{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:28]}.jsonl",
+            "RedPajamaC4": f"c4/c4-train.{index:05d}-of-01024.jsonl",
+            "RedPajamaCommonCrawl": f"common_crawl/2019-30/en_head_{index:04d}.json.gz.dedup.classifier.jsonl.zst",
+            "RedPajamaGithub": f"github/filtered_{digest[:32]}.sampled.jsonl"}[source]
+
+
+def to_redpajama_1t(src: str, out: str) -> dict:
+    """Rewrite a generated corpus (SlimPajama layout, under `src`) in RedPajama-Data-1T's layout under `out`:
+    its folder and file names (book, wikipedia and stackexchange one plain .jsonl each; common_crawl .jsonl.zst)
+    and its rows `{"text", "meta": {...}, "red_pajama_subset"}` without `meta.redpajama_set_name`. The ground
+    truth is rewritten with the new doc ids. Returns it."""
+    from .errors import raise_on_bad
+    from .readers import discover, read_documents
+
+    with open(os.path.join(src, GROUND_TRUTH_FILE), "rb") as f:
+        truth = json.load(f)
+    new_id, lines, handles = {}, {}, {}
+    try:
+        for file in discover(src):
+            source = file.folder_source
+            rel = _rp1t_path(source, int(file.rel.rsplit("-", 1)[1].split(".")[0]))
+            if rel not in handles:
+                path = os.path.join(out, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                raw = open(path, "wb")
+                handles[rel] = (zstandard.ZstdCompressor().stream_writer(raw) if rel.endswith(".zst") else raw)
+            for batch in read_documents(file, raise_on_bad):
+                for doc_id, text in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist(),
+                                        strict=True):
+                    lines[rel] = lines.get(rel, 0) + 1
+                    new_id[doc_id] = f"{rel}:{lines[rel]}"
+                    handles[rel].write(orjson.dumps({"text": text, "meta": {"source_doc": doc_id},
+                                                     "red_pajama_subset": RP1T_SUBSETS[source]}) + b"\n")
+    finally:
+        for h in handles.values():
+            h.close()
+
+    def remap(value):
+        if isinstance(value, str):
+            return new_id.get(value, value)
+        if isinstance(value, list):
+            return [remap(v) for v in value]
+        if isinstance(value, dict):
+            return {k: remap(v) for k, v in value.items()}
+        return value
+
+    truth = {**remap({k: v for k, v in truth.items() if k != "files"}), "files": sorted(handles), "layout":
+             "redpajama-1t"}
+    _remove_earlier_files(out, set(handles))
     write_bytes_atomic(os.path.join(out, GROUND_TRUTH_FILE), json.dumps(truth, indent=1, sort_keys=True).encode())
     return truth
 

@@ -1,0 +1,82 @@
+"""Plan a document stage's tasks: one per input file, or one per part of a big file (`--task-bytes`).
+
+The cut points and line counts of a file are cached in `<out>/_state/_spans.json` by the file's identity, so a
+rerun does not read the file again to plan it. Tasks of one file are `<key>.part-NNNNN`; later stages read the
+parts through the stage's `_outputs.json`, in order, as one input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import sys
+
+from slimpajama import storage
+from slimpajama.readers import InputFile
+from slimpajama.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
+from slimpajama.writers import write_bytes_atomic
+
+from .docstage import file_tasks
+from .runner import STATE_DIR, ShardTask, init_ray
+
+SPANS_FILE = "_spans.json"
+
+
+def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *, workers: int | None = None,
+                ray_address: str | None = None) -> list[ShardTask]:
+    """Tasks over `files`, the big ones cut into parts of about `task_bytes` (0 or None: one task per file)."""
+    if not task_bytes:
+        return file_tasks(files)
+    cache_path = storage.join(out_dir, STATE_DIR, SPANS_FILE)
+    try:
+        cache = json.loads(storage.read_bytes(cache_path))
+    except (FileNotFoundError, ValueError):
+        cache = {}
+    plans: dict[str, list] = {}
+    jsonl_todo = []
+    for f in files:
+        if f.size <= task_bytes:
+            continue
+        if not splittable(f):
+            print(f"notice: {f.rel} ({f.size / 2**30:.1f} GiB) is one compressed stream: one task reads it all "
+                  "(store it as plain .jsonl or parquet to split it)", file=sys.stderr)
+            continue
+        ident = json.dumps([f.identity(), task_bytes])
+        if ident in cache:
+            plans[f.rel] = cache[ident]
+        elif f.is_parquet:
+            plans[f.rel] = [list(p.span) for p in parquet_parts(f, task_bytes) if p.span]
+        else:
+            jsonl_todo.append((f, ident))
+    if jsonl_todo:
+        for f, parts in zip([f for f, _ in jsonl_todo], _plan_jsonl([f for f, _ in jsonl_todo], task_bytes, workers,
+                                                                   ray_address), strict=True):
+            plans[f.rel] = parts
+    new_cache = {json.dumps([f.identity(), task_bytes]): plans[f.rel] for f in files if f.rel in plans}
+    if new_cache != cache:
+        write_bytes_atomic(cache_path, json.dumps(new_cache, sort_keys=True).encode())
+    expanded = []
+    for f in files:
+        spans = plans.get(f.rel) or []
+        expanded.extend([dataclasses.replace(f, span=tuple(s)) for s in spans] if len(spans) > 1 else [f])
+    return file_tasks(expanded)
+
+
+def _plan_jsonl(files: list[InputFile], task_bytes: int, workers, ray_address) -> list[list]:
+    """Cut points (in the driver: a few small reads per file), then the newlines of every range counted by Ray
+    tasks in parallel (one read of the file, at disk speed)."""
+    import ray
+
+    bounds = [jsonl_cuts(f.path, f.size, task_bytes) for f in files]
+    if all(len(b) <= 2 for b in bounds):
+        return [[] for _ in files]
+    init_ray(ray_address, workers)
+    count = ray.remote(num_cpus=1)(count_newlines)
+    # the newlines of every range but the last: the first line number of each next range
+    refs = [[count.remote(f.path, a, c) for a, c in itertools.pairwise(b[:-1])] for f, b in zip(files, bounds,
+                                                                                               strict=True)]
+    out = []
+    for f, b, r in zip(files, bounds, refs, strict=True):
+        out.append([list(p.span) for p in jsonl_parts(f, b, ray.get(r))] if len(b) > 2 else [])
+    return out
