@@ -33,11 +33,23 @@ def sample_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def clean_pipeline(sample_corpus, tmp_path_factory, ray_session):
-    """The whole pipeline run once, uninterrupted, on the sample corpus: (data dir, product, tasks per stage)."""
-    from pipeline_helpers import ledgers_balance, pipeline, product, task_counts
+def pipeline_corpus(sample_corpus, tmp_path_factory):
+    """The sample corpus in RedPajama-Data-1T's layout (book/book.jsonl, wikipedia/wiki.jsonl, ... plain files that
+    the pipeline tests split into parts, red_pajama_subset rows), shared read-only."""
+    from slimpajama.sample_corpus import to_redpajama_1t
 
     raw, _ = sample_corpus
+    out = tmp_path_factory.mktemp("rp1t") / "raw"
+    return out, to_redpajama_1t(str(raw), str(out))
+
+
+@pytest.fixture(scope="session")
+def clean_pipeline(pipeline_corpus, tmp_path_factory, ray_session):
+    """The whole pipeline run once, uninterrupted, on the RedPajama-1T-shaped sample corpus (big files split into
+    parts): (data dir, product, tasks per stage)."""
+    from pipeline_helpers import ledgers_balance, pipeline, product, task_counts
+
+    raw, _ = pipeline_corpus
     data = tmp_path_factory.mktemp("clean")
     pipeline(raw, data)
     ledgers_balance(data)

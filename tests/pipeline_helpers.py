@@ -18,10 +18,11 @@ from slimpajama import storage
 from slimpajama.release import ReleaseConfig
 
 SEQ = 64
+TASK_BYTES = 100_000  # the corpus's big plain .jsonl files (book, wikipedia, c4, ...) are read in several parts
 # small files and buckets so that every stage has several tasks to kill
 CONFIG = PipelineConfig(release=ReleaseConfig(holdout=0.05, docs_per_file=100, bucket_bytes=400_000),
-                        shards=((SEQ, (0.0, 0.75)), (4 * SEQ, (0.75, 1.0))))
-CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "400000",
+                        shards=((SEQ, (0.0, 0.75)), (4 * SEQ, (0.75, 1.0))), task_bytes=TASK_BYTES)
+CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "400000", "--task-bytes", str(TASK_BYTES),
             "--seq", str(SEQ), "--range", "0:0.75", "--seq", str(4 * SEQ), "--range", "0.75:1", "--quiet"]
 # the stages, in the order the pipeline runs them
 STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "release-scatter", "release-shuffle", "tokenize",

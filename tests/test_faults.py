@@ -16,11 +16,11 @@ def test_every_stage_has_tasks_to_kill(clean_pipeline):
     assert any(f.endswith(".jsonl.zst") for f in files) and any(f.endswith(".arrow") for f in files)
 
 
-def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, sample_corpus, tmp_path):
+def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, pipeline_corpus, tmp_path):
     """One data directory; the driver dies once in each stage in turn (after a seeded number of that stage's
     tasks completed), each rerun resuming what the previous ones left; the last run finishes."""
     _, want, counts = clean_pipeline
-    raw, _ = sample_corpus
+    raw, _ = pipeline_corpus
     rng = random.Random(SEED)
     data = tmp_path / "data"
     for stage in STAGES:
@@ -33,12 +33,12 @@ def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipe
     assert product(data) == want
 
 
-def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipeline, sample_corpus, tmp_path,
+def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipeline, pipeline_corpus, tmp_path,
                                                                     monkeypatch):
     """A worker of every stage SIGKILLs itself at a seeded point: at the start, inside the work, or after its
     outputs but before its completion marker. Ray retries the task; nothing partial is trusted."""
     _, want, counts = clean_pipeline
-    raw, _ = sample_corpus
+    raw, _ = pipeline_corpus
     rng = random.Random(SEED + 1)
     faults = [f"worker:{stage}:{rng.randrange(counts[stage])}:{rng.choice(['0', '0.05', '0.2', 'marker'])}"
               for stage in STAGES]
@@ -54,10 +54,10 @@ def test_workers_killed_in_every_stage_are_retried_to_the_same_bytes(clean_pipel
 
 
 @pytest.mark.parametrize(("workers", "batch_rows"), [(1, 1024), (1, 7), (2, 7)])
-def test_same_bytes_whatever_the_workers_and_batch_sizes(clean_pipeline, sample_corpus, tmp_path, workers,
+def test_same_bytes_whatever_the_workers_and_batch_sizes(clean_pipeline, pipeline_corpus, tmp_path, workers,
                                                          batch_rows):
     """The determinism matrix: 1 or 2 workers x read batches of 7 or 1024 documents (the clean run is 2 x 1024)."""
     _, want, _ = clean_pipeline
-    raw, _ = sample_corpus
+    raw, _ = pipeline_corpus
     pipeline(raw, tmp_path / "data", batch_rows=batch_rows, workers=workers)
     assert product(tmp_path / "data") == want

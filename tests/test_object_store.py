@@ -52,16 +52,16 @@ def s3(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def s3_run(s3, sample_corpus, ray_session):
-    raw, _ = sample_corpus
+def s3_run(s3, pipeline_corpus, ray_session):
+    raw, _ = pipeline_corpus
     pafs.copy_files(str(raw), f"{BUCKET}/raw", destination_filesystem=s3)
     data = f"s3://{BUCKET}/data"
     reports = pipeline(f"s3://{BUCKET}/raw", data)
     return data, reports
 
 
-def test_discover_lists_the_bucket_like_a_directory(s3_run, sample_corpus):
-    raw, _ = sample_corpus
+def test_discover_lists_the_bucket_like_a_directory(s3_run, pipeline_corpus):
+    raw, _ = pipeline_corpus
     local = [(f.rel, f.size) for f in discover(str(raw))]
     assert [(f.rel, f.size) for f in discover(f"s3://{BUCKET}/raw")] == local
     assert [(f.rel, f.size) for f in discover(f"s3://{BUCKET}/raw/**/*.jsonl*")] == \
@@ -79,7 +79,7 @@ def test_whole_pipeline_on_s3_gives_the_local_bytes(s3_run, clean_pipeline):
     assert not any(storage.is_remote(f) for f in os.listdir(local_data))  # sanity: the reference is local
 
 
-def test_rerun_on_s3_resumes_every_shard(s3_run, sample_corpus):
+def test_rerun_on_s3_resumes_every_shard(s3_run, pipeline_corpus):
     data, _ = s3_run
     reports = pipeline(f"s3://{BUCKET}/raw", data)
     assert all(r.skipped == r.shards for r in reports), [(r.stage, r.skipped, r.shards) for r in reports]

@@ -403,12 +403,12 @@ def _tagged_processes(tag: str) -> list[int]:
     return pids
 
 
-def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resumes(clean_pipeline, sample_corpus,
+def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resumes(clean_pipeline, pipeline_corpus,
                                                                                     tmp_path):
     from pipeline_helpers import CLI_ARGS
 
     _, want, _ = clean_pipeline
-    raw, _ = sample_corpus
+    raw, _ = pipeline_corpus
     data = tmp_path / "data"
     tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
     cmd = [sys.executable, "-m", "slimpajama.cli", "pipeline", str(raw), "--data", str(data), "--workers", "1",
