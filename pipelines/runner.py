@@ -85,7 +85,7 @@ def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = Fal
     m = read_marker(out_dir, task.key)
     if m is None or m.get("version") != MARKER_VERSION:
         return False
-    if m.get("fingerprint") != stage.fingerprint() or m.get("inputs") != task.identity():
+    if m.get("fingerprint") != _as_json(stage.fingerprint()) or m.get("inputs") != _as_json(task.identity()):
         return False
     retimed = False
     for rel, rec in m["outputs"].items():
@@ -101,6 +101,11 @@ def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = Fal
     if retimed:  # the same bytes under a new time (a copied directory): checked once, not on every rerun
         write_bytes_atomic(state_path(out_dir, task.key), json.dumps(m, sort_keys=True).encode())
     return True
+
+
+def _as_json(value):
+    """As a marker holds it (tuples become lists)."""
+    return json.loads(json.dumps(value))
 
 
 def output_record(path: str) -> dict:
@@ -368,11 +373,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 
     init_ray(ray_address, workers)
     limit = workers or _cluster_cpus()
-    # the driver's object-store settings reach every task, on whichever node it runs
-    env = storage.forwarded_env() if _touches_remote(pending, out_dir) else {}
-    remote = ray.remote(num_cpus=1, max_retries=3)(execute_shard)
-    if env:
-        remote = remote.options(runtime_env={"env_vars": env})
+    remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in (*t.inputs, *t.side))])
     queue = list(pending)
     in_flight: dict = {}
     kill_after, worker_faults = faults.driver_kill_after(stage.name), faults.worker_faults(stage.name)
@@ -405,8 +406,17 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                     ray.cancel(ref, force=True)
 
 
-def _touches_remote(tasks, out_dir: str) -> bool:
-    return storage.is_remote(out_dir) or any(storage.is_remote(f.path) for t in tasks for f in t.inputs)
+def ray_task(fn, paths, max_retries: int = 3):
+    """`fn` as a one-CPU Ray task; when it touches an object store, the driver's object-store settings reach it on
+    whichever node it runs."""
+    import ray
+
+    remote = ray.remote(num_cpus=1, max_retries=max_retries)(fn)
+    if any(storage.is_remote(p) for p in paths):
+        env = storage.forwarded_env()
+        if env:
+            remote = remote.options(runtime_env={"env_vars": env})
+    return remote
 
 
 def _finish(stage, tasks, out_dir, skipped, seconds, skipped_files=()) -> StageReport:

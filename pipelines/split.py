@@ -18,7 +18,7 @@ from slimpajama.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_pa
 from slimpajama.writers import write_bytes_atomic
 
 from .docstage import file_tasks
-from .runner import STATE_DIR, ShardTask, init_ray
+from .runner import STATE_DIR, ShardTask, init_ray, ray_task
 
 SPANS_FILE = "_spans.json"
 
@@ -31,7 +31,7 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
     cache_path = storage.join(out_dir, STATE_DIR, SPANS_FILE)
     try:
         cache = json.loads(storage.read_bytes(cache_path))
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):  # none yet (or no output directory yet: run_stage reports that)
         cache = {}
     plans: dict[str, list] = {}
     jsonl_todo = []
@@ -72,7 +72,7 @@ def _plan_jsonl(files: list[InputFile], task_bytes: int, workers, ray_address) -
     if all(len(b) <= 2 for b in bounds):
         return [[] for _ in files]
     init_ray(ray_address, workers)
-    count = ray.remote(num_cpus=1)(count_newlines)
+    count = ray_task(count_newlines, [f.path for f in files])
     # the newlines of every range but the last: the first line number of each next range
     refs = [[count.remote(f.path, a, c) for a, c in itertools.pairwise(b[:-1])] for f, b in zip(files, bounds,
                                                                                                strict=True)]
