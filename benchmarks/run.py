@@ -70,6 +70,10 @@ def bench_e2e(gb: float) -> dict:
     return run("bench_e2e.py", "--gb", str(gb))
 
 
+def bench_split(single_gb: float, rp_gb: float) -> dict:
+    return run("bench_split.py", "--single-gb", str(single_gb), "--rp-gb", str(rp_gb))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -79,6 +83,10 @@ def main():
     ap.add_argument("--lsh-docs", type=int, default=1_000_000, help="documents in the LSH memory run")
     ap.add_argument("--e2e-gb", type=float, default=2.0,
                     help="GB of text in the end-to-end run of every stage (0 to skip)")
+    ap.add_argument("--split-gb", type=float, default=1.0,
+                    help="GB of the single plain .jsonl normalized with and without --task-bytes (0 to skip)")
+    ap.add_argument("--rp-gb", type=float, default=0.3,
+                    help="GB of the RedPajama-1T-shaped corpus run with several --task-bytes (0 to skip)")
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
@@ -88,7 +96,9 @@ def main():
     results["tokenize_pack"] = bench_tokens(args.docs)
     if args.e2e_gb:
         results["end_to_end"] = bench_e2e(args.e2e_gb)
-    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end"):
+    if args.split_gb or args.rp_gb:
+        results["task_bytes"] = bench_split(args.split_gb, args.rp_gb)
+    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end", "task_bytes"):
         if key not in results:
             continue
         print(key, json.dumps(results[key], indent=2), file=sys.stderr)
