@@ -50,8 +50,13 @@ def single_file(gb: float) -> str:
         written = 0
         while written < gb * GB:
             for line in lines:
+                if written + len(line) > gb * GB:
+                    break
                 out.write(line)
                 written += len(line)
+            else:
+                continue
+            break
     os.replace(path + ".tmp", path)
     return root
 
@@ -60,10 +65,9 @@ def output_digest(out: str) -> str:
     """SHA-256 of every normalized row, in the stage's order (whatever files the rows are in)."""
     h = hashlib.sha256()
     for f in discover(out):
-        for b in read_documents(f, raise_on_bad):
-            for col in ("doc_id", "source", "text", "meta"):
-                for v in b.column(col).to_pylist():
-                    h.update(v.encode() + b"\0")
+        for b in read_documents(f, raise_on_bad):  # row by row: batch boundaries differ between layouts
+            for row in zip(*(b.column(c).to_pylist() for c in ("doc_id", "source", "text", "meta")), strict=True):
+                h.update("\0".join(row).encode() + b"\1")
     return h.hexdigest()
 
 

@@ -53,6 +53,9 @@ def read_index(directory: str) -> dict:
         raise SlimPajamaError(f"not a packed shard directory (no {INDEX_FILE}): {directory}") from None
     except json.JSONDecodeError as e:
         raise SlimPajamaError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(index, dict) or "format" not in index:
+        raise SlimPajamaError(f"{path}: not a packed shard index (no 'format' field): damaged or not ours; rebuild "
+                              "the shards")
     if index.get("format") != FORMAT or index.get("version") != FORMAT_VERSION:
         raise SlimPajamaError(f"{path}: format {index.get('format')} v{index.get('version')}, expected {FORMAT} "
                               f"v{FORMAT_VERSION}")

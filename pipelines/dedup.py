@@ -40,6 +40,7 @@ from slimpajama.lsh import (
     union_edges,
 )
 from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signatures
+from slimpajama.paths import require_inputs
 from slimpajama.readers import discover, read_documents
 from slimpajama.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
@@ -257,6 +258,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
               progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
     cfg = cfg or MinHashConfig()
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
+    require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama normalize` first")

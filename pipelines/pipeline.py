@@ -13,6 +13,7 @@ from slimpajama.tokenize.encodings import encoding_name
 
 from slimpajama import storage
 from slimpajama.minhash import MinHashConfig
+from slimpajama.paths import DOCUMENTS, require_inputs
 from slimpajama.readers import discover_all
 from slimpajama.release import ReleaseConfig
 from slimpajama.spans import DEFAULT_TASK_BYTES
@@ -63,6 +64,7 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     cfg = cfg or PipelineConfig()
     p = paths(data, cfg.encoding)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
+    require_inputs(raw, DOCUMENTS, "pipeline")
     found = discover_all(raw, out=p["normalized"], verify=verify_inputs)
     tasks = split_tasks(found.files, p["normalized"], cfg.task_bytes, workers=workers, ray_address=ray_address)
     reports = [run_stage(NormalizeStage(cfg.read, cfg.min_chars), tasks, p["normalized"],

@@ -24,6 +24,7 @@ import pyarrow.ipc as ipc
 from slimpajama import storage
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.ledger import Ledger, sizes_by_source
+from slimpajama.paths import require_inputs
 from slimpajama.readers import InputFile, discover, read_documents
 from slimpajama.release import (
     SPLITS,
@@ -176,6 +177,20 @@ class ShuffleStage:
         return table
 
 
+def _check_weights(cfg: ReleaseConfig, files: list[InputFile]) -> None:
+    """A weight for a source the input does not hold is a typo: named, with the sources there are."""
+    if not cfg.weights:
+        return
+    present = set()
+    for f in files:
+        column = storage.open_parquet(f.path).read(columns=["source"]).column("source")
+        present.update(pc.unique(column).to_pylist())
+    unknown = sorted(set(cfg.weights) - present)
+    if unknown:
+        raise SlimPajamaError(f"--weights names {', '.join(unknown)}, not a source of this input (its sources: "
+                              f"{', '.join(sorted(present))})")
+
+
 def _text_bytes(files: list[InputFile]) -> int:
     total = 0
     for f in files:
@@ -188,6 +203,7 @@ def _text_bytes(files: list[InputFile]) -> int:
 def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, workers: int | None = None,
                 ray_address: str | None = None, progress: bool = True) -> StageReport:
     cfg = cfg or ReleaseConfig()
+    require_inputs(inputs, ("dedup", "normalized", "ingested", "corpus"), "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama dedup` first")
@@ -196,6 +212,7 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
 
 
 def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict) -> StageReport:
+    _check_weights(cfg, files)
     nbytes = _text_bytes(files)
     mean_weight = max([1.0, *cfg.weights.values()])
     buckets = {"train": max(1, math.ceil(nbytes * mean_weight / cfg.bucket_bytes)),

@@ -230,13 +230,35 @@ def init_ray(ray_address: str | None = None, workers: int | None = None) -> None
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = ray_address or os.environ.get("RAY_ADDRESS")
-    common = dict(logging_level=logging.WARNING, log_to_driver=True, ignore_reinit_error=True)
+    verbose = os.environ.get("SLIMPAJAMA_VERBOSE", "") not in ("", "0")
+    # quiet unless --verbose: Ray's own warnings (token authentication, ...) and the workers' log lines
+    logging.getLogger("ray").setLevel(logging.WARNING if verbose else logging.ERROR)
+    common = dict(logging_level=logging.WARNING if verbose else logging.ERROR, log_to_driver=verbose,
+                  ignore_reinit_error=True)
     if address:
+        _check_address(address)
         ray.init(address=address, **common)
-    else:
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+    else:  # --workers is a cap: more Ray CPUs than cores would only add idle worker processes
+        ray.init(num_cpus=min(workers or os.cpu_count(), os.cpu_count()), include_dashboard=False,
                  object_store_memory=int(os.environ.get("SLIMPAJAMA_OBJECT_STORE_BYTES", 256 << 20)), **common)
     install_sigterm_handler()  # ray.init installed its own (sys.exit), which can leave Ray half shut down
+
+
+def _check_address(address: str) -> None:
+    """A cluster address that cannot work fails in one line within seconds (Ray itself would retry for minutes)."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SlimPajamaError(f"--ray-address {address!r}: expected HOST:PORT of a Ray head node (e.g. "
+                              "10.0.0.1:6379), 'auto', or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise SlimPajamaError(f"no Ray cluster at {address} ({e.strerror or e}): start one with `ray start --head` "
+                              "or check the address") from None
 
 
 def _cluster_cpus() -> int:
@@ -372,7 +394,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
     import ray
 
     init_ray(ray_address, workers)
-    limit = workers or _cluster_cpus()
+    limit = min(workers or _cluster_cpus(), _cluster_cpus())
     remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in (*t.inputs, *t.side))])
     queue = list(pending)
     in_flight: dict = {}

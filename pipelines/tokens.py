@@ -23,6 +23,7 @@ from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encodi
 from slimpajama import outputs, storage
 from slimpajama.errors import SlimPajamaError
 from slimpajama.ledger import Ledger
+from slimpajama.paths import DOCUMENTS, require, require_inputs
 from slimpajama.readers import discover_all, read_documents
 from slimpajama.spans import DEFAULT_TASK_BYTES
 from slimpajama.writers import ParquetShardWriter, atomic_path, file_digest, sha256_file, write_bytes_atomic
@@ -96,6 +97,7 @@ def run_tokenize(inputs, out_root: str, encoding: str = "gpt2", *, threads: int 
     stage = TokenizeStage(encoding, threads, read)
     stage.fingerprint()  # obtain the encoding (offline bootstrap) once, before any task needs it
     out = storage.join(out_root, encoding_name(encoding))
+    require_inputs(inputs, DOCUMENTS, "tokenize")
     found = discover_all(inputs, out=out, verify=verify_inputs)
     tasks = split_tasks(found.files, out, task_bytes, workers=workers, ray_address=ray_address)
     return run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=progress,
@@ -187,6 +189,23 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
     return f"seq{seq}" if tuple(range_) == (0.0, 1.0) else f"seq{seq}-{range_[0]:g}-{range_[1]:g}"
 
 
+def token_cache(path: str, encoding: str | None = None) -> str:
+    """The token cache at `path`: the cache itself, or the tokenize `--out` root holding one per encoding (the
+    only one there, or `encoding`)."""
+    found = require(path, ("token_cache", "token_root"), "shards")
+    if found.kind == "token_cache":
+        return path
+    if encoding:
+        name = encoding_name(encoding)
+        if name not in found.children:
+            raise SlimPajamaError(f"{path} holds no token cache for --encoding {encoding} (it has: "
+                                  f"{', '.join(found.children)})")
+        return storage.join(path, name)
+    if len(found.children) > 1:
+        raise SlimPajamaError(f"{path} holds token caches for {', '.join(found.children)}: pick one with --encoding")
+    return storage.join(path, found.children[0])
+
+
 REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
 
 
@@ -201,10 +220,9 @@ def rebuild_command(shards_dir: str) -> str | None:
 def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "concat",
                range_: tuple[float, float] = (0.0, 1.0), seed: int = 0, file_bytes: int = 256 << 20,
                out_dir: str | None = None, workers: int | None = None, ray_address: str | None = None,
-               progress: bool = True, verify_outputs: bool = False) -> StageReport:
+               progress: bool = True, verify_outputs: bool = False, encoding: str | None = None) -> StageReport:
+    cache_dir = token_cache(cache_dir, encoding)
     manifest = outputs.read(cache_dir)
-    if manifest is None or manifest.get("stage") != TokenizeStage.name:
-        raise SlimPajamaError(f"no token cache at {cache_dir}: run `slimpajama tokenize` first")
     fp = manifest["fingerprint"]
     if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
@@ -224,6 +242,7 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
     report = run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
                        ray_address=ray_address, progress=progress, verify_outputs=verify_outputs)
+    report.extra = {"rows": {m["key"]: m["extra"]["rows"] for m in report.markers}}
     command = (f"slimpajama shards {cache_dir} --seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} "
                f"--seed {seed} --file-bytes {file_bytes} --out {out} --verify-outputs")
     write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps({"command": command}).encode())

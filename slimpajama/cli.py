@@ -39,6 +39,17 @@ class SizeType(click.ParamType):
 SIZE = SizeType()
 
 
+def _at_least(flag: str, value: int | None, minimum: int, why: str) -> int:
+    """A size flag below a sane minimum would plan millions of tasks or hold everything at once: refused."""
+    if value is None or value < minimum:
+        raise SlimPajamaError(f"{flag} {value or 0} is below the minimum {minimum:,} bytes ({why})")
+    return value
+
+
+def _bucket_bytes(value: int | None) -> int:
+    return _at_least("--bucket-bytes", value, 64 << 10, "it sets the number of shuffle buckets")
+
+
 def _set_wait(ctx, param, value):
     from slimpajama.pipelines import lock
 
@@ -92,8 +103,10 @@ def _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_ad
     from slimpajama.pipelines import run_stage
     from slimpajama.pipelines.split import split_tasks
 
+    from .paths import DOCUMENTS, require_inputs
     from .readers import discover_all
 
+    require_inputs(inputs, DOCUMENTS, stage.name)
     found = discover_all(list(inputs), out=out, verify=verify_inputs)
     tasks = split_tasks(found.files, out, task_bytes, workers=workers, ray_address=ray_address)
     report = run_stage(stage, tasks, out, workers=workers, ray_address=ray_address, progress=not quiet,
@@ -124,6 +137,18 @@ def _fail_cleanly(fn):
             where = f": {e.filename}" if e.filename else ""
             click.echo(f"error: {e.strerror or e}{where}", err=True)
             sys.exit(1)
+        except MemoryError:
+            click.echo("error: out of memory: run with fewer --workers (or smaller --batch-rows/--bucket-bytes/"
+                       "--partition-bytes)", err=True)
+            sys.exit(1)
+        except Exception as e:  # a bug, not the user's doing: one line, the traceback on request
+            if _debug():
+                raise
+            cause = _root_cause(e)
+            first = (str(cause).strip().splitlines() or [""])[0]
+            click.echo(f"error: {type(cause).__name__}: {first} (unexpected; rerun with --debug or "
+                       "SLIMPAJAMA_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
         finally:
             if not ray_was_up:
                 shutdown_ray()
@@ -131,30 +156,48 @@ def _fail_cleanly(fn):
     return wrapper
 
 
-def _print_report(report, as_json: bool) -> None:
+def _print_report(report, as_json: bool, console=None) -> None:
     summary = report.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"{report.stage}: {summary['out']}")
-    for col in ("source", "docs in", "docs out", "dropped", "bytes in", "bytes out"):
-        table.add_column(col, justify="left" if col == "source" else "right")
-    for src, c in sorted(report.ledger.sources.items()):
+    names = sorted(report.ledger.sources)
+    table = _table(f"{report.stage}: {summary['out']}", ["source", "docs in", "docs out", "dropped", "bytes in",
+                                                          "bytes out"], names)
+    for src in names:
+        c = report.ledger.sources[src]
         dropped = ", ".join(f"{r} {d:,}" for r, (d, _) in sorted(c.dropped.items())) or "-"
         table.add_row(src, f"{c.docs_in:,}", f"{c.docs_out:,}", dropped, f"{c.bytes_in:,}", f"{c.bytes_written:,}")
-    console = Console(stderr=False)
+    console = console or Console(stderr=False)
     console.print(table)
+    skipped = f", {len(summary['skipped_files'])} files of unknown format skipped" if summary["skipped_files"] else ""
+    removed = f", {summary['removed_stale_outputs']} stale outputs removed" if summary["removed_stale_outputs"] else ""
     console.print(f"{summary['shards']} shards ({summary['resumed']} already complete), "
-                  f"{summary['bad_input_records']} bad input records, {summary['seconds']} s")
+                  f"{summary['bad_input_records']} bad input records{skipped}{removed}, {summary['seconds']} s")
+
+
+def _debug() -> bool:
+    return os.environ.get("SLIMPAJAMA_DEBUG", "") not in ("", "0")
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    """The exception a Ray task raised, rather than Ray's wrapper around it."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="slimpajama")
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error (also SLIMPAJAMA_DEBUG=1).")
+@click.option("--verbose", is_flag=True, help="Show Ray's own log lines (hidden by default).")
+def main(debug, verbose):
     """SlimPajama data pipeline: normalize, filter, dedup, release, tokenize and pack a RedPajama-style corpus."""
+    if debug:
+        os.environ["SLIMPAJAMA_DEBUG"] = "1"
+    if verbose:
+        os.environ["SLIMPAJAMA_VERBOSE"] = "1"
 
 
 @main.command()
@@ -171,14 +214,17 @@ def main():
 @_fail_cleanly
 def sample(out, seed, docs, nbytes, workers, layout):
     """Generate a deterministic RedPajama-shaped sample corpus with planted duplicates and ground truth."""
+    import contextlib
     import tempfile
 
     from .progress import counter_progress
     from .sample_corpus import GROUND_TRUTH_FILE, generate_corpus, to_redpajama_1t
 
-    with counter_progress("sample", "files") as tick, tempfile.TemporaryDirectory(dir=os.path.dirname(
-            os.path.abspath(out))) as tmp:
-        target = os.path.join(tmp, "corpus") if layout == "redpajama-1t" else out
+    os.makedirs(out, exist_ok=True)
+    with counter_progress("sample", "files") as tick, contextlib.ExitStack() as stack:
+        # redpajama-1t: generated in a hidden folder of `out` (never read), then rewritten into it
+        target = stack.enter_context(tempfile.TemporaryDirectory(dir=out, prefix=".gen-")) \
+            if layout == "redpajama-1t" else out
         truth = generate_corpus(target, seed=seed, docs=docs, nbytes=nbytes, workers=workers,
                                 progress=lambda r: tick(1))
         if layout == "redpajama-1t":
@@ -235,7 +281,7 @@ def normalize(inputs, out, min_chars, source, on_error, max_doc_bytes, task_byte
 @click.option("--num-perm", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--bands", type=click.IntRange(min=1), default=None, help="LSH bands (default 9, or from --threshold).")
 @click.option("--rows", type=click.IntRange(min=1), default=None, help="Rows per band (default 13).")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Jaccard threshold: picks bands x rows like datasketch's MinHashLSH (default 0.8 -> 9 x 13).")
 @click.option("--hash", "hash_mode", type=click.Choice(["fast", "slimpajama"]), default="fast", show_default=True,
               help="slimpajama: datasketch MinHash signatures, bit-identical to SlimPajama's; fast: compiled 64-bit.")
@@ -256,14 +302,16 @@ def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, has
     common = dict(ngram=ngram, hash=hash_mode)
     try:
         if bands is None and rows is None:
-            cfg = MinHashConfig.for_threshold(threshold or 0.8, num_perm, **common)
+            cfg = MinHashConfig.for_threshold(0.8 if threshold is None else threshold, num_perm, **common)
         else:
-            cfg = MinHashConfig(num_perm=num_perm, bands=bands or 9, rows=rows or 13, threshold=threshold or 0.8,
-                                **common)
+            cfg = MinHashConfig(num_perm=num_perm, bands=bands or 9, rows=rows or 13,
+                                threshold=0.8 if threshold is None else threshold, **common)
     except ValueError as e:
         raise SlimPajamaError(str(e)) from None
     report = run_dedup(list(inputs), out, minhash_dir=minhash_dir, cfg=cfg, verify=verify, workers=workers,
-                       ray_address=ray_address, progress=not quiet, partition_bytes=partition_bytes or 1)
+                       ray_address=ray_address, progress=not quiet,
+                       partition_bytes=_at_least("--partition-bytes", partition_bytes, 1 << 20,
+                                                 "it sets the number of LSH tasks per band"))
     _print_report(report, as_json)
 
 
@@ -294,7 +342,7 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
 
     try:
         cfg = ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights), chunks=chunks,
-                            docs_per_file=docs_per_file, bucket_bytes=bucket_bytes or 1)
+                            docs_per_file=docs_per_file, bucket_bytes=_bucket_bytes(bucket_bytes))
     except ValueError as e:
         raise SlimPajamaError(str(e)) from None
     report = run_release(list(inputs), out, cfg, workers=workers, ray_address=ray_address, progress=not quiet)
@@ -332,7 +380,7 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
         raise SlimPajamaError("give one --range per --seq")
     read = replace(_read_opts(source, on_error, max_doc_bytes, source_map), batch_rows=batch_rows)
     cfg = PipelineConfig(read=read, release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
-                                                          bucket_bytes=bucket_bytes or 1),
+                                                          bucket_bytes=_bucket_bytes(bucket_bytes)),
                          encoding=encoding, packing=packing, task_bytes=task_bytes or 0,
                          shards=tuple(zip(seqs, [_parse_range(r) for r in ranges] if ranges else
                                           [(0.0, 1.0)] * len(seqs), strict=True)))
@@ -343,8 +391,9 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
         click.echo(json.dumps(summaries, indent=2, sort_keys=True))
     else:
         for s in summaries:
-            click.echo(f"{s['stage']}: {s['docs_in']:,} docs in, {s['docs_out']:,} out, dropped {s['dropped']} "
-                       f"({s['resumed']}/{s['shards']} shards resumed) -> {s['out']}")
+            what = (", ".join(f"{split} {rows:,} rows" for split, rows in s["rows"].items()) if "rows" in s else
+                    f"{s['docs_in']:,} docs in, {s['docs_out']:,} out, dropped {s['dropped']}")
+            click.echo(f"{s['stage']}: {what} ({s['resumed']}/{s['shards']} shards resumed) -> {s['out']}")
 
 
 @main.group()
@@ -406,19 +455,21 @@ def _parse_range(value: str) -> tuple[float, float]:
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
               help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
 @click.option("--file-bytes", type=SIZE, default="256MB", show_default=True, help="Target size of a shard file.")
+@click.option("--encoding", default=None,
+              help="Which token cache, when CACHE is a tokenize --out root holding several (default: the only one).")
 @click.option("--verify-outputs", is_flag=True,
               help="Check existing shard files by SHA-256 (default: size and modification time) and rebuild any "
                    "that changed; `verify` suggests it for a damaged file.")
 @ray_options
 @_fail_cleanly
-def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, verify_outputs, workers, ray_address, quiet,
-           as_json):
+def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, encoding, verify_outputs, workers, ray_address,
+           quiet, as_json):
     """Pack a token cache into training shards (Arrow IPC + index.json), train and validation splits."""
     from slimpajama.pipelines.tokens import run_shards
 
     report = run_shards(cache, out_root, seq, packing=packing, range_=_parse_range(range_), seed=seed,
                         file_bytes=file_bytes or 1, out_dir=out, workers=workers, ray_address=ray_address,
-                        progress=not quiet, verify_outputs=verify_outputs)
+                        progress=not quiet, verify_outputs=verify_outputs, encoding=encoding)
     summary = {"out": report.out_dir, "splits": {m["key"]: m["extra"] for m in report.markers}}
     click.echo(json.dumps(summary, indent=2) if as_json else
                "\n".join(f"{k}: {v['rows']:,} rows, padding {v['padding_fraction']:.2%}"
@@ -431,17 +482,13 @@ def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, verify_
 def verify_cmd(directories):
     """Check a packed shard directory (or a seq<N> folder holding split directories): every file's SHA-256,
     row count and width against index.json. Fails naming the first bad file."""
-    import os
-
-    from slimpajama.packers.format import INDEX_FILE, verify
+    from slimpajama.packers.format import verify
     from slimpajama.pipelines.tokens import rebuild_command
 
+    from .paths import packed_splits
+
     for d in directories:
-        targets = [d] if os.path.exists(os.path.join(d, INDEX_FILE)) else sorted(
-            os.path.join(d, s) for s in os.listdir(d) if os.path.exists(os.path.join(d, s, INDEX_FILE)))
-        if not targets:
-            raise SlimPajamaError(f"no packed shards (index.json) in {d}")
-        for t in targets:
+        for t in packed_splits(d, "verify"):
             try:
                 index = verify(t)
             except SlimPajamaError as e:
@@ -450,22 +497,38 @@ def verify_cmd(directories):
             click.echo(f"ok {t}: {index['rows']:,} rows x {index['seq_len'] + 1} tokens, {len(index['files'])} files")
 
 
+def _table(title: str, columns: list[str], names=()):
+    """A rich table readable at 80 columns: the first column (source names) whole, the figures folded."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column(columns[0], no_wrap=True, min_width=max([len(columns[0]), *map(len, names)]))
+    for c in columns[1:]:
+        t.add_column(c, justify="right", overflow="fold")
+    return t
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
-def _print_stats(st: dict) -> None:
+def _print_stats(st: dict, console=None) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
+    from .paths import what_is
+
+    console = console or Console()
+    if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards")):
+        console.print(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
+        return
     corpus = st.get("corpus")
     if corpus:
-        t = Table(title=f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes"
-                        + (f" (sampled: {corpus['files_read']} of {corpus['files']} files; estimated "
-                           f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else ""))
-        for c in ("source", "documents", "bytes", "mean chars", "p10", "p50", "p90", "p99", "max"):
-            t.add_column(c, justify="left" if c == "source" else "right")
+        title = f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes" + (
+            f" (sampled: {corpus['files_read']} of {corpus['files']} files; estimated "
+            f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else "")
+        t = _table(title, ["source", "documents", "bytes", "mean chars", "p10", "p50", "p90", "p99", "max"],
+                   corpus["sources"])
         for s, v in corpus["sources"].items():
             ch = v["chars"]
             t.add_row(s, f"{v['documents']:,}", f"{v['bytes']:,}", f"{ch['mean']:,.0f}", f"{ch['p10']:,.0f}",
@@ -473,14 +536,11 @@ def _print_stats(st: dict) -> None:
         console.print(t)
     pipe = st.get("pipeline")
     if pipe:
-        t = Table(title=f"pipeline ({', '.join(pipe['stages'])}): {_pct(pipe['totals']['bytes_removed_fraction'])} "
-                        "of bytes removed")
-        cols = ["source", "docs in", "bad input", "short", "duplicate", "decontam.", "kept", "byte dup. rate",
-                "byte share"]
         has_tokens = any("token_share" in r for r in pipe["sources"].values())
-        cols += ["token share"] if has_tokens else []
-        for c in cols:
-            t.add_column(c, justify="left" if c == "source" else "right")
+        t = _table(f"pipeline ({', '.join(pipe['stages'])}): {_pct(pipe['totals']['bytes_removed_fraction'])} of "
+                   "bytes removed", ["source", "docs in", "bad input", "short", "duplicate", "decontam.", "kept",
+                                     "byte dup. rate", "byte share"] + (["token share"] if has_tokens else []),
+                   pipe["sources"])
         for s, r in pipe["sources"].items():
             row = [s, f"{r['docs_in']:,}", f"{r['bad_input']:,}", f"{r['short']:,}", f"{r['duplicate']:,}",
                    f"{r['decontaminated']:,}", f"{r['kept_docs']:,}", _pct(r["byte_duplication_rate"]),
@@ -489,10 +549,8 @@ def _print_stats(st: dict) -> None:
         console.print(t)
     cl = st.get("clusters")
     if cl:
-        t = Table(title=f"duplicate clusters: {cl['clusters']:,} clusters, {cl['duplicates']:,} duplicates; "
-                        f"sizes {cl['size_histogram']}")
-        for c in ("cluster", "size", "kept doc", "sources"):
-            t.add_column(c)
+        t = _table(f"duplicate clusters: {cl['clusters']:,} clusters, {cl['duplicates']:,} duplicates; "
+                   f"sizes {cl['size_histogram']}", ["cluster", "size", "kept doc", "sources"])
         for c in cl["largest"]:
             t.add_row(str(c["cluster_id"]), str(c["size"]), c["kept_doc_id"], ", ".join(c["sources"]))
         console.print(t)
@@ -501,10 +559,15 @@ def _print_stats(st: dict) -> None:
         console.print("release: " + ", ".join(f"{k} {v['docs']:,} docs in {v['files']} files"
                                               for k, v in rel["splits"].items())
                       + f"; {rel['decontaminated']:,} decontaminated")
+    for enc, v in (st.get("tokens") or {}).items():
+        t = _table(f"token cache {enc}: {v['tokens']:,} tokens", ["source", "tokens", "share"],
+                   v["tokens_per_source"])
+        for s, n in v["tokens_per_source"].items():
+            t.add_row(s, f"{n:,}", _pct(n / max(v["tokens"], 1)))
+        console.print(t)
     if st.get("shards"):
-        t = Table(title="packed shards")
-        for c in ("shards", "rows", "tokens", "seq", "packing", "padding", "docs/row", "cut docs", "checksums"):
-            t.add_column(c, justify="left" if c == "shards" else "right")
+        t = _table("packed shards", ["shards", "rows", "tokens", "seq", "packing", "padding", "docs/row", "cut docs",
+                                     "checksums"], st["shards"])
         for name, v in st["shards"].items():
             t.add_row(name, f"{v['rows']:,}", f"{v['tokens']:,}", str(v["seq_len"]), v["packing"],
                       _pct(v["padding_fraction"]), str(v["docs_per_row"]), _pct(v["docs_cut_fraction"]),
@@ -536,10 +599,14 @@ def stats(path, as_json, plot_dir, write_json, sample):
     else:
         _print_stats(st)
     if plot_dir:
+        from .paths import what_is
         from .plots import write_plots
 
-        for p in write_plots(st, plot_dir):
+        written = write_plots(st, plot_dir)
+        for p in written:
             click.echo(f"wrote {p}", err=as_json)
+        if not written:
+            click.echo(f"no plots apply to {path} ({what_is(path).describe()})", err=as_json)
 
 
 @main.command()
@@ -566,10 +633,23 @@ def train(stage1, stage2, validation, out, preset, steps, tokens_per_step, lr, w
     writes metrics.json, loss.png and per_position_loss.png to the run folder."""
     from slimpajama.train_minimal.train import TrainConfig, run
 
+    from .paths import require, train_split
+
+    stage1 = train_split(stage1)  # a packed set (seq2048-0-0.75) or its train split
+    stage2 = train_split(stage2) if stage2 else None
+    if validation:
+        require(validation, ("packed_split",), "train --validation")
     cfg = TrainConfig(stage1=stage1, stage2=stage2, validation=validation, out=out, preset=preset, steps=steps,
                       tokens_per_step=tokens_per_step, lr=lr, warmup_steps=min(warmup_steps, steps), doc_mask=doc_mask,
                       device=device, seed=seed)
-    result = run(cfg, resume=not no_resume, log=lambda m: click.echo(m, err=True))
+    import torch
+
+    try:
+        result = run(cfg, resume=not no_resume, log=lambda m: click.echo(m, err=True))
+    except torch.cuda.OutOfMemoryError:
+        raise SlimPajamaError(f"out of GPU memory ({preset}, {tokens_per_step:,} tokens per step"
+                              f"{', --doc-mask' if doc_mask else ''}): lower --tokens-per-step or pick a smaller "
+                              "--preset; the run folder keeps its last checkpoint") from None
     click.echo(json.dumps(result, indent=2))
 
 

@@ -27,13 +27,26 @@ def write_plots(stats: dict, out_dir: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for s, v in corpus["sources"].items():
             h = v["chars"]["histogram"]
-            ax.step(np.maximum(h["edges"], 1), h["counts"], where="post", label=s)
-        ax.set(xscale="log", xlabel="document length (characters)", ylabel="documents",
+            counts = np.asarray(h["counts"], dtype=float)
+            # each source as fractions of its own documents: a small source is as visible as a big one
+            ax.step(np.maximum(h["edges"], 1), counts / max(counts.sum(), 1), where="post", label=s)
+        ax.set(xscale="log", xlabel="document length (characters)", ylabel="fraction of the source's documents",
                title="Length distribution per source" + (" (sampled)" if corpus["sampled"] else ""))
         ax.legend(fontsize=7)
         written.append(_save(fig, out_dir, "length_per_source.png"))
     pipeline = stats.get("pipeline")
     if pipeline and pipeline.get("sources"):
+        rows = pipeline["sources"]
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        left = np.zeros(len(rows))
+        for what in ("kept_docs", "short", "duplicate", "decontaminated", "bad_input"):
+            n = np.array([r[what] for r in rows.values()], dtype=float)
+            if n.any():
+                ax.barh(list(rows), n, left=left, label=what.replace("_docs", ""))
+                left += n
+        ax.set(xlabel="documents", title=f"Documents per source: kept and dropped ({', '.join(pipeline['stages'])})")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out_dir, "documents_per_source.png"))
         rates = {s: r["byte_duplication_rate"] for s, r in pipeline["sources"].items()
                  if r["byte_duplication_rate"] is not None}
         if rates:

@@ -10,6 +10,7 @@ the `--on-error fail` policy.
 from __future__ import annotations
 
 import bz2
+import codecs
 import fnmatch
 import glob
 import gzip
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import zstandard
 
 from . import outputs, sources, storage
@@ -287,7 +289,10 @@ class TruncatedInput(Exception):
 
 
 class _ZstdStream(io.RawIOBase):
-    """Multi-frame zstd decompression that notices a truncated last frame (zstandard's stream_reader does not)."""
+    """Multi-frame zstd decompression that notices a truncated last frame (zstandard's stream_reader does not).
+    Damaged input: what decodes before the damage is returned first, then the error is raised."""
+
+    _PIECE = 1 << 16  # compressed bytes per decompress call: a damaged block loses little decoded text with it
 
     def __init__(self, fh):
         self._fh = fh
@@ -295,12 +300,15 @@ class _ZstdStream(io.RawIOBase):
         self._obj = None
         self._buf = memoryview(b"")
         self._done = False
+        self._error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
         while not self._buf:
+            if self._error is not None:
+                raise self._error
             if self._done:
                 return 0
             chunk = self._fh.read(_READ_CHUNK)
@@ -315,13 +323,18 @@ class _ZstdStream(io.RawIOBase):
         self._buf = self._buf[n:]
         return n
 
-    def _feed(self, data: bytes) -> bytes:
+    def _feed(self, chunk: bytes) -> bytes:
         out = []
-        while data:
-            if self._obj is None or self._obj.eof:
-                self._obj = self._dctx.decompressobj()
-            out.append(self._obj.decompress(data))
-            data = self._obj.unused_data if self._obj.eof else b""
+        try:
+            for i in range(0, len(chunk), self._PIECE):
+                data = chunk[i: i + self._PIECE]
+                while data:
+                    if self._obj is None or self._obj.eof:
+                        self._obj = self._dctx.decompressobj()
+                    out.append(self._obj.decompress(data))
+                    data = self._obj.unused_data if self._obj.eof else b""
+        except zstandard.ZstdError as e:  # raised once the text decoded before it has been read
+            self._error, self._done = e, True
         return b"".join(out)
 
     def close(self) -> None:
@@ -506,6 +519,8 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                 break
             if not line:
                 break
+            if line_no == 0 and line.startswith(codecs.BOM_UTF8):  # a UTF-8 byte-order mark opens the file
+                line = line[len(codecs.BOM_UTF8):]
             line_no += 1
             if not line.strip():
                 continue  # a blank line is not a record
@@ -558,10 +573,25 @@ def _invalid_utf8_rows(batch: pa.RecordBatch) -> list[int]:
     return sorted(bad)
 
 
+def _decode_dictionaries(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Dictionary-encoded columns (what some writers make of repetitive strings) as plain ones."""
+    if not any(pa.types.is_dictionary(f.type) for f in batch.schema):
+        return batch
+    cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+
+
+def _string_or_none(values: list, fallback) -> list:
+    """Nulls (and non-strings) of an optional string column replaced, one by one, by `fallback(i)`."""
+    return [v if isinstance(v, str) and v else fallback(i) for i, v in enumerate(values)]
+
+
 def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, source: str | None,
-                    on_bad: OnBad, source_names: dict[str, str]) -> pa.RecordBatch:
-    """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta."""
+                    on_bad: OnBad, source_names: dict[str, str], max_doc_bytes: int | None) -> pa.RecordBatch:
+    """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta.
+    A null doc_id, source or meta gets what a file without that column would give."""
     fallback_source = _fallback_source(file, source, source_names)
+    batch = _decode_dictionaries(batch)
     invalid = set(_invalid_utf8_rows(batch))
     for i in sorted(invalid):
         on_bad(BadRecord(file.rel, first_row + i + 1, "invalid_utf8", "a string column holds invalid UTF-8",
@@ -579,7 +609,7 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
                              fallback_source, 0))
         return make_batch([], [], [], [])
     if "meta" in names and pa.types.is_string(batch.column("meta").type):
-        metas = batch.column("meta").to_pylist()
+        metas = _string_or_none(batch.column("meta").to_pylist(), lambda i: "{}")
     else:
         if "meta" in names:  # a struct or map column
             rows = batch.column("meta").to_pylist()
@@ -587,10 +617,14 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
             rest = [c for c in names if c not in ("text", "doc_id", "source", "red_pajama_subset")]
             rows = pa.Table.from_batches([batch.select(rest)]).to_pylist() if rest else [{}] * n
         metas = [json.dumps(m, ensure_ascii=False, default=str) for m in rows]
-    ids = (batch.column("doc_id").to_pylist() if "doc_id" in names
-           else [f"{file.rel}:{row_no[i]}" for i in range(n)])
+    if "doc_id" in names and batch.column("doc_id").null_count == 0:
+        ids = batch.column("doc_id").cast(pa.string())  # our own shards: passed through as they are
+    else:
+        ids = [f"{file.rel}:{row_no[i]}" for i in range(n)]
+        if "doc_id" in names:
+            ids = _string_or_none(batch.column("doc_id").cast(pa.string()).to_pylist(), ids.__getitem__)
     if "source" in names and pa.types.is_string(batch.column("source").type):
-        sources = batch.column("source").to_pylist()
+        sources = _string_or_none(batch.column("source").to_pylist(), lambda i: fallback_source)
     else:
         sources = []
         subsets = (batch.column("red_pajama_subset").to_pylist() if "red_pajama_subset" in names
@@ -604,14 +638,21 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
                 s = source_names.get(subset, subset) if isinstance(subset, str) and subset else fallback_source
             sources.append(s)
     texts = text.to_pylist()
-    keep = [i for i in range(n) if texts[i] is not None]
+    sizes = pc.binary_length(text.cast(pa.large_binary())).to_pylist()
+    keep = []
     for i in range(n):
         if texts[i] is None:
-            on_bad(BadRecord(file.rel, row_no[i], "missing_text", "'text' is null", sources[i] or
-                             fallback_source, 0))
-    if len(keep) == n and "doc_id" in names:
-        return pa.RecordBatch.from_arrays([batch.column("doc_id").cast(pa.string()), pa.array(sources, pa.string()),
-                                           text.cast(pa.string()), pa.array(metas, pa.string())], schema=DOC_SCHEMA)
+            on_bad(BadRecord(file.rel, row_no[i], "missing_text", "'text' is null", sources[i], 0))
+        elif max_doc_bytes and sizes[i] > max_doc_bytes:
+            on_bad(BadRecord(file.rel, row_no[i], "too_large", f"text of {sizes[i]} bytes exceeds --max-doc-bytes "
+                             f"{max_doc_bytes}", sources[i], sizes[i]))
+        else:
+            keep.append(i)
+    if len(keep) == n:
+        return pa.RecordBatch.from_arrays([ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()),
+                                           pa.array(sources, pa.string()), text.cast(pa.string()),
+                                           pa.array(metas, pa.string())], schema=DOC_SCHEMA)
+    ids = ids.to_pylist() if isinstance(ids, pa.Array) else ids
     return make_batch([ids[i] for i in keep], [sources[i] for i in keep], [texts[i] for i in keep],
                       [metas[i] for i in keep])
 
@@ -622,9 +663,9 @@ _PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError, IndexError, KeyError)
 
 def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                  batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_doc_bytes: int | None = None,
+                 max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES,
                  source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
-    del batch_bytes, max_doc_bytes  # parquet batches are bounded by rows and row groups
+    del batch_bytes  # parquet batches are bounded by rows and row groups
     names = sources.source_map(source_map)
     fallback_source = _fallback_source(file, source, names)
     try:
@@ -643,7 +684,7 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
     groups, row = (list(range(file.span[0], file.span[1])), file.span[2] - 1) if file.span else (None, 0)
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, row_groups=groups):
-            out = _cast_doc_batch(batch, file, row, source, on_bad, names)
+            out = _cast_doc_batch(batch, file, row, source, on_bad, names, max_doc_bytes)
             row += batch.num_rows
             if out.num_rows:
                 yield out

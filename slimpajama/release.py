@@ -49,9 +49,15 @@ def parse_weights(spec: str | None) -> dict[str, float]:
         if not part.strip():
             continue
         name, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"weight {part!r} is not SOURCE=WEIGHT")
-        out[name.strip()] = float(value)
+        if not sep or not name.strip():
+            raise ValueError(f"--weights: {part!r} is not SOURCE=WEIGHT")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"--weights: {value.strip()!r} (for {name.strip()}) is not a number") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"--weights: {name.strip()}={value.strip()}: a weight is a finite number >= 0")
+        out[name.strip()] = weight
     return out
 
 

@@ -16,10 +16,11 @@ import numpy as np
 import pyarrow.compute as pc
 
 from .errors import BadRecord, SlimPajamaError
+from .paths import packed_splits, what_is
 from .readers import discover, read_documents
 
 STATS_VERSION = 1
-STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "shards")
+STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards")
 RESERVOIR = 100_000
 HIST_EDGES = [0] + [int(round(10 ** (k / 4))) for k in range(0, 33)]  # 1 .. 1e8 characters, 4 bins a decade
 
@@ -197,44 +198,49 @@ def shard_stats(split_dir: str) -> dict:
             "padding_per_row": padding_hist, "checksums_ok": ok, "error": error}
 
 
-def _shard_dirs(path: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, files in os.walk(path):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(("_", ".")))
-        if "index.json" in files:
-            found.append(dirpath)
-    return found
-
-
 # ------------------------------------------------------------------------------------------------ dispatch
 
 
 def _token_sources(token_dir: str) -> dict[str, int] | None:
+    """Tokens per source of a token cache, from its tokenize markers."""
     state = os.path.join(token_dir, "_state")
     if not os.path.isdir(state):
         return None
     total: dict[str, int] = {}
     for dirpath, _, files in os.walk(state):
         for f in files:
-            m = _load_json(os.path.join(dirpath, f)) if f.endswith(".json") else None
+            m = _load_json(os.path.join(dirpath, f)) if f.endswith(".json") and not f.startswith("_") else None
             for s, n in ((m or {}).get("extra", {}).get("tokens_per_source") or {}).items():
                 total[s] = total.get(s, 0) + n
     return total or None
 
 
+# what each kind of path (paths.what_is) is reported as
+REPORT_KIND = {"corpus": "corpus", "ingested": "stage", "normalized": "stage", "dedup": "stage", "release": "release",
+               "token_root": "tokens", "token_cache": "tokens", "packed": "shards", "packed_split": "shards",
+               "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root"}
+
+
 def detect(path: str) -> str:
-    if not os.path.exists(path):
-        raise SlimPajamaError(f"no such path: {path}")
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, "manifest.json")):
-            return "release"
-        if os.path.exists(os.path.join(path, "ledger.json")):
-            return "stage"
-        if any(os.path.isdir(os.path.join(path, d)) for d in ("work", "slimpajama", "raw", "shards", "tokens")):
-            return "data_root"
-        if _shard_dirs(path):
-            return "shards"
-    return "corpus"
+    return REPORT_KIND[what_is(path).kind]
+
+
+def _shard_stats_under(path: str) -> dict:
+    """Every packed split under `path`, by its path relative to `path` (a split itself: by its name)."""
+    return {os.path.relpath(d, path) if d != path else os.path.basename(path.rstrip("/")): shard_stats(d)
+            for d in packed_splits(path, "stats")}
+
+
+def token_stats(path: str) -> dict:
+    """Tokens per source of every token cache at `path` (a cache, or a tokenize --out root)."""
+    found = what_is(path)
+    caches = [path] if found.kind == "token_cache" else [os.path.join(path, c) for c in found.children]
+    out = {}
+    for c in caches:
+        per_source = _token_sources(c) or {}
+        out[os.path.basename(c.rstrip("/"))] = {"tokens": sum(per_source.values()),
+                                                "tokens_per_source": dict(sorted(per_source.items()))}
+    return out
 
 
 def _stage_name(stage_dir: str) -> str | None:
@@ -251,10 +257,13 @@ def compute(path: str, sample: float | None = None) -> dict:
     if kind == "corpus":
         out["corpus"] = corpus_stats(path, sample)
     elif kind == "shards":
-        out["shards"] = {os.path.relpath(d, path): shard_stats(d) for d in _shard_dirs(path)}
+        out["shards"] = _shard_stats_under(path)
+    elif kind == "tokens":
+        out["tokens"] = token_stats(path)
     elif kind in ("stage", "release"):
         name = _stage_name(path)
         ledgers[name] = _load_json(os.path.join(path, "ledger.json"))
+        out["corpus"] = corpus_stats(path, sample)  # the documents the stage kept (lengths per source)
         if name == "dedup":
             out["clusters"] = cluster_stats(path)
         if kind == "release":
@@ -282,8 +291,8 @@ def compute(path: str, sample: float | None = None) -> dict:
                 if tokens:
                     break
         shards_root = os.path.join(path, "shards")
-        if os.path.isdir(shards_root):
-            out["shards"] = {os.path.relpath(d, shards_root): shard_stats(d) for d in _shard_dirs(shards_root)}
+        if os.path.isdir(shards_root) and what_is(shards_root).kind in ("shards_root", "packed"):
+            out["shards"] = _shard_stats_under(shards_root)
     if ledgers:
         out["pipeline"] = pipeline_stats(ledgers, tokens)
     return out

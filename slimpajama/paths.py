@@ -1,0 +1,132 @@
+"""What a path holds: the one place that recognizes a raw corpus, each stage's output, a token cache, packed shards
+or a whole `data/` tree, so that every command accepts the output of the stage before it and says, in one line,
+what it found when it is given something else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import outputs, storage
+from .errors import SlimPajamaError
+
+# what each kind is called in messages, and the command that makes it
+DESCRIPTIONS = {
+    "corpus": ("a corpus (JSON lines / parquet files)", None),
+    "normalized": ("normalized documents", "slimpajama normalize"),
+    "ingested": ("ingested documents", "slimpajama ingest"),
+    "dedup": ("deduplicated documents (a dedup output)", "slimpajama dedup"),
+    "release": ("a SlimPajama release", "slimpajama release"),
+    "token_root": ("a token cache root (one folder per encoding)", "slimpajama tokenize"),
+    "token_cache": ("a token cache", "slimpajama tokenize"),
+    "packed": ("packed shards (split folders)", "slimpajama shards"),
+    "packed_split": ("one split of packed shards (index.json)", "slimpajama shards"),
+    "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
+    "intermediate": ("intermediate files of a stage", None),
+    "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
+}
+_STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
+                "tokenize": "token_cache", "pack": "packed"}
+INDEX_FILE = "index.json"
+
+
+@dataclass(frozen=True)
+class PathKind:
+    kind: str
+    path: str
+    stage: str | None = None  # the stage that wrote it, for stage outputs
+    children: tuple[str, ...] = ()  # token_root: encodings; packed: splits; shards_root: packed sets
+
+    def describe(self) -> str:
+        what = DESCRIPTIONS[self.kind][0]
+        return f"{what} of stage {self.stage}" if self.kind == "intermediate" and self.stage else what
+
+
+def _isfile(path: str) -> bool:
+    return storage.stat(path) is not None
+
+
+def _subdirs(path: str) -> list[str]:
+    if storage.is_remote(path):
+        return sorted({rel.split("/", 1)[0] for rel, _ in storage.list_files(path) if "/" in rel})
+    return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith((".", "_")))
+
+
+def what_is(path: str) -> PathKind:
+    """Recognize `path`; a path that does not exist is an error naming it."""
+    path = str(path)
+    if not storage.is_remote(path) and not os.path.exists(path):
+        raise SlimPajamaError(f"input not found: {path}")
+    if _isfile(path):
+        return PathKind("corpus", path)
+    manifest = outputs.read(path)
+    if manifest is not None:
+        stage = manifest.get("stage")
+        if stage in _STAGE_KINDS:
+            kind = _STAGE_KINDS[stage]
+            children = tuple(_subdirs(path)) if kind == "packed" else ()
+            return PathKind(kind, path, stage, children)
+        return PathKind("intermediate", path, stage)
+    if _isfile(storage.join(path, INDEX_FILE)):
+        return PathKind("packed_split", path, "pack")
+    if _isfile(storage.join(path, "manifest.json")) and _isfile(storage.join(path, "ledger.json")):
+        return PathKind("release", path, "release")  # a release written before _outputs.json existed
+    subdirs = _subdirs(path)
+    caches = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "tokenize"]
+    if caches:
+        return PathKind("token_root", path, children=tuple(caches))
+    splits = [d for d in subdirs if _isfile(storage.join(path, d, INDEX_FILE))]
+    if splits:
+        return PathKind("packed", path, "pack", tuple(splits))
+    sets = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "pack"]
+    if sets:
+        return PathKind("shards_root", path, children=tuple(sets))
+    if any(d in subdirs for d in ("work", "slimpajama", "tokens", "shards")):
+        return PathKind("data_root", path)
+    return PathKind("corpus", path)
+
+
+def require(path: str, accepted: tuple[str, ...], command: str) -> PathKind:
+    """`what_is(path)`, or one line saying what was found there and what `command` needs."""
+    found = what_is(path)
+    if found.kind in accepted:
+        return found
+    wanted = " or ".join(DESCRIPTIONS[k][0] for k in accepted)
+    maker = DESCRIPTIONS[accepted[0]][1]
+    hint = f": run `{maker}` first, or pass its output" if maker else ""
+    raise SlimPajamaError(f"{path} holds {found.describe()}; {command} needs {wanted}{hint}")
+
+
+DOCUMENTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
+
+
+def require_inputs(inputs, accepted: tuple[str, ...], command: str) -> None:
+    """`require` for every input that is a path (a glob is expanded later, by discovery)."""
+    import glob
+
+    for spec in [inputs] if isinstance(inputs, str | os.PathLike) else inputs:
+        spec = str(spec)
+        if glob.has_magic(spec) and not os.path.exists(spec):
+            continue
+        require(spec, accepted, command)
+
+
+def packed_splits(path: str, command: str) -> list[str]:
+    """The split folders (index.json) of a packed shard set, a split itself, or every set of a shards root."""
+    found = require(path, ("packed", "packed_split", "shards_root"), command)
+    if found.kind == "packed_split":
+        return [path]
+    if found.kind == "packed":
+        return [storage.join(path, s) for s in found.children]
+    return [split for child in found.children for split in packed_splits(storage.join(path, child), command)]
+
+
+def train_split(path: str, command: str = "train") -> str:
+    """A packed split to train on: the split itself, or the `train` split of a packed shard set."""
+    found = require(path, ("packed_split", "packed"), command)
+    if found.kind == "packed_split":
+        return path
+    if "train" not in found.children:
+        raise SlimPajamaError(f"{path} holds packed shards without a train split (it has: {', '.join(found.children)})")
+    return storage.join(path, "train")

@@ -1,0 +1,216 @@
+"""Every stage chains from the previous stage's output, and every failure a user can reach is one clear line:
+wrong-kind paths, missing paths, flags that do not fit, unreachable clusters, hostile input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from click.testing import CliRunner
+from rich.console import Console
+
+from slimpajama.cli import _print_report, _print_stats, main
+from slimpajama.errors import raise_on_bad
+from slimpajama.paths import what_is
+from slimpajama.readers import discover, read_documents
+
+
+def one_line_error(args, expect: str) -> str:
+    r = CliRunner().invoke(main, list(map(str, args)))
+    assert r.exit_code == 1, (args, r.output, r.exception)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.output, (args, r.stderr)
+    assert expect in lines[0], (args, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(clean_pipeline, tmp_path_factory):
+    """A copy of a finished data/ tree (normalized, dedup, release, tokens, shards)."""
+    src, _, _ = clean_pipeline
+    d = tmp_path_factory.mktemp("errors") / "data"
+    shutil.copytree(src, d)
+    return d
+
+
+def test_what_a_path_holds_is_recognized_in_one_place(data):
+    kinds = {rel: what_is(str(data / rel)).kind for rel in
+             ("work/normalized", "work/dedup", "work/dedup/_minhash", "slimpajama", "tokens", "tokens/gpt2",
+              "shards", "shards/seq64-0-0.75", "shards/seq64-0-0.75/train", ".")}
+    assert kinds == {"work/normalized": "normalized", "work/dedup": "dedup", "work/dedup/_minhash": "intermediate",
+                     "slimpajama": "release", "tokens": "token_root", "tokens/gpt2": "token_cache",
+                     "shards": "shards_root", "shards/seq64-0-0.75": "packed", "shards/seq64-0-0.75/train":
+                     "packed_split", ".": "data_root"}
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["shards", "{d}/work/normalized", "--seq", "64"],
+     "holds normalized documents; shards needs a token cache or a token cache root"),
+    (["tokenize", "{d}/tokens/gpt2", "--out", "{t}/tok"], "holds a token cache; tokenize needs a corpus"),
+    (["dedup", "{d}/slimpajama", "--out", "{t}/dd"], "holds a SlimPajama release; dedup needs normalized documents"),
+    (["release", "{d}/tokens", "--out", "{t}/rel"], "holds a token cache root"),
+    (["verify", "{d}/work/normalized"], "verify needs packed shards"),
+    (["train", "--stage1", "{d}/tokens/gpt2"], "train needs one split of packed shards"),
+    (["normalize", "{d}/shards", "--out", "{t}/n"], "holds a folder of packed shard sets"),
+    (["normalize", "{t}/missing", "--out", "{t}/n"], "input not found: "),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=nan"], "a weight is a finite"),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=inf"], "a weight is a finite"),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "Typo=2"],
+     "--weights names Typo, not a source of this input (its sources: RedPajamaArXiv, RedPajamaBook"),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--bucket-bytes", "0"], "--bucket-bytes 0 is below"),
+    (["dedup", "{d}/work/normalized", "--out", "{t}/dd", "--partition-bytes", "0"], "--partition-bytes 0 is below"),
+    (["normalize", "{d}/raw-missing", "--out", "{t}/n", "--source-map", "x"], "input not found"),
+    (["normalize", "{d}/work/normalized", "--out", "{t}/n", "--ray-address", "notanaddress"],
+     "--ray-address 'notanaddress': expected HOST:PORT"),
+])
+def test_each_command_fails_in_one_line(data, tmp_path, args, expect):
+    one_line_error([a.format(d=data, t=tmp_path) for a in args], expect)
+
+
+def test_an_unreachable_cluster_fails_fast(data, tmp_path):
+    t0 = time.time()
+    one_line_error(["normalize", data / "work" / "normalized", "--out", tmp_path / "n", "--ray-address",
+                    "127.0.0.1:1"], "no Ray cluster at 127.0.0.1:1")
+    assert time.time() - t0 < 15
+
+
+def test_threshold_zero_is_refused_not_replaced(data, tmp_path):
+    r = CliRunner().invoke(main, ["dedup", str(data / "work" / "normalized"), "--threshold", "0"])
+    assert r.exit_code == 2 and "0<x<1" in r.stderr.replace(" ", "")
+
+
+def test_a_mangled_index_says_what_it_is(data, tmp_path):
+    split = tmp_path / "train"
+    shutil.copytree(data / "shards" / "seq64-0-0.75" / "train", split)
+    (split / "index.json").write_text(json.dumps({"rows": 3}))
+    one_line_error(["verify", split], "not a packed shard index (no 'format' field)")
+
+
+def test_each_stage_reads_the_output_of_the_one_before(data, tmp_path):
+    from slimpajama.pipelines.tokens import token_cache
+
+    assert token_cache(str(data / "tokens")) == str(data / "tokens" / "gpt2")  # the tokenize --out root
+    (data / "tokens" / "other").mkdir()
+    shutil.copy(data / "tokens" / "gpt2" / "_outputs.json", data / "tokens" / "other" / "_outputs.json")
+    try:
+        one_line_error(["shards", data / "tokens", "--seq", "64"], "pick one with --encoding")
+    finally:
+        shutil.rmtree(data / "tokens" / "other")
+    # release takes dedup's --out itself (its shards/), and gives the bytes of the dedup/shards path
+    from slimpajama.pipelines.release import run_release
+    from slimpajama.release import ReleaseConfig
+
+    cfg = ReleaseConfig(holdout=0.05, docs_per_file=100)
+    a = run_release(str(data / "work" / "dedup"), str(tmp_path / "a"), cfg, progress=False)
+    b = run_release(str(data / "work" / "dedup" / "shards"), str(tmp_path / "b"), cfg, progress=False)
+    assert a.ledger.dumps() == b.ledger.dumps()
+    assert json.loads((tmp_path / "a" / "manifest.json").read_text())["files"] == \
+        json.loads((tmp_path / "b" / "manifest.json").read_text())["files"]
+
+
+def test_stats_says_what_it_sees(data, tmp_path):
+    r = CliRunner().invoke(main, ["stats", str(data / "tokens")])
+    assert r.exit_code == 0 and "token cache gpt2" in r.stdout and "RedPajamaCommonCrawl" in r.stdout
+    assert "0 documents" not in r.stdout
+    r = CliRunner().invoke(main, ["stats", str(data / "work" / "dedup" / "_minhash")])
+    assert r.exit_code == 0 and "intermediate files of stage minhash: no figures" in r.stdout
+    r = CliRunner().invoke(main, ["stats", str(data / "work" / "normalized"), "--plot", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert sorted(os.listdir(tmp_path / "p")) == ["documents_per_source.png", "length_per_source.png"]
+    r = CliRunner().invoke(main, ["stats", str(data / "work" / "dedup" / "_minhash"), "--plot", str(tmp_path / "q")])
+    assert r.exit_code == 0 and "no plots apply to" in r.output
+
+
+def test_tables_show_source_names_whole_at_80_columns(data):
+    from slimpajama.pipelines.runner import StageReport
+    from slimpajama.ledger import Ledger
+
+    led = json.loads((data / "work" / "dedup" / "ledger.json").read_text())
+    report = StageReport("dedup", str(data / "work" / "dedup"), Ledger.from_dict(led), 7, 0, 0, 1.0)
+    console = Console(width=80, record=True, file=io.StringIO())
+    _print_report(report, False, console)
+    from slimpajama.stats import compute
+
+    _print_stats(compute(str(data)), console)
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 80
+    for name in led["sources"]:
+        assert sum(name in line for line in text.splitlines()) >= 3, name  # report, pipeline and shares tables
+
+
+def test_ray_starts_quietly(tmp_path):
+    raw = tmp_path / "raw" / "A"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_bytes(orjson.dumps({"text": "x " * 300}) + b"\n")
+    r = subprocess.run([sys.executable, "-m", "slimpajama.cli", "normalize", str(tmp_path / "raw"), "--out",
+                        str(tmp_path / "n"), "--quiet", "--workers", "1"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, monkeypatch):
+    import slimpajama.sample_corpus as sc
+
+    def boom(*a, **k):
+        raise RuntimeError("something broke\nsecond line")
+
+    monkeypatch.setattr(sc, "generate_corpus", boom)
+    one_line_error(["sample", "--out", tmp_path / "s"], "error: RuntimeError: something broke (unexpected; rerun "
+                                                          "with --debug")
+    r = CliRunner().invoke(main, ["--debug", "sample", "--out", str(tmp_path / "s")])
+    assert isinstance(r.exception, RuntimeError)
+    monkeypatch.delenv("SLIMPAJAMA_DEBUG")
+
+
+# ------------------------------------------------------------------------------------------------ hostile input
+
+
+def rows(path, **kw):
+    bad = []
+    got = [r for f in discover(str(path)) for b in read_documents(f, bad.append, **kw)
+           for r in zip(*(b.column(c).to_pylist() for c in ("doc_id", "source", "text", "meta")), strict=True)]
+    return got, bad
+
+
+def test_parquet_nulls_get_defaults_and_big_or_dictionary_text_is_handled(tmp_path):
+    p = tmp_path / "S" / "x.parquet"
+    p.parent.mkdir()
+    pq.write_table(pa.table({"doc_id": pa.array(["a", None, "c", "d"]),
+                             "source": pa.array([None, "Src", "Src", "Src"]),
+                             "text": pa.array(["one", "two", "x" * 5000, "four"]).dictionary_encode(),
+                             "meta": pa.array(['{"k": 1}', None, "{}", "{}"])}), p)
+    got, bad = rows(tmp_path, max_doc_bytes=1000)
+    assert got == [("a", "S", "one", '{"k": 1}'), ("S/x.parquet:2", "Src", "two", "{}"), ("d", "Src", "four", "{}")]
+    assert [(b.line, b.reason) for b in bad] == [(3, "too_large")]
+
+
+def test_a_utf8_bom_does_not_make_the_first_record_bad(tmp_path):
+    p = tmp_path / "S" / "a.jsonl"
+    p.parent.mkdir()
+    p.write_bytes(b"\xef\xbb\xbf" + orjson.dumps({"text": "first"}) + b"\n" + orjson.dumps({"text": "second"}) + b"\n")
+    got, bad = rows(tmp_path)
+    assert [r[2] for r in got] == ["first", "second"] and bad == []
+
+
+def test_a_damaged_single_frame_zst_keeps_what_decodes(tmp_path):
+    p = tmp_path / "S" / "a.jsonl.zst"
+    p.parent.mkdir()
+    lines = [orjson.dumps({"text": os.urandom(600).hex()}) + b"\n" for _ in range(400)]
+    data = bytearray(zstandard.ZstdCompressor(level=3).compress(b"".join(lines)))
+    data[len(data) * 3 // 4] ^= 0xFF
+    p.write_bytes(bytes(data))
+    got, bad = rows(tmp_path)
+    assert len(got) > 150 and [r[2] for r in got] == [json.loads(x)["text"] for x in lines[:len(got)]]
+    assert [b.reason for b in bad] == ["corrupt"] and bad[0].line == len(got) + 1
+    with pytest.raises(Exception, match="corrupt"):
+        for f in discover(str(tmp_path)):
+            list(read_documents(f, raise_on_bad))
