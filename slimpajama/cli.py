@@ -518,10 +518,10 @@ def _print_stats(st: dict, console=None) -> None:
 
     from .paths import what_is
 
-    console = console or Console()
     if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards")):
-        console.print(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
+        click.echo(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
         return
+    console = console or Console()
     corpus = st.get("corpus")
     if corpus:
         title = f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes" + (

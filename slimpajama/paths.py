@@ -23,7 +23,7 @@ DESCRIPTIONS = {
     "packed": ("packed shards (split folders)", "slimpajama shards"),
     "packed_split": ("one split of packed shards (index.json)", "slimpajama shards"),
     "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
-    "intermediate": ("intermediate files of a stage", None),
+    "intermediate": ("intermediate files", None),
     "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
 }
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",

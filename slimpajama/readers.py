@@ -292,7 +292,7 @@ class _ZstdStream(io.RawIOBase):
     """Multi-frame zstd decompression that notices a truncated last frame (zstandard's stream_reader does not).
     Damaged input: what decodes before the damage is returned first, then the error is raised."""
 
-    _PIECE = 1 << 16  # compressed bytes per decompress call: a damaged block loses little decoded text with it
+    _PIECE = 1 << 12  # compressed bytes per decompress call: a damaged block loses little decoded text with it
 
     def __init__(self, fh):
         self._fh = fh

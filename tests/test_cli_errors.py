@@ -3,6 +3,7 @@ wrong-kind paths, missing paths, flags that do not fit, unreachable clusters, ho
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -25,13 +26,21 @@ from slimpajama.paths import what_is
 from slimpajama.readers import discover, read_documents
 
 
-def one_line_error(args, expect: str) -> str:
-    r = CliRunner().invoke(main, list(map(str, args)))
-    assert r.exit_code == 1, (args, r.output, r.exception)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.output, (args, r.stderr)
-    assert expect in lines[0], (args, lines[0])
-    return lines[0]
+def one_line_error(args, expect: str, fresh: bool = False) -> str:
+    """The command exits 1 with one `error:` line on stderr (its last), no traceback. `fresh`: in its own process
+    (where no Ray is running yet)."""
+    if fresh:
+        r = subprocess.run([sys.executable, "-m", "slimpajama.cli", *map(str, args)], capture_output=True, text=True)
+        code, stderr, output = r.returncode, r.stderr, r.stdout + r.stderr
+    else:
+        r = CliRunner().invoke(main, list(map(str, args)))
+        code, stderr, output = r.exit_code, r.stderr, r.output
+    assert code == 1, (args, output)
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in output, (args, stderr)
+    assert expect in errors[0], (args, errors[0])
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +78,18 @@ def test_what_a_path_holds_is_recognized_in_one_place(data):
      "--weights names Typo, not a source of this input (its sources: RedPajamaArXiv, RedPajamaBook"),
     (["release", "{d}/work/dedup", "--out", "{t}/rel", "--bucket-bytes", "0"], "--bucket-bytes 0 is below"),
     (["dedup", "{d}/work/normalized", "--out", "{t}/dd", "--partition-bytes", "0"], "--partition-bytes 0 is below"),
-    (["normalize", "{d}/raw-missing", "--out", "{t}/n", "--source-map", "x"], "input not found"),
-    (["normalize", "{d}/work/normalized", "--out", "{t}/n", "--ray-address", "notanaddress"],
-     "--ray-address 'notanaddress': expected HOST:PORT"),
+    (["normalize", "{d}/work/normalized", "--out", "{t}/n", "--source-map", "x"], "--source-map: 'x' is not NAME="),
 ])
 def test_each_command_fails_in_one_line(data, tmp_path, args, expect):
     one_line_error([a.format(d=data, t=tmp_path) for a in args], expect)
 
 
-def test_an_unreachable_cluster_fails_fast(data, tmp_path):
+def test_a_bad_or_unreachable_cluster_address_fails_fast(data, tmp_path):
+    one_line_error(["normalize", data / "work" / "normalized", "--out", tmp_path / "n", "--ray-address",
+                    "notanaddress"], "--ray-address 'notanaddress': expected HOST:PORT", fresh=True)
     t0 = time.time()
     one_line_error(["normalize", data / "work" / "normalized", "--out", tmp_path / "n", "--ray-address",
-                    "127.0.0.1:1"], "no Ray cluster at 127.0.0.1:1")
+                    "127.0.0.1:1"], "no Ray cluster at 127.0.0.1:1", fresh=True)
     assert time.time() - t0 < 15
 
 
@@ -108,6 +117,7 @@ def test_each_stage_reads_the_output_of_the_one_before(data, tmp_path):
         shutil.rmtree(data / "tokens" / "other")
     # release takes dedup's --out itself (its shards/), and gives the bytes of the dedup/shards path
     from slimpajama.pipelines.release import run_release
+
     from slimpajama.release import ReleaseConfig
 
     cfg = ReleaseConfig(holdout=0.05, docs_per_file=100)
@@ -123,7 +133,7 @@ def test_stats_says_what_it_sees(data, tmp_path):
     assert r.exit_code == 0 and "token cache gpt2" in r.stdout and "RedPajamaCommonCrawl" in r.stdout
     assert "0 documents" not in r.stdout
     r = CliRunner().invoke(main, ["stats", str(data / "work" / "dedup" / "_minhash")])
-    assert r.exit_code == 0 and "intermediate files of stage minhash: no figures" in r.stdout
+    assert r.exit_code == 0 and "holds intermediate files of stage minhash: no figures" in r.stdout
     r = CliRunner().invoke(main, ["stats", str(data / "work" / "normalized"), "--plot", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
     assert sorted(os.listdir(tmp_path / "p")) == ["documents_per_source.png", "length_per_source.png"]
@@ -133,6 +143,7 @@ def test_stats_says_what_it_sees(data, tmp_path):
 
 def test_tables_show_source_names_whole_at_80_columns(data):
     from slimpajama.pipelines.runner import StageReport
+
     from slimpajama.ledger import Ledger
 
     led = json.loads((data / "work" / "dedup" / "ledger.json").read_text())
@@ -145,7 +156,7 @@ def test_tables_show_source_names_whole_at_80_columns(data):
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 80
     for name in led["sources"]:
-        assert sum(name in line for line in text.splitlines()) >= 3, name  # report, pipeline and shares tables
+        assert sum(name in line for line in text.splitlines()) >= 2, name  # the report and the pipeline table
 
 
 def test_ray_starts_quietly(tmp_path):
@@ -204,9 +215,9 @@ def test_a_utf8_bom_does_not_make_the_first_record_bad(tmp_path):
 def test_a_damaged_single_frame_zst_keeps_what_decodes(tmp_path):
     p = tmp_path / "S" / "a.jsonl.zst"
     p.parent.mkdir()
-    lines = [orjson.dumps({"text": os.urandom(600).hex()}) + b"\n" for _ in range(400)]
-    data = bytearray(zstandard.ZstdCompressor(level=3).compress(b"".join(lines)))
-    data[len(data) * 3 // 4] ^= 0xFF
+    lines = [orjson.dumps({"text": hashlib.sha256(str(i).encode()).hexdigest() * 20}) + b"\n" for i in range(400)]
+    data = bytearray(zstandard.ZstdCompressor(level=3, write_checksum=True).compress(b"".join(lines)))
+    data[len(data) * 3 // 4] ^= 0xFF  # one flipped byte, three quarters into the only frame
     p.write_bytes(bytes(data))
     got, bad = rows(tmp_path)
     assert len(got) > 150 and [r[2] for r in got] == [json.loads(x)["text"] for x in lines[:len(got)]]
