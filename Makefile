@@ -69,7 +69,7 @@ $(SAMPLE)/_ground_truth.json: | $(STAMP)
 dedup: $(STAMP) $(RAW_DEP)
 	$(SP) normalize $(RAW) --out $(NORMALIZED) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
-	$(SP) release $(DEDUP)/shards --out $(RELEASE) --holdout $(HOLDOUT) $(WORKER_FLAG)
+	$(SP) release $(DEDUP) --out $(RELEASE) --holdout $(HOLDOUT) $(WORKER_FLAG)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.

@@ -77,7 +77,7 @@ def state_path(out_dir: str, key: str) -> str:
 def read_marker(out_dir: str, key: str) -> dict | None:
     try:
         return json.loads(storage.read_bytes(state_path(out_dir, key)))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):  # none, or not one we can read: not complete
         return None
 
 
@@ -422,10 +422,15 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                         raise
                     bar.advance(marker["ledger"]["totals"]["docs_in"])
                     completed += 1
-        finally:
+        except KeyboardInterrupt:
+            # SIGINT/SIGTERM: the caller shuts Ray down, which stops these tasks; force-cancelling them here races
+            # Ray's own bookkeeping of tasks that complete meanwhile (a core-worker abort)
+            raise
+        except BaseException:
             for ref in in_flight:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
+            raise
 
 
 def ray_task(fn, paths, max_retries: int = 3):

@@ -39,7 +39,7 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
         if f.size <= task_bytes:
             continue
         if not splittable(f):
-            print(f"notice: {f.rel} ({f.size / 2**30:.1f} GiB) is one compressed stream: one task reads it all "
+            print(f"notice: {f.rel} ({f.size / 2**20:,.0f} MiB) is one compressed stream: one task reads it all "
                   "(store it as plain .jsonl or parquet to split it)", file=sys.stderr)
             continue
         ident = json.dumps([f.identity(), task_bytes])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 
 import click
@@ -122,8 +123,13 @@ def _fail_cleanly(fn):
         install_sigterm_handler()
         ray_was_up = ray_running()  # a caller's Ray (a test session, a notebook) is theirs to stop
         try:
-            return fn(*args, **kwargs)
-        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): in-flight tasks were cancelled
+            try:
+                return fn(*args, **kwargs)
+            except SystemExit as e:
+                if e.code == signal.SIGTERM:  # Ray's own handler, while ray.init was starting: the same SIGTERM
+                    raise Terminated() from None
+                raise
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): Ray, shut down, stops the tasks
             if not ray_was_up:
                 shutdown_ray()
             signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"

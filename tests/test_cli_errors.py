@@ -225,3 +225,20 @@ def test_a_damaged_single_frame_zst_keeps_what_decodes(tmp_path):
     with pytest.raises(Exception, match="corrupt"):
         for f in discover(str(tmp_path)):
             list(read_documents(f, raise_on_bad))
+
+
+def test_a_marker_that_cannot_be_written_is_one_line(tmp_path):
+    raw = tmp_path / "raw" / "A"
+    raw.mkdir(parents=True)
+    (raw / "a.jsonl").write_bytes(orjson.dumps({"text": "x " * 300}) + b"\n")
+    (tmp_path / "n" / "_state" / "A" / "a.json").mkdir(parents=True)  # the marker's path is taken by a folder
+    line = one_line_error(["normalize", tmp_path / "raw", "--out", tmp_path / "n", "--quiet", "--workers", "1"],
+                          "stage normalize, shard A/a", fresh=True)
+    assert "Completed shards are kept" in line
+
+
+def test_workers_is_a_cap_at_the_machines_cores():
+    code = ("import os, ray; from slimpajama.pipelines import init_ray; init_ray(workers=1000); "
+            "print(int(ray.cluster_resources()['CPU']) == os.cpu_count())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "True", r.stderr

@@ -431,4 +431,5 @@ def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resu
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert product(data) == want
+    assert "pack: train " in r.stdout and " rows" in r.stdout  # the pack stage reports rows, not "0 docs"
 
