@@ -242,3 +242,23 @@ def test_workers_is_a_cap_at_the_machines_cores():
             "print(int(ray.cluster_resources()['CPU']) == os.cpu_count())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
+
+
+def test_an_existing_path_with_brackets_is_a_path_not_a_glob(tmp_path):
+    d = tmp_path / "corpus[2024]" / "A"
+    d.mkdir(parents=True)
+    (d / "a.jsonl").write_bytes(orjson.dumps({"text": "bracketed"}) + b"\n")
+    got, bad = rows(tmp_path / "corpus[2024]")
+    assert [r[:3] for r in got] == [("A/a.jsonl:1", "A", "bracketed")] and bad == []
+
+
+def test_out_of_gpu_memory_in_train_is_one_line(data, monkeypatch):
+    import slimpajama.train_minimal.train as train
+    import torch
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+
+    monkeypatch.setattr(train, "run", oom)
+    one_line_error(["train", "--stage1", data / "shards" / "seq64-0-0.75", "--preset", "small", "--doc-mask"],
+                   "out of GPU memory (small, 2,048 tokens per step, --doc-mask): lower --tokens-per-step")
