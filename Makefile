@@ -39,7 +39,7 @@ TRAIN_FLAGS ?=
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
-.PHONY: install test test-all lint sample dedup shards stats train bench clean
+.PHONY: install test test-all lint sample dedup tokens shards export stats train bench clean
 
 install: $(STAMP)
 
@@ -73,9 +73,20 @@ dedup: $(STAMP) $(RAW_DEP)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.
-shards: dedup
+tokens: dedup
 	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
+
+shards: tokens
 	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) --out-root $(DATA)/shards $(WORKER_FLAG)
+
+# The token cache as a Megatron-core indexed dataset (data/export/megatron/train.bin/.idx, per source with
+# BY_SOURCE=1), for Megatron-LM / NeMo / GPT-NeoX. The earlier stages run first.
+FORMAT     ?= megatron
+EXPORT_SPLIT ?= train
+BY_SOURCE  ?=
+export: tokens
+	$(SP) export $(TOKENS)/$(ENCODING) --format $(FORMAT) --split $(EXPORT_SPLIT) \
+		--out $(DATA)/export/$(FORMAT)/$(EXPORT_SPLIT) $(if $(BY_SOURCE),--by-source,)
 
 # Tables of every stage found under DATA, plus data/stats/stats.json and PNG plots.
 stats: $(STAMP)
@@ -92,7 +103,7 @@ bench: $(STAMP)
 
 # Removes what make and the pipeline generated; a corpus of yours under RAW is kept unless it is the sample.
 clean:
-	rm -rf $(DATA)/work $(DATA)/slimpajama $(DATA)/tokens $(DATA)/shards $(DATA)/stats
+	rm -rf $(DATA)/work $(DATA)/slimpajama $(DATA)/tokens $(DATA)/shards $(DATA)/stats $(DATA)/export
 	if [ -f $(SAMPLE)/_ground_truth.json ]; then rm -rf $(SAMPLE); fi
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache benchmarks/results.json
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

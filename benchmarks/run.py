@@ -74,6 +74,10 @@ def bench_split(single_gb: float, rp_gb: float) -> dict:
     return run("bench_split.py", "--single-gb", str(single_gb), "--rp-gb", str(rp_gb))
 
 
+def bench_export() -> dict:
+    return run("bench_export.py")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -98,7 +102,9 @@ def main():
         results["end_to_end"] = bench_e2e(args.e2e_gb)
     if args.split_gb or args.rp_gb:
         results["task_bytes"] = bench_split(args.split_gb, args.rp_gb)
-    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end", "task_bytes"):
+    results["export_megatron"] = bench_export()
+    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end", "task_bytes",
+                "export_megatron"):
         if key not in results:
             continue
         print(key, json.dumps(results[key], indent=2), file=sys.stderr)

@@ -189,10 +189,10 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
     return f"seq{seq}" if tuple(range_) == (0.0, 1.0) else f"seq{seq}-{range_[0]:g}-{range_[1]:g}"
 
 
-def token_cache(path: str, encoding: str | None = None) -> str:
+def token_cache(path: str, encoding: str | None = None, command: str = "shards") -> str:
     """The token cache at `path`: the cache itself, or the tokenize `--out` root holding one per encoding (the
     only one there, or `encoding`)."""
-    found = require(path, ("token_cache", "token_root"), "shards")
+    found = require(path, ("token_cache", "token_root"), command)
     if found.kind == "token_cache":
         return path
     if encoding:

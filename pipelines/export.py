@@ -1,0 +1,133 @@
+"""Export a token cache for the trainers people already use: Megatron-core indexed datasets (`--format megatron`).
+
+Each document of the cache is one sequence, its EOS included as the cache holds it, in the cache's order (the
+release's). `--split` picks train/validation/test, `--range A:B` the documents whose first token lies in that
+fraction of the split's tokens (as `shards --range` does), `--by-source` one dataset per source, so a Megatron run
+can blend them with `--data-path` weights (the manifest gives SlimPajama's token shares as such a list).
+
+The export streams one cache file at a time (a file's tokens, memory-mapped, and its per-document table), so
+memory does not depend on the corpus. It is one writer per output, in the driver: the work is a copy, bounded by
+the disk, not by cores. Outputs are renamed into place when complete, then `PREFIX.json` (documents, tokens,
+bytes, SHA-256 of each file, the run key) is written last; a rerun with the same cache and settings finds it and
+does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
+
+from slimpajama import outputs, storage
+from slimpajama.errors import SlimPajamaError
+from slimpajama.writers import file_digest, write_bytes_atomic
+
+from .runner import output_file, run_key
+from .tokens import SPLITS, split_of_key, token_cache
+
+FORMAT = "megatron-mmap-indexed-dataset"
+
+
+def _docs(cache: str, key: str, records: dict) -> tuple[np.ndarray, list[str]]:
+    """(tokens per document, source per document) of one cache file."""
+    table = pq.read_table(output_file(cache, key + ".docs.parquet", records[key + ".docs.parquet"]).local())
+    return table["tokens"].to_numpy().astype(np.int64), table["source"].to_pylist()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[float, float] = (0.0, 1.0),
+               by_source: bool = False, encoding: str | None = None) -> dict:
+    if split not in SPLITS:
+        raise SlimPajamaError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if not 0 <= range_[0] < range_[1] <= 1:
+        raise SlimPajamaError(f"--range must be A:B with 0 <= A < B <= 1, not {range_[0]}:{range_[1]}")
+    cache = token_cache(path, encoding, command="export")
+    manifest = outputs.read(cache)
+    records = {rec["rel"]: rec for rec in manifest["files"]}
+    keys = [rel[: -len(".tokens.bin")] for rel in records if rel.endswith(".tokens.bin")]
+    keys = [k for k in keys if split_of_key(k) == split]
+    if not keys:
+        raise SlimPajamaError(f"the token cache at {cache} has no {split} documents")
+    dtype = megatron_dtype(manifest["fingerprint"]["dtype"])
+    key = run_key([records[k + s]["sha256"] for k in keys for s in (".tokens.bin", ".docs.parquet")], split,
+                  list(range_), by_source, dtype.name)
+    done = _done(prefix, key)
+    if done is not None:
+        return {**done, "resumed": True}
+
+    lengths = [_docs(cache, k, records) for k in keys]
+    total = int(sum(lens.sum() for lens, _ in lengths))
+    a, b = range_[0] * total, range_[1] * total  # documents whose first token lies in [a, b)
+    writers: dict[str, MegatronWriter] = {}
+    counts: dict[str, list[int]] = {}
+    try:
+        first = 0
+        for k, (lens, sources) in zip(keys, lengths, strict=True):
+            starts = first + np.concatenate(([0], np.cumsum(lens)[:-1])) if len(lens) else np.zeros(0, np.int64)
+            first += int(lens.sum())
+            sel = (starts >= a) & (starts < b)
+            if not sel.any():
+                continue
+            tok_rec = records[k + ".tokens.bin"]
+            tokens = np.memmap(output_file(cache, k + ".tokens.bin", tok_rec).local(),
+                               dtype=np.dtype(manifest["fingerprint"]["dtype"]), mode="r")
+            local = np.concatenate(([0], np.cumsum(lens)))
+            groups = {}
+            for i in np.flatnonzero(sel):
+                groups.setdefault(sources[i] if by_source else "", []).append(i)
+            for group, docs in groups.items():
+                docs = np.asarray(docs)
+                out = writers.get(group)
+                if out is None:
+                    out = writers[group] = MegatronWriter(f"{prefix}_{_safe(group)}" if by_source else prefix, dtype)
+                    counts[group] = [0, 0]
+                if np.all(np.diff(docs) == 1):  # one contiguous run of documents: a slice of the file
+                    part = tokens[local[docs[0]]: local[docs[-1] + 1]]
+                else:
+                    part = np.concatenate([tokens[local[i]: local[i + 1]] for i in docs])
+                out.add(part, lens[docs])
+                counts[group][0] += len(docs)
+                counts[group][1] += int(lens[docs].sum())
+            del tokens
+        for w in writers.values():
+            w.close()
+    except BaseException as e:
+        for w in writers.values():
+            w.__exit__(type(e), e, None)
+        raise
+    datasets = {}
+    for group, w in sorted(writers.items()):
+        sizes = {s: storage.file_size(w.prefix + s) for s in (".bin", ".idx")}
+        datasets[group or "all"] = {"prefix": w.prefix, "documents": counts[group][0], "tokens": counts[group][1],
+                                    "bytes": sum(sizes.values()), "sizes": sizes,
+                                    "sha256": {s: file_digest(w.prefix + s) for s in (".bin", ".idx")}}
+    tokens_out = sum(d["tokens"] for d in datasets.values())
+    summary = {"format": FORMAT, "version": 1, "dtype": dtype.name, "cache": cache, "split": split,
+               "range": list(range_), "by_source": by_source, "run_key": key,
+               "documents": sum(d["documents"] for d in datasets.values()), "tokens": tokens_out,
+               "bytes": sum(d["bytes"] for d in datasets.values()), "datasets": datasets,
+               # Megatron's --data-path: weight prefix pairs, the sources in the proportions of this release
+               "data_path": " ".join(f"{d['tokens'] / max(tokens_out, 1):.6f} {d['prefix']}"
+                                     for d in datasets.values())}
+    write_bytes_atomic(prefix + ".json", json.dumps(summary, indent=1, sort_keys=True).encode())
+    return {**summary, "resumed": False}
+
+
+def _done(prefix: str, key: str) -> dict | None:
+    """The summary of a complete export with the same run key whose files are intact, else None."""
+    try:
+        summary = json.loads(storage.read_bytes(prefix + ".json"))
+    except (FileNotFoundError, ValueError):
+        return None
+    if summary.get("run_key") != key:
+        return None
+    for d in summary["datasets"].values():  # sizes, not digests: a rerun should not read a 1 TB export back
+        if any(storage.file_size(d["prefix"] + s) != n for s, n in d["sizes"].items()):
+            return None
+    return summary

@@ -1,0 +1,115 @@
+"""Exports for the trainers people already use, checked by their own readers: Megatron-core's IndexedDataset reads
+our Megatron export; the Hugging Face routes are read the way `datasets` reads them (pyarrow's JSON and IPC stream
+readers: `datasets` itself is not installed here, it pulls pandas, fsspec and the Hub client)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from click.testing import CliRunner
+from slimpajama.packers.megatron import MegatronWriter
+from slimpajama.pipelines.export import run_export
+
+from slimpajama import outputs
+from slimpajama.cli import main
+
+with warnings.catch_warnings():  # megatron-core warns that Transformer Engine and Apex are not installed
+    warnings.simplefilter("ignore")
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+
+def cache_documents(cache, split="train") -> list[tuple[str, np.ndarray]]:
+    """(source, tokens) of every document of a split of the token cache, in its order."""
+    manifest = outputs.read(str(cache))
+    keys = [r["rel"][: -len(".tokens.bin")] for r in manifest["files"] if r["rel"].endswith(".tokens.bin")]
+    docs = []
+    for k in keys:
+        if (k.split("/", 1)[0] if k.split("/", 1)[0] in ("validation", "test") else "train") != split:
+            continue
+        table = pq.read_table(cache / f"{k}.docs.parquet")
+        tokens = np.fromfile(cache / f"{k}.tokens.bin", dtype=np.uint16)
+        bounds = np.concatenate(([0], np.cumsum(table["tokens"].to_numpy())))
+        docs += [(s, tokens[bounds[i]: bounds[i + 1]]) for i, s in enumerate(table["source"].to_pylist())]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def cache(clean_pipeline):
+    data, _, _ = clean_pipeline
+    return data / "tokens" / "gpt2"
+
+
+def test_megatron_reads_every_document_of_the_cache(cache, tmp_path):
+    want = cache_documents(cache)
+    summary = run_export(str(cache.parent), str(tmp_path / "train"))  # the tokenize --out root is enough
+    ds = IndexedDataset(str(tmp_path / "train"))
+    assert len(ds) == len(want) == summary["documents"] > 100
+    assert ds.sequence_lengths.sum() == sum(len(t) for _, t in want) == summary["tokens"]
+    for i, (_, tokens) in enumerate(want):
+        np.testing.assert_array_equal(ds[i], tokens)
+        assert tokens[-1] == 50256  # EOS included, as the cache holds it
+    assert list(ds.document_indices) == list(range(len(want) + 1))
+    assert run_export(str(cache), str(tmp_path / "train"))["resumed"]
+
+
+def test_ranges_split_the_documents_and_sources_get_their_own_datasets(cache, tmp_path):
+    want = cache_documents(cache)
+    a = run_export(str(cache), str(tmp_path / "a"), range_=(0.0, 0.5))
+    b = run_export(str(cache), str(tmp_path / "b"), range_=(0.5, 1.0))
+    da, db = IndexedDataset(str(tmp_path / "a")), IndexedDataset(str(tmp_path / "b"))
+    assert len(da) + len(db) == len(want) and 0 < a["tokens"] < b["tokens"] + a["tokens"]
+    np.testing.assert_array_equal(db[0], want[len(da)][1])
+    by = run_export(str(cache), str(tmp_path / "src"), by_source=True)
+    sources = sorted({s for s, _ in want})
+    assert sorted(by["datasets"]) == sources
+    for s in sources:
+        mine = [t for src, t in want if src == s]
+        ds = IndexedDataset(by["datasets"][s]["prefix"])
+        assert len(ds) == len(mine) and all(np.array_equal(ds[i], t) for i, t in enumerate(mine))
+    weights = [float(w) for w in by["data_path"].split()[0::2]]
+    assert abs(sum(weights) - 1) < 1e-4
+
+
+def test_uint32_tokens_export_as_int32(tmp_path):
+    tokens = np.array([70000, 5, 100256, 1, 2], dtype=np.uint32)
+    with MegatronWriter(str(tmp_path / "big"), np.int32) as w:
+        w.add(tokens, np.array([3, 2]))
+    ds = IndexedDataset(str(tmp_path / "big"))
+    assert [list(ds[i]) for i in range(len(ds))] == [[70000, 5, 100256], [1, 2]]
+
+
+def test_export_cli_takes_a_release_and_validation_split(clean_pipeline, tmp_path):
+    data, _, _ = clean_pipeline
+    r = CliRunner().invoke(main, ["export", str(data / "slimpajama"), "--out", str(tmp_path / "x" / "val"),
+                                  "--tokens", str(tmp_path / "tokens"), "--split", "validation", "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    ds = IndexedDataset(str(tmp_path / "x" / "val"))
+    assert len(ds) == summary["documents"] == len(cache_documents(tmp_path / "tokens" / "gpt2", "validation")) > 0
+    r = CliRunner().invoke(main, ["export", str(data / "work" / "dedup" / "_minhash"), "--out", str(tmp_path / "y")])
+    assert r.exit_code == 1 and "export needs a token cache" in r.stderr
+
+
+def test_hugging_face_routes_read_what_datasets_reads(clean_pipeline):
+    """`load_dataset("json", data_files=...)` decompresses the .zst and parses with pyarrow's JSON reader;
+    `Dataset.from_file(...)` opens an Arrow IPC stream: both done here directly."""
+    data, _, _ = clean_pipeline
+    release = json.loads((data / "slimpajama" / "manifest.json").read_text())
+    first = release["files"][0]
+    raw = zstandard.ZstdDecompressor().stream_reader(open(data / "slimpajama" / first["path"], "rb")).read()
+    table = pajson.read_json(pa.BufferReader(raw))
+    assert table.num_rows == first["docs"] and table.column_names == ["text", "meta"]
+    assert table["meta"].type == pa.struct([("redpajama_set_name", pa.string())])
+    part = data / "shards" / "seq64-0-0.75" / "train" / "part-00000.arrow"
+    with pa.memory_map(str(part)) as src:
+        shard = ipc.open_stream(src).read_all()
+    index = json.loads((part.parent / "index.json").read_text())
+    assert shard.num_rows == index["files"][0]["rows"] and shard.schema.field("tokens").type.list_size == 65
