@@ -124,9 +124,10 @@ def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: boo
     """Expand files, directories (recursively, following symlinked folders once) and globs into corpus files,
     sorted by relative path. A stage's output directory is read through its `_outputs.json` (exactly the files
     that stage produced, with their digests), in that stage's order: the corpus order, whatever parts its input
-    files were split into (after any raw files, then by directory). A file reached through two inputs is read once, under its longest
-    relative path (the one that keeps its source folder). Names starting with "." or "_" are skipped (temporary
-    files, `_state/`, ground truth, ...); other files of unknown format are listed in `skipped`.
+    files were split into (after any raw files, then by directory). A file reached through two inputs is read
+    once, under its longest relative path (the one that keeps its source folder). Names starting with "." or "_"
+    are skipped (temporary files, `_state/`, ground truth, ...); other files of unknown format are listed in
+    `skipped`.
 
     `out`: the stage's output directory, refused when it is an input or inside one (a rerun would read its own
     output). `verify`: identify each file by a SHA-256 of its content instead of size and modification time.

@@ -107,8 +107,8 @@ def test_json_keys_are_stable_and_plots_are_images(data_root, tmp_path):
     assert st["pipeline"]["stages"] == ["dedup", "normalize", "release"]
     assert st["clusters"]["duplicates"] == sum(r["duplicate"] for r in st["pipeline"]["sources"].values())
     pngs = sorted(os.listdir(tmp_path / "plots"))
-    assert pngs == ["cluster_sizes.png", "documents_per_source.png", "duplication_per_source.png", "length_per_source.png",
-                    "padding_per_row.png", "tokens_per_source.png"]
+    assert pngs == ["cluster_sizes.png", "documents_per_source.png", "duplication_per_source.png",
+                    "length_per_source.png", "padding_per_row.png", "tokens_per_source.png"]
     for p in pngs:
         img = matplotlib.image.imread(tmp_path / "plots" / p)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0.01  # a drawn picture, not blank
