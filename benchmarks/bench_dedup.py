@@ -111,8 +111,8 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
     edges = 0
     for b in range(cfg.bands):
         for part in range(parts):
-            r = stage.run_shard(ShardTask(f"b{b}p{part}", files, {"band": b, "part": part, "parts": parts,
-                                                                   "offsets": offsets}), lsh_out)
+            r = stage.run_shard(ShardTask(f"b{b}p{part}", (), {"band": b, "part": part, "parts": parts,
+                                                               "offsets": offsets}, side=files), lsh_out)
             edges += r.extra["edges"]
     lsh_peak = current_peak_rss_mb()
     edge_files = tuple(InputFile(os.path.join(lsh_out, f), f, 0) for f in sorted(os.listdir(lsh_out)))

@@ -10,7 +10,7 @@ then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept) 
 <minhash> defaults to `<out>/_minhash` (private to this dedup). Every task's identity is the digests of what it
 read, so an edited input recomputes exactly what depends on it. A remove task depends on its own shard and on the
 run key (the digests of every shard, and the config), which fixes the clusters: once every remove task is complete
-for the current inputs, minhash/, _lsh/ and _components/ are not needed again and may be deleted.
+for the current inputs, _minhash/, _lsh/ and _components/ are not needed again and may be deleted.
 
 Memory: a minhash task streams its shard (signatures go to a memory-mapped file); an lsh task holds one band's
 keys in one key range (about 48 bytes per document in it: keys, indices and the sort); components holds 5 bytes per
@@ -107,7 +107,7 @@ class LshStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         p = task.params
         band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
-        files = task.inputs
+        files = task.side
         a, b = partition_edges(*self._collect(files, band, part, parts, offsets))
         candidates = len(a)
         if self.verify and len(a):
@@ -294,7 +294,11 @@ def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes
     mh = run_stage(MinhashStage(cfg), tasks, minhash_dir, **run)
     side = tuple(mh.output_file(t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy"))
     parts = lsh_partitions(offsets[-1], partition_bytes)
-    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", side, {"band": b, "part": p, "parts": parts, "offsets": offsets})
+    # every LSH task reads every shard's files: they are side inputs, identified by one digest of all of them (a
+    # list of thousands of digests in each of thousands of markers would make the markers gigabytes)
+    signatures = run_key([f.identity() for f in side])
+    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
+                                                       "signatures": signatures}, side=side)
                  for b in range(cfg.bands) for p in range(parts)]
     lsh = run_stage(LshStage(cfg, verify), lsh_tasks, storage.join(out_dir, "_lsh"), **run)
     edges = tuple(lsh.output_file(f"{t.key}.npy") for t in lsh_tasks)
