@@ -82,7 +82,10 @@ def what_is(path: str) -> PathKind:
     sets = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "pack"]
     if sets:
         return PathKind("shards_root", path, children=tuple(sets))
-    if any(d in subdirs for d in ("work", "slimpajama", "tokens", "shards")):
+    # the Makefile's layout, recognized by the stage outputs in it (a corpus may have a source folder "work")
+    if any(outputs.read(storage.join(path, *sub)) is not None for sub in
+           (("work", "normalized"), ("work", "dedup"), ("slimpajama",))) or \
+            ("slimpajama" in subdirs and _isfile(storage.join(path, "slimpajama", "manifest.json"))):
         return PathKind("data_root", path)
     return PathKind("corpus", path)
 
