@@ -61,22 +61,23 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     if done is not None:
         return {**done, "resumed": True}
 
-    lengths = [_docs(cache, k, records) for k in keys]
-    total = int(sum(lens.sum() for lens, _ in lengths))
+    token_dtype = np.dtype(manifest["fingerprint"]["dtype"])
+    # the split's tokens, from the sizes of its token files: the document tables are read one file at a time
+    total = sum(records[k + ".tokens.bin"]["size"] for k in keys) // token_dtype.itemsize
     a, b = range_[0] * total, range_[1] * total  # documents whose first token lies in [a, b)
     writers: dict[str, MegatronWriter] = {}
     counts: dict[str, list[int]] = {}
     try:
         first = 0
-        for k, (lens, sources) in zip(keys, lengths, strict=True):
+        for k in keys:
+            lens, sources = _docs(cache, k, records)
             starts = first + np.concatenate(([0], np.cumsum(lens)[:-1])) if len(lens) else np.zeros(0, np.int64)
             first += int(lens.sum())
             sel = (starts >= a) & (starts < b)
             if not sel.any():
                 continue
             tok_rec = records[k + ".tokens.bin"]
-            tokens = np.memmap(output_file(cache, k + ".tokens.bin", tok_rec).local(),
-                               dtype=np.dtype(manifest["fingerprint"]["dtype"]), mode="r")
+            tokens = np.memmap(output_file(cache, k + ".tokens.bin", tok_rec).local(), dtype=token_dtype, mode="r")
             local = np.concatenate(([0], np.cumsum(lens)))
             groups = {}
             for i in np.flatnonzero(sel):

@@ -82,25 +82,30 @@ def read_marker(out_dir: str, key: str) -> dict | None:
 
 
 def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
+    return complete_marker(stage, task, out_dir, verify_outputs) is not None
+
+
+def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> dict | None:
+    """The task's marker if the task is complete (see `is_complete`), else None."""
     m = read_marker(out_dir, task.key)
     if m is None or m.get("version") != MARKER_VERSION:
-        return False
+        return None
     if m.get("fingerprint") != _as_json(stage.fingerprint()) or m.get("inputs") != _as_json(task.identity()):
-        return False
+        return None
     retimed = False
     for rel, rec in m["outputs"].items():
         path = storage.join(out_dir, rel)
         st = storage.stat(path)
         if st is None or st[0] != rec["size"]:
-            return False
+            return None
         if st[1] != rec["mtime_ns"] or verify_outputs:  # touched, copied, or edited in place: the digest decides
             if sha256_file(path) != rec["sha256"]:
-                return False
+                return None
             retimed |= st[1] != rec["mtime_ns"]
             rec["mtime_ns"] = st[1]
     if retimed:  # the same bytes under a new time (a copied directory): checked once, not on every rerun
         write_bytes_atomic(state_path(out_dir, task.key), json.dumps(m, sort_keys=True).encode())
-    return True
+    return m
 
 
 def _as_json(value):
@@ -319,9 +324,10 @@ def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int |
         # other runs' temporary files: they are dead (this driver owns the directory)
         remove_stale_tmp(out_dir, keep_run=writers.run_id(), prune=lock.held_by_other)
         previous = _remember_previous(out_dir)
-        pending = [t for t in tasks if not is_complete(stage, t, out_dir, verify_outputs)]
+        complete = [complete_marker(stage, t, out_dir, verify_outputs) for t in tasks]
+        pending = [t for t, m in zip(tasks, complete, strict=True) if m is None]
         skipped = len(tasks) - len(pending)
-        _check_known_bad(stage, [t for t in tasks if t not in pending], out_dir)
+        _check_known_bad(stage, [m for m in complete if m is not None], out_dir)
         if pending:
             _run_pending(stage, pending, out_dir, len(tasks), skipped, workers, ray_address, progress)
         report = _finish(stage, tasks, out_dir, skipped, time.perf_counter() - t0, skipped_files)
@@ -378,14 +384,14 @@ def _remove_orphans(out_dir: str, previous: set[str], markers: list[dict], keys:
     return removed
 
 
-def _check_known_bad(stage, complete: list[ShardTask], out_dir: str) -> None:
-    """--on-error fail is part of the run: a shard completed earlier under skip fails on its known bad records."""
+def _check_known_bad(stage, complete: list[dict], out_dir: str) -> None:
+    """--on-error fail is part of the run: a shard completed earlier under skip (`complete`: the markers of the
+    shards this run skips) fails on its known bad records."""
     read = getattr(stage, "read", None)
     if read is None or read.on_error != "fail":
         return
-    for t in complete:
-        m = read_marker(out_dir, t.key)
-        if m and m.get("errors_file"):
+    for m in complete:
+        if m.get("errors_file"):
             with storage.open_input(storage.join(out_dir, m["errors_file"])) as f:
                 raise_on_bad(BadRecord(**json.loads(f.readline())))
 

@@ -33,6 +33,9 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
         cache = json.loads(storage.read_bytes(cache_path))
     except (OSError, ValueError):  # none yet (or no output directory yet: run_stage reports that)
         cache = {}
+    def ident(f: InputFile) -> str:
+        return json.dumps([f.identity(), task_bytes])
+
     plans: dict[str, list] = {}
     jsonl_todo = []
     for f in files:
@@ -41,19 +44,16 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
         if not splittable(f):
             print(f"notice: {f.rel} ({f.size / 2**20:,.0f} MiB) is one compressed stream: one task reads it all "
                   "(store it as plain .jsonl or parquet to split it)", file=sys.stderr)
-            continue
-        ident = json.dumps([f.identity(), task_bytes])
-        if ident in cache:
-            plans[f.rel] = cache[ident]
+        elif ident(f) in cache:
+            plans[f.rel] = cache[ident(f)]
         elif f.is_parquet:
             plans[f.rel] = [list(p.span) for p in parquet_parts(f, task_bytes) if p.span]
         else:
-            jsonl_todo.append((f, ident))
+            jsonl_todo.append(f)
     if jsonl_todo:
-        for f, parts in zip([f for f, _ in jsonl_todo], _plan_jsonl([f for f, _ in jsonl_todo], task_bytes, workers,
-                                                                   ray_address), strict=True):
-            plans[f.rel] = parts
-    new_cache = {json.dumps([f.identity(), task_bytes]): plans[f.rel] for f in files if f.rel in plans}
+        plans.update(zip([f.rel for f in jsonl_todo], _plan_jsonl(jsonl_todo, task_bytes, workers, ray_address),
+                         strict=True))
+    new_cache = {ident(f): plans[f.rel] for f in files if f.rel in plans}
     if new_cache != cache:
         write_bytes_atomic(cache_path, json.dumps(new_cache, sort_keys=True).encode())
     expanded = []

@@ -14,7 +14,6 @@ import codecs
 import fnmatch
 import glob
 import gzip
-import hashlib
 import io
 import json
 import lzma
@@ -243,14 +242,10 @@ def _with_digests(files: list[InputFile]) -> list[InputFile]:
     """--verify-inputs: each file identified by a SHA-256 of its content (hashlib releases the GIL: threads)."""
     from dataclasses import replace
 
+    from .writers import sha256_file
+
     def digest(f: InputFile) -> InputFile:
-        if f.digest:
-            return f
-        h = hashlib.sha256()
-        with storage.open_input(f.path) as fh:
-            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
-                h.update(chunk)
-        return replace(f, digest=h.hexdigest())
+        return f if f.digest else replace(f, digest=sha256_file(f.path))
 
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         return list(pool.map(digest, files))

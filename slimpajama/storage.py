@@ -18,6 +18,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat as stat_module
 import tempfile
 import uuid
 
@@ -78,10 +79,8 @@ def _info(path: str) -> pafs.FileInfo:
 
 def file_size(path: str) -> int | None:
     """Size of a file, or None when there is no file at `path`."""
-    if not is_remote(path):
-        return os.path.getsize(path) if os.path.isfile(path) else None
-    info = _info(path)
-    return info.size if info.type == pafs.FileType.File else None
+    st = stat(path)
+    return st[0] if st else None
 
 
 def stat(path: str) -> tuple[int, int] | None:
@@ -90,9 +89,9 @@ def stat(path: str) -> tuple[int, int] | None:
     if not is_remote(path):
         try:
             st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # missing, or not reachable: no file there (as os.path.isfile says)
             return None
-        return (st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
+        return (st.st_size, st.st_mtime_ns) if stat_module.S_ISREG(st.st_mode) else None
     info = _info(path)
     return (info.size, info.mtime_ns or 0) if info.type == pafs.FileType.File else None
 
