@@ -1,8 +1,19 @@
-"""Ray orchestration of the stages (installed as `slimpajama.pipelines`)."""
+"""Ray orchestration of the stages (installed as `slimpajama.pipelines`).
 
-from .docstage import DocumentStage, ReadOptions, file_tasks
-from .normalize import NormalizeStage
-from .runner import ShardOutcome, ShardTask, StageReport, init_ray, run_stage
+The names below load on first use (PEP 562): `slimpajama train` imports `pipelines.runner` for its signal
+handling on a GPU machine that may lack the corpus stages' packages (ftfy, datasketch, ray).
+"""
 
-__all__ = ["DocumentStage", "NormalizeStage", "ReadOptions", "ShardOutcome", "ShardTask", "StageReport", "file_tasks",
-           "init_ray", "run_stage"]
+import importlib
+
+_EXPORTS = {"DocumentStage": "docstage", "ReadOptions": "docstage", "file_tasks": "docstage",
+            "NormalizeStage": "normalize", "ShardOutcome": "runner", "ShardTask": "runner", "StageReport": "runner",
+            "init_ray": "runner", "run_stage": "runner"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

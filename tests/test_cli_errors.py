@@ -259,6 +259,13 @@ def test_out_of_gpu_memory_in_train_is_one_line(data, monkeypatch):
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
 
+    # in a training step: the message names the step's settings and what to change
+    monkeypatch.setattr(train.Trainer, "_train_step", oom)
+    one_line_error(["train", "--stage1", data / "shards" / "seq64-0-0.75", "--preset", "small", "--doc-mask",
+                    "--tokens-per-step", "1024", "--micro-batch-rows", "8", "--out", data / "oom-run"],
+                   "out of GPU memory at step 1 (--preset small, 8 rows x 64 tokens per micro-batch, --doc-mask): "
+                   "lower --micro-batch-rows (now 8 at seq 64); add --checkpointing. Tokens per step stay the same")
+    # anywhere else (building the model): the general advice
     monkeypatch.setattr(train, "run", oom)
-    one_line_error(["train", "--stage1", data / "shards" / "seq64-0-0.75", "--preset", "small", "--doc-mask"],
-                   "out of GPU memory (small, 2,048 tokens per step, --doc-mask): lower --tokens-per-step")
+    one_line_error(["train", "--stage1", data / "shards" / "seq64-0-0.75", "--preset", "small"],
+                   "out of GPU memory (--preset small): lower --micro-batch-rows, add --checkpointing")

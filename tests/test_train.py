@@ -1,4 +1,6 @@
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -7,16 +9,8 @@ import torch.nn.functional as F
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.release import run_release
 from slimpajama.pipelines.tokens import run_shards, run_tokenize
-from slimpajama.train_minimal.model import (
-    BTLM,
-    BTLMConfig,
-    alibi_factor,
-    alibi_slopes,
-    attention_bias,
-    count_parameters,
-    doc_ids_from_lens,
-    preset,
-)
+from slimpajama.train_minimal.attention import alibi_factor, alibi_slopes, attention_bias
+from slimpajama.train_minimal.model import BTLM, BTLMConfig, count_parameters, doc_ids_from_lens, preset
 from slimpajama.train_minimal.train import FINAL_LR_FRACTION, TrainConfig, Trainer, lr_at, unigram_entropy
 
 from slimpajama.readers import discover
@@ -37,10 +31,10 @@ def test_alibi_slopes_and_position_interpolation():
     assert alibi_slopes(8).tolist() == pytest.approx([2 ** -(i + 1) for i in range(8)])
     assert alibi_slopes(32)[0] == pytest.approx(2 ** -0.25)
     assert len(alibi_slopes(12)) == 12
-    cfg = BTLMConfig(alibi_scaling={"type": "linear", "train_seq_len": 1024})
-    assert alibi_factor(cfg, 512) == 1.0 and alibi_factor(cfg, 4096) == 4.0
-    assert alibi_factor(BTLMConfig(alibi_scaling={"type": "linear", "factor": 2.0}), 10) == 2.0
-    b = attention_bias(BTLMConfig(n_head=2), 4, None, "cpu", torch.float32)[0]
+    scaling = {"type": "linear", "train_seq_len": 1024}
+    assert alibi_factor(scaling, 512) == 1.0 and alibi_factor(scaling, 4096) == 4.0
+    assert alibi_factor({"type": "linear", "factor": 2.0}, 10) == 2.0
+    b = attention_bias(alibi_slopes(2), 4, None, torch.float32)[0]
     assert b[0, 3, 1] == pytest.approx(-2 * alibi_slopes(2)[0]) and b[0, 1, 3] == float("-inf")
 
 
@@ -168,3 +162,192 @@ def test_unigram_entropy_by_hand(tmp_path):
         "files": [{"path": f.name, "rows": 2, "bytes": f.stat().st_size, "sha256": sha256_file(str(f))}]}))
     expected = -(1 / 3 * math.log(1 / 3) + 2 / 3 * math.log(2 / 3))
     assert unigram_entropy([str(tmp_path)], vocab=3) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------------------ the GPU path
+
+
+def _logits(model, ids, doc_ids, backend):
+    model.attention = backend
+    with torch.no_grad():
+        return model(ids, doc_ids)
+
+
+@pytest.mark.parametrize("scaling", [None, {"type": "linear", "train_seq_len": 64}])
+def test_flex_attention_gives_the_sdpa_logits_without_an_l_by_l_tensor(scaling):
+    """FlexAttention (ALiBi score_mod, causal and per-document block masks) against the reference SDPA with the
+    materialized bias; 200 tokens (not a multiple of the 128-token blocks), ALiBi interpolation on and off."""
+    from slimpajama.train_minimal.attention import context
+
+    torch.manual_seed(0)
+    model = BTLM(preset("tiny", vocab_size=1000, alibi_scaling=scaling)).eval()
+    ids = torch.randint(0, 1000, (2, 200))
+    doc_ids = doc_ids_from_lens(torch.tensor([[50, 100, 50], [200, 0, 0]]), 200)
+    for docs in (None, doc_ids):
+        ref, flex = _logits(model, ids, docs, "sdpa"), _logits(model, ids, docs, "flex")
+        assert torch.allclose(ref, flex, atol=1e-3, rtol=1e-4), (ref - flex).abs().max()
+    masked, unmasked = _logits(model, ids, doc_ids, "flex"), _logits(model, ids, None, "flex")
+    assert torch.allclose(masked[1], unmasked[1], atol=1e-4)  # one document: the same
+    assert not torch.allclose(masked[0, 50:], unmasked[0, 50:], atol=1e-2)  # later documents see less
+    ctx = context(4, 32, True, scaling, 200, doc_ids, torch.device("cpu"), torch.float32, "flex")
+    assert ctx.bias is None and ctx.block_mask is not None
+
+
+def test_compiled_blocks_train_like_eager_and_compiled_flex_evaluates_like_sdpa():
+    """torch.compile of the blocks (the CUDA default) traces the same model: equal losses over 3 AdamW steps with
+    a document mask, and compiled FlexAttention (traced inside the compiled block, as on the GPU) gives the SDPA
+    logits."""
+    def train(compiled: bool) -> tuple[list[float], BTLM]:
+        torch.manual_seed(0)
+        model = BTLM(preset("tiny", vocab_size=1000), attention="sdpa", checkpointing=compiled)
+        if compiled:
+            model.compile_blocks()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        g = torch.Generator().manual_seed(1)
+        doc_ids = doc_ids_from_lens(torch.tensor([[10, 54], [64, 0]]), 64)
+        out = []
+        for _ in range(3):
+            ids, labels = torch.randint(0, 1000, (2, 64), generator=g), torch.randint(0, 1000, (2, 64), generator=g)
+            loss = model(ids, doc_ids, labels=labels).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        return out, model
+
+    eager, _ = train(False)
+    compiled, model = train(True)  # with activation checkpointing around the compiled blocks, too
+    assert compiled == pytest.approx(eager, rel=1e-5)
+    model.eval()
+    ids = torch.randint(0, 1000, (1, 128))
+    assert torch.allclose(_logits(model, ids, None, "sdpa"), _logits(model, ids, None, "flex"), atol=1e-3)
+
+
+def test_chunked_loss_equals_the_full_cross_entropy_in_value_and_gradient():
+    from slimpajama.train_minimal.loss import token_losses
+
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 20, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    labels = torch.randint(0, 50, (3, 20))
+    labels[1, 15:] = -100  # padding
+    full = F.cross_entropy((hidden @ weight.T * 0.5).reshape(-1, 50), labels.reshape(-1), ignore_index=-100,
+                           reduction="none")
+    g_full = torch.autograd.grad(full.sum(), (hidden, weight))
+    chunked = token_losses(hidden, weight, labels, 0.5, chunk_tokens=7)  # 9 checkpointed chunks
+    g_chunked = torch.autograd.grad(chunked.sum(), (hidden, weight))
+    assert chunked.shape == labels.shape and (chunked[1, 15:] == 0).all()
+    assert torch.allclose(chunked.reshape(-1), full, atol=1e-5)
+    for a, b in zip(g_full, g_chunked, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def _losses(shards, out, **kw) -> list[float]:
+    cfg = TrainConfig(stage1=shards[0], stage2=shards[1], out=str(out), steps=6, tokens_per_step=512,
+                      warmup_steps=2, eval_every=1000, log_every=1000, **kw)
+    t = Trainer(cfg)
+    t.train(log=lambda m: None)
+    return [h["loss"] for h in t.history]
+
+
+def test_micro_batches_and_loader_workers_train_the_same_model(shards, tmp_path):
+    """Gradient accumulation (1 row per micro-batch at seq 64, so 1 row at 256) and DataLoader worker processes
+    change what fits and how data arrives, not the losses."""
+    whole = _losses(shards, tmp_path / "a")
+    assert _losses(shards, tmp_path / "b", micro_batch_rows=1) == pytest.approx(whole, rel=1e-5)
+    assert _losses(shards, tmp_path / "c", micro_batch_rows=4, loader_workers=2) == pytest.approx(whole, rel=1e-5)
+
+
+def _train_cmd(shards, out, *extra) -> list[str]:
+    return ["--stage1", shards[0], "--stage2", shards[1], "--out", str(out), "--steps", "6", "--tokens-per-step",
+            "512", "--warmup-steps", "2", "--checkpoint-every", "2", "--log-every", "1", "--seed", "3", *extra]
+
+
+def _run_module(args, nproc: int = 1):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] \
+        if nproc > 1 else [sys.executable]
+    r = subprocess.run([*launcher, "-m", "slimpajama.train_minimal", *args], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def _history(out) -> list[float]:
+    with open(os.path.join(out, "metrics.json")) as f:
+        return [h["loss"] for h in json.load(f)["history"]]
+
+
+def test_two_gloo_processes_train_like_one_and_resume(shards, tmp_path):
+    """torchrun with two CPU processes (DDP over gloo, each reading its own half of every step's rows) logs the
+    same global losses as one process with the same global batch; stopped at step 3 and rerun, it continues with
+    the same losses; and `python -m slimpajama.train_minimal` is the `slimpajama train` command."""
+    one = _run_module(_train_cmd(shards, tmp_path / "one", "--peak-tflops", "1"))
+    _run_module(_train_cmd(shards, tmp_path / "two", "--micro-batch-rows", "2"), nproc=2)
+    assert _history(tmp_path / "two") == pytest.approx(_history(tmp_path / "one"), rel=1e-4)
+    stopped = _run_module(_train_cmd(shards, tmp_path / "resumed", "--stop-at", "3"), nproc=2)
+    assert "stopped at step 3 of 6" in stopped.stderr and '"stopped_at": 3' in stopped.stdout
+    resumed = _run_module(_train_cmd(shards, tmp_path / "resumed"), nproc=2)
+    assert "resumed at step 3" in resumed.stderr
+    assert resumed.stderr.count("step 6/6 ") == 1  # one process logs
+    assert _history(tmp_path / "resumed") == pytest.approx(_history(tmp_path / "one"), rel=1e-4)
+    # metrics: tokens/s, data wait and MFU by the stated FLOP count (the CPU's peak given by --peak-tflops)
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["run"]["processes"] == 1 and metrics["run"]["attention"] == "sdpa"
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())["run"]
+    assert two["processes"] == 2 and two["micro_batch_rows"] == [2, 1] and two["rows_per_step"] == [8, 2]
+    cfg, n = metrics["model"], metrics["parameters"]
+    for t in metrics["throughput"]:
+        assert t["flops_per_token"] == 6 * n + 6 * cfg["n_layer"] * cfg["n_embd"] * t["seq_len"]
+        assert t["mfu"] == pytest.approx(t["tokens_per_s"] * t["flops_per_token"] / 1e12)
+        assert 0 <= t["data_wait_fraction"] < 1 and t["timed_steps"] >= 1
+    assert "MFU" in one.stderr and "data wait" in one.stderr
+    from slimpajama.cli import train
+
+    help_module = _run_module(["--help"]).stdout
+    flags = [f for p in train.params for f in p.opts if f.startswith("--")]
+    assert "--micro-batch-rows" in flags and all(f in help_module for f in flags)
+
+
+def test_training_runs_without_the_corpus_stages_packages(shards, tmp_path):
+    """The GPU machine of the issue has torch, pyarrow, numpy, click (no ray, datasketch, ftfy, numba): the
+    trainer must not import them."""
+    import subprocess
+    import sys
+
+    blocker = ("import sys\n"
+               "class Block:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] in {'ray', 'datasketch', 'ftfy', 'numba'}:\n"
+               "            raise ImportError(name + ' is not installed here')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "import runpy\n"
+               "sys.argv = ['train'] + sys.argv[1:]\n"
+               "runpy.run_module('slimpajama.train_minimal', run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", blocker, *_train_cmd(shards, tmp_path / "bare", "--steps", "2")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 2
+
+
+def test_settings_that_cannot_work_are_one_line(shards, tmp_path):
+    from click.testing import CliRunner
+
+    from slimpajama.cli import main
+
+    def error(*extra) -> str:
+        r = CliRunner().invoke(main, ["train", *_train_cmd(shards, tmp_path / "x", *extra)])
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 1 and "Traceback" not in r.output and lines[-1].startswith("error: "), r.output
+        return lines[-1]
+
+    assert "FlexAttention has no backward pass on the CPU" in error("--attention", "flex")
+    assert "not a multiple of 3 rows per micro-batch" in error("--micro-batch-rows", "3")
+    assert "torch sees no CUDA device" in error("--device", "cuda")
+    assert "holds 1" not in error("--tokens-per-step", "100000000")  # names the split's row count
+    assert "rows per step but" in error("--tokens-per-step", "100000000")
+    CliRunner().invoke(main, ["train", *_train_cmd(shards, tmp_path / "x", "--stop-at", "2")])
+    assert "holds a checkpoint of another run (--preset tiny (now small))" in error("--preset", "small")

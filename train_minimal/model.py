@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .attention import AttentionContext, attend, context
+from .loss import token_losses
 
 
 @dataclass
@@ -56,45 +60,6 @@ def preset(name: str, **overrides) -> BTLMConfig:
     return BTLMConfig(**cfg)
 
 
-def alibi_slopes(n_head: int) -> torch.Tensor:
-    """The standard ALiBi slopes (Press et al.): a geometric sequence, interleaved when n_head is not a power of 2."""
-    def power_of_2(n):
-        start = 2 ** (-(2 ** -(math.log2(n) - 3)))
-        return [start * start**i for i in range(n)]
-
-    if math.log2(n_head).is_integer():
-        return torch.tensor(power_of_2(n_head))
-    closest = 2 ** math.floor(math.log2(n_head))
-    extra = power_of_2(2 * closest)[0::2][: n_head - closest]
-    return torch.tensor(power_of_2(closest) + extra)
-
-
-def alibi_factor(cfg: BTLMConfig, length: int) -> float:
-    """ALiBi position interpolation: slopes are divided by this for an input of `length` tokens."""
-    s = cfg.alibi_scaling
-    if not s:
-        return 1.0
-    if s.get("type") != "linear":
-        raise ValueError(f"unsupported alibi_scaling {s}")
-    if "factor" in s:
-        return float(s["factor"])
-    return max(1.0, length / s["train_seq_len"])
-
-
-def attention_bias(cfg: BTLMConfig, length: int, doc_ids: torch.Tensor | None, device, dtype) -> torch.Tensor:
-    """(B or 1, H, L, L) additive bias: ALiBi, causal mask, and (given per-position document ids) no attention
-    across documents."""
-    slopes = (alibi_slopes(cfg.n_head) / alibi_factor(cfg, length)).to(device=device, dtype=torch.float32)
-    pos = torch.arange(length, device=device)
-    dist = (pos[None, :] - pos[:, None]).clamp(max=0).to(torch.float32)  # j - i <= 0 for keys in the past
-    bias = slopes[:, None, None] * dist[None]
-    blocked = pos[None, :] > pos[:, None]
-    if doc_ids is not None:
-        blocked = blocked[None] | (doc_ids[:, :, None] != doc_ids[:, None, :])
-        return bias[None].masked_fill(blocked[:, None], float("-inf")).to(dtype)
-    return bias.masked_fill(blocked, float("-inf"))[None].to(dtype)
-
-
 class Attention(nn.Module):
     def __init__(self, cfg: BTLMConfig):
         super().__init__()
@@ -103,12 +68,11 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.d_head = cfg.n_embd // cfg.n_head
 
-    def forward(self, x, bias):
+    def forward(self, x, ctx: AttentionContext):
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.cfg.n_head, self.d_head).transpose(1, 2) for z in (q, k, v))
-        scale = 1.0 / self.d_head if self.cfg.mup_scale_qk_dot_by_d else 1.0 / math.sqrt(self.d_head)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        y = attend(q, k, v, ctx)
         return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
 
 
@@ -131,15 +95,20 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
         self.mlp = SwiGLU(cfg)
 
-    def forward(self, x, bias):
-        x = x + self.attn(self.ln_1(x), bias)
+    def forward(self, x, ctx: AttentionContext):
+        x = x + self.attn(self.ln_1(x), ctx)
         return x + self.mlp(self.ln_2(x))
 
 
 class BTLM(nn.Module):
-    def __init__(self, cfg: BTLMConfig):
+    """`attention`: "auto" (FlexAttention on CUDA, SDPA with a bias elsewhere), "sdpa" or "flex".
+    `checkpointing`: recompute each block's activations in the backward pass (training only)."""
+
+    def __init__(self, cfg: BTLMConfig, attention: str = "auto", checkpointing: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.attention = attention
+        self.checkpointing = checkpointing
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, eps=cfg.layer_norm_epsilon)
@@ -161,20 +130,37 @@ class BTLM(nn.Module):
                 nn.init.normal_(m.weight, std=out_std if name.endswith("c_proj") else self.hidden_std)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, input_ids, doc_ids=None, return_hidden=False):
+    def compile_blocks(self) -> None:
+        """torch.compile each block (they share one compiled graph); masks, the embedding and the loss stay eager."""
+        for block in self.h:
+            block.compile(dynamic=False)
+
+    def forward(self, input_ids, doc_ids=None, labels=None, return_hidden=False):
+        """Logits (B, L, V); or, given labels, per-token losses (B, L) computed chunk by chunk (loss.py); or,
+        with return_hidden, (logits, every block's output) for the muP coordinate check."""
         cfg = self.cfg
         x = self.wte(input_ids)
         if cfg.use_mup:
             x = x * cfg.mup_embeddings_scale
-        bias = attention_bias(cfg, input_ids.shape[1], doc_ids, input_ids.device, x.dtype)
+        kind = input_ids.device.type
+        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype  # q and k's dtype
+        ctx = context(cfg.n_head, cfg.n_embd // cfg.n_head, cfg.mup_scale_qk_dot_by_d, cfg.alibi_scaling,
+                      input_ids.shape[1], doc_ids, input_ids.device, dtype, self.attention)
         hidden = []
         for block in self.h:
-            x = block(x, bias)
-            hidden.append(x)
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, ctx, use_reentrant=False)
+            else:
+                x = block(x, ctx)
+            if return_hidden:
+                hidden.append(x)
         x = self.ln_f(x)
+        scale = cfg.mup_output_alpha * cfg.mup_width_scale if cfg.use_mup else 1.0  # muP output multiplier
+        if labels is not None:
+            return token_losses(x, self.wte.weight, labels, scale)
         logits = F.linear(x, self.wte.weight)  # tied embeddings
         if cfg.use_mup:
-            logits = logits * (cfg.mup_output_alpha * cfg.mup_width_scale)
+            logits = logits * scale
         return (logits, hidden) if return_hidden else logits
 
     def get_mup_param_groups(self, lr: float, weight_decay: float) -> list[dict]:

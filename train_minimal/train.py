@@ -1,27 +1,44 @@
-"""Train the BTLM-style model on packed shards through the public reader API (PackedDataset / ShardReader).
+"""Train the BTLM-style model on packed shards through the public reader API (PackedDataset).
 
 BTLM's recipe, scaled down: AdamW(0.9, 0.95, eps 1e-8, wd 0.1), grad clip 1.0, linear warmup then linear decay to
 0.0085 x peak, and the variable context schedule: stage 1 on the short-sequence shards, stage 2 on the long ones
-with the same tokens per step (rows scaled by seq1/seq2), one LR schedule across both. Checkpoints hold the model,
-optimizer, step and each stage's data position, so a resumed run continues with the same losses.
+with the same tokens per step (rows scaled by seq1/seq2), one LR schedule across both.
+
+A step is `rows` rows of the stage's packed split (tokens per step / seq), split evenly across the processes
+(torchrun: DDP, each rank reading its own strided part of the same seeded permutation) and, within a process, into
+micro-batches of gradient accumulation. The loss is the global mean over the step's labelled tokens whatever the
+split, so 1 process, N processes and any micro-batch size train the same model (up to float summation order).
+
+Checkpoints hold the model, optimizer, step and each stage's data position (global rows consumed), so a resumed
+run, with the same or another number of processes, continues with the same losses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from slimpajama.packers import PackedDataset, ShardReader
 from slimpajama.packers.pack import row_order
+from torch.utils.data import DataLoader
 
+from slimpajama.errors import SlimPajamaError
+
+from . import distributed
+from .attention import resolve_backend
+from .loss import IGNORE_INDEX
 from .model import BTLM, doc_ids_from_lens, preset
+from .throughput import flops_per_token, peak_flops
 
 FINAL_LR_FRACTION = 0.0085
+WARMUP_STEPS_NOT_TIMED = 3  # per stage and process: compilation and allocator warm-up are not throughput
 
 
 @dataclass
@@ -34,17 +51,24 @@ class TrainConfig:
     steps: int = 300
     stage1_fraction: float = 0.75  # of steps (BTLM: 75% of tokens at 2k)
     tokens_per_step: int = 2048
+    micro_batch_rows: int | None = None  # rows per forward/backward at the stage-1 length (None: a whole step)
     lr: float = 6e-3
     warmup_steps: int = 20
     weight_decay: float = 0.1
     clip: float = 1.0
     seed: int = 0
     doc_mask: bool = False  # attend within documents only (from the rows' document lengths)
+    attention: str = "auto"  # auto (flex on CUDA, sdpa elsewhere) | sdpa | flex
+    compile: bool | None = None  # torch.compile the blocks (None: on CUDA)
+    checkpointing: bool = False  # recompute block activations in the backward pass
+    loader_workers: int | None = None  # DataLoader worker processes (None: 2 on CUDA, 0 on the CPU)
     log_every: int = 10
     eval_every: int = 100
     checkpoint_every: int = 50
+    stop_at: int | None = None  # stop (checkpointed) after this step; the same command continues
     eval_rows: int = 64
     device: str = "cpu"
+    peak_tflops: float | None = None  # for MFU where the GPU is not recognized (or on the CPU)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -54,33 +78,72 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (1 - frac * (1 - FINAL_LR_FRACTION))
 
 
-def lm_loss(model, batch, device, doc_mask: bool, reduction="mean"):
-    ids = batch["input_ids"].to(device)
-    doc_ids = doc_ids_from_lens(batch["doc_lens"].to(device), ids.shape[1]) if doc_mask else None
-    # On CUDA: bf16 autocast; SDPA then runs its fused memory-efficient kernel, which takes the additive ALiBi
-    # mask. On the CPU: float32.
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = model(ids, doc_ids)
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].to(device).reshape(-1),
-                           ignore_index=-100, reduction=reduction)
+# Settings a checkpoint must share with the command that resumes it (others, like --stop-at, may change).
+RESUME_KEYS = ("preset", "steps", "tokens_per_step", "seed", "doc_mask", "stage1_fraction", "lr", "warmup_steps")
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
+            raise SlimPajamaError("--device cuda but torch sees no CUDA device (a CPU build of torch, or no GPU): "
+                                  "use --device cpu, or install a CUDA build (make install TORCH=...)")
+        self.world = distributed.init(cfg.device)
+        self.device = self.world.device(cfg.device)
+        self.cuda = self.device.type == "cuda"
+        self.attention = resolve_backend(cfg.attention, self.device)
+        if self.attention == "flex" and not self.cuda:
+            raise SlimPajamaError("--attention flex trains on CUDA only (FlexAttention has no backward pass on the "
+                                  "CPU): use --attention sdpa")
         torch.manual_seed(cfg.seed)
-        self.device = torch.device(cfg.device)
         self.stage_dirs = [cfg.stage1] + ([cfg.stage2] if cfg.stage2 else [])
-        self.seqs = [ShardReader(d).seq_len for d in self.stage_dirs]
-        self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]
+        self.datasets = [PackedDataset(d, rank=self.world.rank, world_size=self.world.size, seed=cfg.seed)
+                         for d in self.stage_dirs]
+        self.seqs = [ds.reader.seq_len for ds in self.datasets]
+        self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
+        self.micro = [self._plan_micro(s) for s in range(len(self.seqs))]  # rows per forward, per process
         longest = max(self.seqs)
-        self.model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048))).to(self.device)
-        self.opt = torch.optim.AdamW(self.model.get_mup_param_groups(cfg.lr, cfg.weight_decay), betas=(0.9, 0.95),
-                                     eps=1e-8)
-        self.datasets = [PackedDataset(d, seed=cfg.seed) for d in self.stage_dirs]
+        model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048)), attention=self.attention,
+                     checkpointing=cfg.checkpointing).to(self.device)
+        self.compiled = self.cuda if cfg.compile is None else cfg.compile
+        if self.compiled:
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
+            model.compile_blocks()
+        self.model = model
+        self.ddp = model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(model, device_ids=[self.device.index] if self.cuda else None)
+        self.opt = torch.optim.AdamW(model.get_mup_param_groups(cfg.lr, cfg.weight_decay), betas=(0.9, 0.95),
+                                     eps=1e-8, fused=self.cuda)
+        self.workers = (2 if self.cuda else 0) if cfg.loader_workers is None else cfg.loader_workers
+        self.n_params = sum(p.numel() for p in model.parameters())
+        self.peak, self.device_name = peak_flops(self.device, cfg.peak_tflops)
         self.step = 0
         self.history: list[dict] = []
+        self._loaders: dict[int, object] = {}
         os.makedirs(cfg.out, exist_ok=True)
+
+    def _plan_micro(self, stage: int) -> int:
+        """Rows per micro-batch for a stage: --micro-batch-rows is in rows at the stage-1 length; a longer stage
+        keeps its tokens per micro-batch (at least one row)."""
+        cfg, world, rows, seq = self.cfg, self.world, self.rows[stage], self.seqs[stage]
+        where = f"stage {stage + 1} (seq {seq}): --tokens-per-step {cfg.tokens_per_step:,} is {rows} rows"
+        if len(self.datasets[stage].reader) < rows:
+            raise SlimPajamaError(f"{where} per step but {self.stage_dirs[stage]} holds {len(self.datasets[stage].reader)}"
+                                  " rows: lower --tokens-per-step or pack more data")
+        if rows % world.size:
+            raise SlimPajamaError(f"{where}, which {world.size} processes cannot share evenly: pick a multiple of "
+                                  f"{world.size * seq:,} tokens")
+        per_rank = rows // world.size
+        if cfg.micro_batch_rows is None:
+            return per_rank
+        micro = min(per_rank, max(1, cfg.micro_batch_rows * self.seqs[0] // seq))
+        if per_rank % micro:
+            raise SlimPajamaError(f"{where} per step, {per_rank} per process, not a multiple of {micro} rows per "
+                                  "micro-batch: pick --micro-batch-rows that divides it")
+        return micro
 
     def stage_of(self, step: int) -> int:
         if len(self.stage_dirs) == 1:
@@ -94,72 +157,170 @@ class Trainer:
         return os.path.join(self.cfg.out, "checkpoint.pt")
 
     def save(self) -> None:
-        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                 "data": [d.state_dict(samples_seen=0) for d in self.datasets], "history": self.history,
-                 "config": asdict(self.cfg), "rng": torch.get_rng_state()}
-        tmp = self.ckpt_path + ".tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.ckpt_path)
+        if self.world.main:
+            state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
+                     "data": [{"epoch": d.epoch, "rows": d.start * self.world.size, "seed": d.seed}
+                              for d in self.datasets],
+                     "history": self.history, "config": asdict(self.cfg), "rng": torch.get_rng_state()}
+            tmp = self.ckpt_path + ".tmp"
+            torch.save(state, tmp)
+            os.replace(tmp, self.ckpt_path)
+        self.world.barrier()  # nobody runs ahead of a checkpoint that a crash would fall back to
 
     def load(self) -> bool:
         if not os.path.exists(self.ckpt_path):
             return False
         state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        saved = state.get("config", {})
+        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(self.cfg, k)]
+        if changed or len(state["data"]) != len(self.datasets) or any("rows" not in d for d in state["data"]):
+            what = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {getattr(self.cfg, k)})" for k in changed)
+            raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ({what or 'other stages, or an older version'}): "
+                                  "rerun with its settings, or start over with --no-resume or another --out")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.step = state["step"]
         self.history = state["history"]
-        for d, s in zip(self.datasets, state["data"], strict=True):
-            d.load_state_dict(s)
+        for ds, s in zip(self.datasets, state["data"], strict=True):
+            if s["rows"] % self.world.size:
+                raise SlimPajamaError(f"the checkpoint is {s['rows']} rows into its data, which {self.world.size} "
+                                      "processes cannot share evenly: resume with the number of processes it ran with")
+            ds.set_epoch(s["epoch"])
+            ds.advance(s["rows"] // self.world.size)
         torch.set_rng_state(state["rng"])
         return True
 
+    # -------------------------------------------------------------------------------------------- data
+
+    def _loader(self, stage: int):
+        """An iterator of micro-batches from the stage's current position. The DataLoader gets a snapshot of the
+        dataset: the trainer's own copy only records what was consumed (for checkpoints)."""
+        return iter(DataLoader(copy.copy(self.datasets[stage]), batch_size=self.micro[stage], shuffle=False,
+                               num_workers=self.workers, pin_memory=self.cuda, collate_fn=PackedDataset.collate,
+                               persistent_workers=False))
+
+    def _step_batches(self, stage: int) -> list[dict]:
+        ds, world = self.datasets[stage], self.world
+        if len(ds.reader) - ds.start * world.size < self.rows[stage]:  # the epoch cannot fill a step: reshuffle
+            ds.set_epoch(ds.epoch + 1)
+            self._loaders.pop(stage, None)
+        if stage not in self._loaders:
+            self._loaders = {stage: self._loader(stage)}  # the other stage's workers exit
+        per_rank = self.rows[stage] // world.size
+        batches = [next(self._loaders[stage]) for _ in range(per_rank // self.micro[stage])]
+        ds.advance(per_rank)
+        return batches
+
+    def _to_device(self, batch: dict) -> tuple:
+        ids = batch["input_ids"].to(self.device, non_blocking=True)
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        doc_ids = None
+        if self.cfg.doc_mask:
+            doc_ids = doc_ids_from_lens(batch["doc_lens"].to(self.device, non_blocking=True), ids.shape[1])
+        return ids, labels, doc_ids
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+
     # -------------------------------------------------------------------------------------------- training
 
-    def _next_batch(self, stage: int) -> dict:
-        ds = self.datasets[stage]
-        n = self.rows[stage]
-        if len(ds) < n:  # epoch done: a new seeded shuffle
-            ds.set_epoch(ds.epoch + 1)
-        batch = PackedDataset.collate([ds[i] for i in range(n)])
-        ds.advance(n)  # consumed: state_dict() now points past this batch
-        return batch
+    def _train_step(self, stage: int) -> tuple[float, float, float]:
+        """One optimizer step over the step's rows: (global mean loss, grad norm, seconds waiting for data)."""
+        t0 = time.perf_counter()
+        batches = [self._to_device(b) for b in self._step_batches(stage)]
+        wait = time.perf_counter() - t0
+        world = self.world
+        # the step's labelled tokens, all processes: each micro-batch's loss sum is divided by it, so gradients
+        # (summed over micro-batches, averaged by DDP over processes, hence x world.size) are the global mean's
+        count = world.all_sum(sum((labels != IGNORE_INDEX).sum() for _, labels, _ in batches).double())
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.opt.zero_grad(set_to_none=True)
+        for i, (ids, labels, doc_ids) in enumerate(batches):
+            last = i == len(batches) - 1
+            sync = contextlib.nullcontext() if last or not world.distributed else self.ddp.no_sync()
+            with sync:
+                with self._autocast():
+                    loss_sum = self.ddp(ids, doc_ids, labels=labels).sum()
+                (loss_sum * (world.size / count).float()).backward()
+            total += loss_sum.detach().double()
+        loss = world.all_sum(total) / count
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
+        self.opt.step()
+        return float(loss), float(gnorm), wait
 
     def train(self, max_steps: int | None = None, log=print) -> list[dict]:
         cfg = self.cfg
         self.model.train()
         end = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
-        t_last, tokens_since = time.perf_counter(), 0
+        since: dict = {"time": 0.0, "wait": 0.0, "tokens": 0, "flops": 0.0}
+        timed_in_stage = {}
         while self.step < end:
             stage = self.stage_of(self.step)
+            if stage not in timed_in_stage:
+                timed_in_stage[stage] = 0
+                if self.cuda:
+                    torch.cuda.reset_peak_memory_stats(self.device)
             lr = lr_at(self.step, cfg)
             for g in self.opt.param_groups:
                 g["lr"] = lr * g["lr_scale"]
-            batch = self._next_batch(stage)
-            loss = lm_loss(self.model, batch, self.device, cfg.doc_mask)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip)
-            self.opt.step()
-            tokens = int(batch["input_ids"].numel())
-            tokens_since += tokens
+            t0 = time.perf_counter()
+            try:
+                loss, gnorm, wait = self._train_step(stage)  # float(loss) waited for the GPU
+            except torch.cuda.OutOfMemoryError:
+                raise SlimPajamaError(self._oom_message(stage)) from None
+            seconds = time.perf_counter() - t0
+            tokens = self.rows[stage] * self.seqs[stage]
             self.step += 1
-            rec = {"step": self.step, "stage": stage + 1, "seq_len": self.seqs[stage], "lr": lr,
-                   "loss": loss.item(), "grad_norm": gnorm.item(), "tokens": tokens}
+            rec = {"step": self.step, "stage": stage + 1, "seq_len": self.seqs[stage], "lr": lr, "loss": loss,
+                   "grad_norm": gnorm, "tokens": tokens}
+            timed_in_stage[stage] += 1
+            if timed_in_stage[stage] > WARMUP_STEPS_NOT_TIMED:
+                rec.update(step_s=seconds, data_wait_s=wait)
+            since["time"] += seconds
+            since["wait"] += wait
+            since["tokens"] += tokens
+            since["flops"] += tokens * self._flops_per_token(stage)
             self.history.append(rec)
             if self.step % cfg.log_every == 0 or self.step == end:
-                now = time.perf_counter()
-                rec["tokens_per_s"] = tokens_since / (now - t_last)
-                t_last, tokens_since = now, 0
-                log(f"step {self.step}/{cfg.steps} stage {stage + 1} seq {self.seqs[stage]} "
-                    f"tokens {sum(h['tokens'] for h in self.history):,} loss {rec['loss']:.4f} lr {lr:.2e} "
-                    f"{rec['tokens_per_s']:,.0f} tok/s")
+                log(self._log_line(rec, since))
+                since = dict.fromkeys(since, 0)
             if self.step % cfg.eval_every == 0 and self.step < cfg.steps:
                 rec["val_loss"] = self.evaluate()
                 log(f"  validation loss {rec['val_loss']:.4f}")
             if self.step % cfg.checkpoint_every == 0 or self.step == end:
                 self.save()
         return self.history
+
+    def _flops_per_token(self, stage: int) -> float:
+        c = self.model.cfg
+        return flops_per_token(self.n_params, c.n_layer, c.n_embd, self.seqs[stage])
+
+    def _peak_memory_gib(self) -> float | None:
+        return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
+
+    def _log_line(self, rec: dict, since: dict) -> str:
+        tok_s = since["tokens"] / since["time"]  # tokens of all processes (rows per step are global)
+        line = (f"step {rec['step']}/{self.cfg.steps} stage {rec['stage']} seq {rec['seq_len']} "
+                f"tokens {sum(h['tokens'] for h in self.history):,} loss {rec['loss']:.4f} lr {rec['lr']:.2e} "
+                f"{tok_s:,.0f} tok/s")
+        if self.peak:
+            line += f" MFU {since['flops'] / since['time'] / (self.peak * self.world.size):.1%}"
+        line += f" data wait {since['wait'] / since['time']:.1%}"
+        if self.cuda:
+            line += f" mem {self._peak_memory_gib():.1f} GiB"
+        return line
+
+    def _oom_message(self, stage: int) -> str:
+        micro, seq = self.micro[stage], self.seqs[stage]
+        hints = [f"lower --micro-batch-rows (now {self.cfg.micro_batch_rows or self.micro[0]} at seq {self.seqs[0]})"
+                 if micro > 1 else "one row per micro-batch already: a smaller --preset or shorter shards"]
+        if not self.cfg.checkpointing:
+            hints.append("add --checkpointing")
+        if self.attention == "sdpa" and self.cuda:
+            hints.append("use --attention flex (no (L, L) bias)")
+        return (f"out of GPU memory at step {self.step + 1} (--preset {self.cfg.preset}, {micro} rows x {seq} tokens "
+                f"per micro-batch{', --doc-mask' if self.cfg.doc_mask else ''}): {'; '.join(hints)}. Tokens per step "
+                "stay the same; the run folder keeps its last checkpoint")
 
     # -------------------------------------------------------------------------------------------- evaluation
 
@@ -168,20 +329,24 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean validation loss per token over up to eval_rows rows of the stage-1 validation split."""
+        """Mean validation loss per token over the first eval_rows rows of the stage-1 validation split, shared
+        among the processes."""
         reader_dir = self.validation_dir()
         ds = PackedDataset(reader_dir, shuffle=False)
         n = min(len(ds), self.cfg.eval_rows)
         if n == 0:
-            raise ValueError(f"no validation rows in {reader_dir}")
+            raise SlimPajamaError(f"no validation rows in {reader_dir}")
+        mine = list(range(self.world.rank, n, self.world.size))
         self.model.eval()
-        total, count = 0.0, 0
-        for lo in range(0, n, 8):
-            batch = PackedDataset.collate([ds[i] for i in range(lo, min(n, lo + 8))])
-            total += float(lm_loss(self.model, batch, self.device, self.cfg.doc_mask, reduction="sum"))
-            count += int((batch["labels"] != -100).sum())
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        count = torch.zeros((), device=self.device, dtype=torch.float64)
+        for lo in range(0, len(mine), self.micro[0]):
+            ids, labels, doc_ids = self._to_device(PackedDataset.collate([ds[i] for i in mine[lo: lo + self.micro[0]]]))
+            with self._autocast():
+                total += self.model(ids, doc_ids, labels=labels).sum().double()
+            count += (labels != IGNORE_INDEX).sum()
         self.model.train()
-        return total / count
+        return float(self.world.all_sum(total) / self.world.all_sum(count))
 
     @torch.no_grad()
     def per_position_loss(self, length: int, max_windows: int = 16) -> dict:
@@ -195,22 +360,39 @@ class Trainer:
         stream = np.concatenate([r[:-1] for r in rows]) if rows else np.zeros(0, np.int64)
         windows = min(max_windows, (len(stream) - 1) // length)
         if windows == 0:
-            raise ValueError(f"validation stream of {len(stream)} tokens is shorter than {length}")
+            raise SlimPajamaError(f"validation stream of {len(stream)} tokens is shorter than {length}")
         self.model.eval()
         out = {}
         saved = self.model.cfg.alibi_scaling
         for name, scaling in (("no_scaling", None),
                               ("alibi_linear_scaling", {"type": "linear", "train_seq_len": max(self.seqs)})):
             self.model.cfg.alibi_scaling = scaling
-            losses = torch.zeros(length)
+            losses = torch.zeros(length, dtype=torch.float64)
             for w in range(windows):
-                seg = torch.from_numpy(stream[w * length: (w + 1) * length + 1].astype(np.int64))
-                logits = self.model(seg[None, :-1].to(self.device))
-                losses += F.cross_entropy(logits[0].float(), seg[1:].to(self.device), reduction="none").cpu()
+                seg = torch.from_numpy(stream[w * length: (w + 1) * length + 1].astype(np.int64)).to(self.device)
+                with self._autocast():
+                    losses += self.model(seg[None, :-1], labels=seg[None, 1:])[0].double().cpu()
             out[name] = (losses / windows).tolist()
         self.model.cfg.alibi_scaling = saved
         self.model.train()
         return {"length": length, "trained_length": max(self.seqs), "windows": windows, **out}
+
+    def throughput(self) -> list[dict]:
+        """Per stage, from the steps this process timed: tokens/s, MFU, data-wait fraction, peak GPU memory."""
+        out = []
+        for stage, seq in enumerate(self.seqs):
+            timed = [h for h in self.history if h["stage"] == stage + 1 and "step_s" in h]
+            if not timed:
+                continue
+            step_s = statistics.median(h["step_s"] for h in timed)
+            tok_s = self.rows[stage] * seq / step_s
+            fpt = self._flops_per_token(stage)
+            out.append({"stage": stage + 1, "seq_len": seq, "timed_steps": len(timed),
+                        "median_step_s": step_s, "tokens_per_s": tok_s,
+                        "data_wait_fraction": sum(h["data_wait_s"] for h in timed) / sum(h["step_s"] for h in timed),
+                        "flops_per_token": fpt,
+                        "mfu": tok_s * fpt / (self.peak * self.world.size) if self.peak else None})
+        return out
 
 
 def unigram_entropy(shard_dirs: list[str], vocab: int = 50257) -> float:
@@ -236,15 +418,22 @@ def write_report(trainer: Trainer, out: str, final_val: float, entropy: float, p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = {"config": asdict(trainer.cfg), "model": trainer.model.cfg.to_dict(),
-               "parameters": sum(p.numel() for p in trainer.model.parameters()),
+    t = trainer
+    metrics = {"config": asdict(t.cfg), "model": t.model.cfg.to_dict(), "parameters": t.n_params,
+               "run": {"device": t.device_name, "processes": t.world.size, "attention": t.attention,
+                       "compiled": t.compiled, "checkpointing": t.cfg.checkpointing,
+                       "rows_per_step": t.rows, "micro_batch_rows": t.micro, "loader_workers": t.workers,
+                       "peak_flops_per_device": t.peak,
+                       "flop_count": "6 x parameters + 6 x n_layer x n_embd x seq_len per token (causal attention)",
+                       "peak_gpu_memory_gib": t._peak_memory_gib()},
+               "throughput": t.throughput(),
                "final_validation_loss": final_val, "unigram_entropy_nats": entropy,
                "below_unigram_entropy": final_val < entropy, "per_position": positions,
-               "history": trainer.history}
+               "history": t.history}
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot([h["step"] for h in trainer.history], [h["loss"] for h in trainer.history], label="train loss")
+    ax.plot([h["step"] for h in t.history], [h["loss"] for h in t.history], label="train loss")
     ax.axhline(entropy, color="gray", ls="--", label="unigram entropy")
     ax.axhline(final_val, color="green", ls=":", label="final validation loss")
     ax.set(xlabel="step", ylabel="loss (nats/token)", title="Training")
@@ -267,22 +456,40 @@ def write_report(trainer: Trainer, out: str, final_val: float, entropy: float, p
     return os.path.join(out, "metrics.json")
 
 
-def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict | None:
+    """Train, evaluate and report. Under torchrun every process calls this; the first one logs, writes the report
+    and returns the result, the others return None."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     trainer = Trainer(cfg)
-    if resume and trainer.load():
-        log(f"resumed at step {trainer.step}")
-    n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"model {cfg.preset}: {n_params / 1e6:.1f}M parameters; stages {list(zip(trainer.seqs, trainer.rows, strict=True))} "
-        f"(seq, rows per step)")
-    trainer.train(log=log)
-    final = trainer.evaluate()
-    entropy = unigram_entropy(trainer.stage_dirs)
-    positions = trainer.per_position_loss(2 * max(trainer.seqs))
-    log(f"validation loss {final:.4f} nats/token vs unigram entropy of the training tokens {entropy:.4f}"
-        f" -> {'below' if final < entropy else 'NOT below'}")
-    write_report(trainer, cfg.out, final, entropy, positions)
-    return {"validation_loss": final, "unigram_entropy": entropy, "steps": trainer.step,
-            "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
-                             if isinstance(v, list)}, "out": cfg.out}
-
+    world = trainer.world
+    log = log if world.main else (lambda m: None)
+    try:
+        if resume and trainer.load():
+            log(f"resumed at step {trainer.step}")
+        log(f"model {cfg.preset}: {trainer.n_params / 1e6:.1f}M parameters on {world.size} x {trainer.device_name}"
+            f" ({trainer.attention} attention{', compiled' if trainer.compiled else ''}"
+            f"{', checkpointing' if cfg.checkpointing else ''}); stages (seq, rows per step, rows per micro-batch "
+            f"per process): {list(zip(trainer.seqs, trainer.rows, trainer.micro, strict=True))}")
+        stop = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
+        trainer.train(max_steps=max(0, stop - trainer.step), log=log)
+        if trainer.step < cfg.steps:
+            log(f"stopped at step {trainer.step} of {cfg.steps} (--stop-at): the same command continues")
+            return {"stopped_at": trainer.step, "steps": cfg.steps, "out": cfg.out} if world.main else None
+        try:
+            final = trainer.evaluate()
+        except torch.cuda.OutOfMemoryError:
+            raise SlimPajamaError(trainer._oom_message(0)) from None
+        if not world.main:
+            return None
+        entropy = unigram_entropy(trainer.stage_dirs)
+        positions = trainer.per_position_loss(2 * max(trainer.seqs))
+        log(f"validation loss {final:.4f} nats/token vs unigram entropy of the training tokens {entropy:.4f}"
+            f" -> {'below' if final < entropy else 'NOT below'}")
+        write_report(trainer, cfg.out, final, entropy, positions)
+        return {"validation_loss": final, "unigram_entropy": entropy, "steps": trainer.step,
+                "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
+                                 if isinstance(v, list)},
+                "throughput": trainer.throughput(), "out": cfg.out}
+    finally:
+        distributed.shutdown(world)
