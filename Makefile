@@ -29,11 +29,25 @@ SEQ        ?= 2048
 RANGE      ?= 0:1
 PACKING    ?= concat
 HOLDOUT    ?= 0.0017
-# make train: the sample corpus through the whole pipeline in its own data folder (a 3% holdout, so validation
-# has enough tokens), 256/1024-token shards (BTLM's 2k/8k ratio, CPU-sized), the tiny preset on the CPU.
-TRAIN_DATA  ?= $(DATA)/train-demo
+# make train: the sample corpus through the whole pipeline in its own data folder, then the bundled trainer.
+# DEVICE=cpu (default): the tiny preset at 256/1024 tokens (BTLM's 2k/8k ratio, CPU-sized), a 3% holdout so
+# validation has enough tokens. DEVICE=cuda: PRESET (small by default) at BTLM's 2048/8192 tokens, 64k tokens per
+# step, a 10% holdout (the per-position check needs 16k validation tokens). TRAIN_FLAGS passes more options.
+DEVICE      ?= cpu
+ifeq ($(DEVICE),cuda)
+PRESET      ?= small
+TRAIN_SEQ1  ?= 2048
+TRAIN_SEQ2  ?= 8192
+TRAIN_TOKENS ?= 65536
+TRAIN_HOLDOUT ?= 0.1
+else
+PRESET      ?= tiny
 TRAIN_SEQ1  ?= 256
 TRAIN_SEQ2  ?= 1024
+TRAIN_TOKENS ?= 2048
+TRAIN_HOLDOUT ?= 0.03
+endif
+TRAIN_DATA  ?= $(DATA)/train-demo-$(DEVICE)
 TRAIN_STEPS ?= 300
 TRAIN_FLAGS ?=
 # The sample corpus is generated when RAW is the sample (the default) and missing.
@@ -93,10 +107,11 @@ stats: $(STAMP)
 	$(SP) stats $(DATA) --plot $(DATA)/stats --write-json $(DATA)/stats/stats.json
 
 train: $(STAMP) $(SAMPLE)/_ground_truth.json
-	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=0.03 SEQ=$(TRAIN_SEQ1) RANGE=0:0.75
-	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=0.03 SEQ=$(TRAIN_SEQ2) RANGE=0.75:1
+	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=$(TRAIN_HOLDOUT) SEQ=$(TRAIN_SEQ1) RANGE=0:0.75
+	$(MAKE) --no-print-directory shards DATA=$(TRAIN_DATA) RAW=$(RAW) SAMPLE=$(SAMPLE) HOLDOUT=$(TRAIN_HOLDOUT) SEQ=$(TRAIN_SEQ2) RANGE=0.75:1
 	$(SP) train --stage1 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ1)-0-0.75/train \
-		--stage2 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ2)-0.75-1/train --out runs/train --steps $(TRAIN_STEPS) $(TRAIN_FLAGS)
+		--stage2 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ2)-0.75-1/train --out runs/train-$(DEVICE)-$(PRESET) \
+		--steps $(TRAIN_STEPS) --device $(DEVICE) --preset $(PRESET) --tokens-per-step $(TRAIN_TOKENS) $(TRAIN_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results.json

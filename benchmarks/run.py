@@ -78,6 +78,39 @@ def bench_export() -> dict:
     return run("bench_export.py")
 
 
+def bench_train(loss_tokens: int) -> dict:
+    """CPU: the fused chunked loss against autograd through the full logits. CUDA (where torch sees a GPU): the
+    issue's targets, with SDPA + bias, uncompiled (the trainer before FlexAttention) as the baseline."""
+    plain = run("bench_train.py", "--loss", "plain", "--tokens", str(loss_tokens))
+    fused = run("bench_train.py", "--loss", "fused", "--tokens", str(loss_tokens), "--chunk-tokens", "2048")
+    out = {"loss_fwd_bwd": {"device": fused["device"], "tokens": loss_tokens, "vocab": 50257, "dim": fused["dim"],
+                            "plain_seconds": round(plain["seconds"], 3), "fused_seconds": round(fused["seconds"], 3),
+                            "time_ratio_fused_vs_plain": round(fused["seconds"] / plain["seconds"], 2),
+                            "plain_peak_mb": round(plain["peak_mb"]), "fused_peak_mb": round(fused["peak_mb"]),
+                            "fused_chunk_tokens": 2048}}
+    import torch
+
+    if not torch.cuda.is_available():
+        out["gpu"] = "no CUDA device here: the GPU cases did not run"
+        return out
+    out["attention"] = run("bench_train.py", "--attention")
+    small = ["--train", "small", "--seq", "2048", "--tokens-per-step", "65536"]
+    out["small_2048_sdpa_eager_baseline"] = run("bench_train.py", *small, "--attention-backend", "sdpa",
+                                                "--compile", "off")
+    out["small_2048"] = run("bench_train.py", *small)
+    out["small_2048_speedup_vs_baseline"] = round(out["small_2048"]["tokens_per_s"]
+                                                  / out["small_2048_sdpa_eager_baseline"]["tokens_per_s"], 2)
+    at8k = ["--train", "small", "--seq", "8192", "--tokens-per-step", "65536"]
+    out["small_8192"] = run("bench_train.py", *at8k)
+    out["small_8192_doc_mask"] = run("bench_train.py", *at8k, "--doc-mask")
+    out["doc_mask_step_time_ratio"] = round(out["small_8192_doc_mask"]["median_step_s"]
+                                            / out["small_8192"]["median_step_s"], 2)
+    for seq in (2048, 8192):
+        out[f"btlm_3b_{seq}"] = run("bench_train.py", "--train", "btlm-3b", "--seq", str(seq), "--tokens-per-step",
+                                    "65536", "--micro-batch-rows", "4", "--checkpointing", "--steps", "5")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
@@ -85,6 +118,10 @@ def main():
     ap.add_argument("--memory-sizes", default="100MB,1GB",
                     help="input sizes for the per-task peak-memory runs (comma separated; '' to skip)")
     ap.add_argument("--lsh-docs", type=int, default=1_000_000, help="documents in the LSH memory run")
+    ap.add_argument("--only", default="", help="comma-separated benchmarks to run, e.g. train (on a GPU machine "
+                    "without the corpus stages' packages)")
+    ap.add_argument("--loss-tokens", type=int, default=8192,
+                    help="tokens in the loss benchmark (the plain baseline holds 2 x tokens x 50,257 floats)")
     ap.add_argument("--e2e-gb", type=float, default=2.0,
                     help="GB of text in the end-to-end run of every stage (0 to skip)")
     ap.add_argument("--split-gb", type=float, default=1.0,
@@ -94,20 +131,23 @@ def main():
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
-    results["read_jsonl_zst"] = bench_read(args.docs)
-    results["normalize_filter"] = bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s])
-    results["dedup"] = bench_dedup(args.lsh_docs)
-    results["tokenize_pack"] = bench_tokens(args.docs)
-    if args.e2e_gb:
-        results["end_to_end"] = bench_e2e(args.e2e_gb)
-    if args.split_gb or args.rp_gb:
-        results["task_bytes"] = bench_split(args.split_gb, args.rp_gb)
-    results["export_megatron"] = bench_export()
-    for key in ("read_jsonl_zst", "normalize_filter", "dedup", "tokenize_pack", "end_to_end", "task_bytes",
-                "export_megatron"):
-        if key not in results:
-            continue
-        print(key, json.dumps(results[key], indent=2), file=sys.stderr)
+    benches = {"read_jsonl_zst": lambda: bench_read(args.docs),
+               "normalize_filter": lambda: bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s]),
+               "dedup": lambda: bench_dedup(args.lsh_docs),
+               "tokenize_pack": lambda: bench_tokens(args.docs),
+               "end_to_end": lambda: bench_e2e(args.e2e_gb) if args.e2e_gb else None,
+               "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
+               "export_megatron": bench_export,
+               "train": lambda: bench_train(args.loss_tokens)}
+    for key in args.only.split(",") if args.only else benches:
+        if key not in benches:
+            ap.error(f"--only {key}: not one of {', '.join(benches)}")
+        result = benches[key]()
+        if result is not None:
+            results[key] = result
+    for key in benches:
+        if key in results:
+            print(key, json.dumps(results[key], indent=2), file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
     print(f"wrote {args.out}")

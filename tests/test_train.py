@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -208,7 +209,7 @@ def test_compiled_blocks_train_like_eager_and_compiled_flex_evaluates_like_sdpa(
         out = []
         for _ in range(3):
             ids, labels = torch.randint(0, 1000, (2, 64), generator=g), torch.randint(0, 1000, (2, 64), generator=g)
-            loss = model(ids, doc_ids, labels=labels).mean()
+            loss = model(ids, doc_ids, labels=labels) / labels.numel()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -223,9 +224,14 @@ def test_compiled_blocks_train_like_eager_and_compiled_flex_evaluates_like_sdpa(
     assert torch.allclose(_logits(model, ids, None, "sdpa"), _logits(model, ids, None, "flex"), atol=1e-3)
 
 
-def test_chunked_loss_equals_the_full_cross_entropy_in_value_and_gradient():
-    from slimpajama.train_minimal.loss import token_losses
+@pytest.mark.parametrize("compiled", [False, True])
+def test_fused_chunked_loss_equals_the_full_cross_entropy_in_value_and_gradient(compiled, monkeypatch):
+    """The fused linear + cross-entropy (gradients computed chunk by chunk in the forward pass) against autograd
+    through the full logits; `compiled`: the chunk as torch.compile builds it (the CUDA path)."""
+    from slimpajama.train_minimal import loss
 
+    if compiled:
+        monkeypatch.setattr(loss, "_chunk_with_grads", torch.compile(loss._chunk_with_grads, dynamic=False))
     torch.manual_seed(0)
     hidden = torch.randn(3, 20, 16, requires_grad=True)
     weight = torch.randn(50, 16, requires_grad=True)
@@ -233,13 +239,15 @@ def test_chunked_loss_equals_the_full_cross_entropy_in_value_and_gradient():
     labels[1, 15:] = -100  # padding
     full = F.cross_entropy((hidden @ weight.T * 0.5).reshape(-1, 50), labels.reshape(-1), ignore_index=-100,
                            reduction="none")
-    g_full = torch.autograd.grad(full.sum(), (hidden, weight))
-    chunked = token_losses(hidden, weight, labels, 0.5, chunk_tokens=7)  # 9 checkpointed chunks
-    g_chunked = torch.autograd.grad(chunked.sum(), (hidden, weight))
-    assert chunked.shape == labels.shape and (chunked[1, 15:] == 0).all()
-    assert torch.allclose(chunked.reshape(-1), full, atol=1e-5)
-    for a, b in zip(g_full, g_chunked, strict=True):
+    g_full = torch.autograd.grad(full.sum() * 3, (hidden, weight))
+    fused = loss.loss_sum(hidden, weight, labels, 0.5, chunk_tokens=7)  # 9 chunks, the last one short
+    g_fused = torch.autograd.grad(fused * 3, (hidden, weight))
+    assert fused.item() == pytest.approx(full.sum().item(), rel=1e-6)
+    for a, b in zip(g_full, g_fused, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
+    per_token = loss.token_losses(hidden, weight, labels, 0.5, chunk_tokens=7)
+    assert per_token.shape == labels.shape and (per_token[1, 15:] == 0).all()
+    assert torch.allclose(per_token.reshape(-1), full, atol=1e-5)
 
 
 def _losses(shards, out, **kw) -> list[float]:
@@ -349,5 +357,28 @@ def test_settings_that_cannot_work_are_one_line(shards, tmp_path):
     assert "torch sees no CUDA device" in error("--device", "cuda")
     assert "holds 1" not in error("--tokens-per-step", "100000000")  # names the split's row count
     assert "rows per step but" in error("--tokens-per-step", "100000000")
+    lonely = tmp_path / "lonely" / "train"
+    shutil.copytree(shards[0], lonely)  # no sibling validation split
+    r = CliRunner().invoke(main, ["train", "--stage1", str(lonely), "--out", str(tmp_path / "y")])
+    assert r.exit_code == 1 and r.stderr.strip().splitlines()[-1] == \
+        f"error: no packed validation split at {lonely.parent / 'validation'}: pass --validation"
     CliRunner().invoke(main, ["train", *_train_cmd(shards, tmp_path / "x", "--stop-at", "2")])
     assert "holds a checkpoint of another run (--preset tiny (now small))" in error("--preset", "small")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on one: pytest -k cuda)")
+def test_on_cuda_compiled_flex_gives_the_sdpa_logits_in_bf16_and_trains(shards, tmp_path):
+    """The GPU path itself: compiled blocks with FlexAttention against SDPA with the bias, bf16 autocast, with and
+    without document masks; then a short training run with accumulation, checkpointing and loader workers."""
+    torch.manual_seed(0)
+    model = BTLM(preset("small", vocab_size=1000)).cuda().eval()
+    model.compile_blocks()
+    ids = torch.randint(0, 1000, (2, 1024), device="cuda")
+    doc_ids = doc_ids_from_lens(torch.tensor([[300, 724], [1024, 0]], device="cuda"), 1024)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        for docs in (None, doc_ids):
+            ref, flex = _logits(model, ids, docs, "sdpa").float(), _logits(model, ids, docs, "flex").float()
+            assert (ref - flex).abs().max() < 0.05 * ref.abs().max(), (ref - flex).abs().max()
+    cuda = _losses(shards, tmp_path / "cuda", device="cuda", micro_batch_rows=2, checkpointing=True, doc_mask=True,
+                   loader_workers=2)
+    assert np.isfinite(cuda).all() and cuda[-1] < 0.8 * cuda[0]  # (initialized by the GPU's RNG: not the CPU's)

@@ -28,9 +28,12 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    def device(self, kind: str) -> torch.device:
-        kind = torch.device(kind).type
-        return torch.device(kind, self.local_rank) if kind == "cuda" else torch.device(kind)
+    def device(self, name: str) -> torch.device:
+        """The device this process trains on: under torchrun, its LOCAL_RANK GPU; alone, the one named."""
+        device = torch.device(name)
+        if self.distributed and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
 
     def all_sum(self, value: torch.Tensor) -> torch.Tensor:
         """The sum over ranks (the tensor itself in one process)."""

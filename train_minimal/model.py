@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import AttentionContext, attend, context
-from .loss import token_losses
+from .loss import loss_sum, token_losses
 
 
 @dataclass
@@ -135,9 +135,10 @@ class BTLM(nn.Module):
         for block in self.h:
             block.compile(dynamic=False)
 
-    def forward(self, input_ids, doc_ids=None, labels=None, return_hidden=False):
-        """Logits (B, L, V); or, given labels, per-token losses (B, L) computed chunk by chunk (loss.py); or,
-        with return_hidden, (logits, every block's output) for the muP coordinate check."""
+    def forward(self, input_ids, doc_ids=None, labels=None, reduction="sum", return_hidden=False):
+        """Logits (B, L, V); or, given labels, the loss summed over labelled tokens (reduction "sum", for
+        training) or per token ("none", no gradients), both without the batch's logits (loss.py); or, with
+        return_hidden, (logits, every block's output) for the muP coordinate check."""
         cfg = self.cfg
         x = self.wte(input_ids)
         if cfg.use_mup:
@@ -157,7 +158,8 @@ class BTLM(nn.Module):
         x = self.ln_f(x)
         scale = cfg.mup_output_alpha * cfg.mup_width_scale if cfg.use_mup else 1.0  # muP output multiplier
         if labels is not None:
-            return token_losses(x, self.wte.weight, labels, scale)
+            losses = loss_sum if reduction == "sum" else token_losses
+            return losses(x, self.wte.weight, labels, scale)
         logits = F.linear(x, self.wte.weight)  # tied embeddings
         if cfg.use_mup:
             logits = logits * scale
@@ -182,9 +184,9 @@ class BTLM(nn.Module):
 
 def doc_ids_from_lens(doc_lens: torch.Tensor, length: int) -> torch.Tensor:
     """(B, n_docs) zero-padded segment lengths -> (B, length) document index of every position."""
-    ends = doc_lens.cumsum(dim=1)
-    pos = torch.arange(length, device=doc_lens.device)
-    return (pos[None, :, None] >= ends[:, None, :]).sum(dim=2)
+    ends = doc_lens.cumsum(dim=1).contiguous()
+    pos = torch.arange(length, device=doc_lens.device, dtype=ends.dtype).expand(len(ends), length).contiguous()
+    return torch.searchsorted(ends, pos, right=True)  # how many documents end at or before each position
 
 
 def count_parameters(model: nn.Module) -> int:

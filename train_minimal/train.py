@@ -29,6 +29,7 @@ from slimpajama.packers import PackedDataset, ShardReader
 from slimpajama.packers.pack import row_order
 from torch.utils.data import DataLoader
 
+from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
 
 from . import distributed
@@ -99,15 +100,19 @@ class Trainer:
         self.stage_dirs = [cfg.stage1] + ([cfg.stage2] if cfg.stage2 else [])
         self.datasets = [PackedDataset(d, rank=self.world.rank, world_size=self.world.size, seed=cfg.seed)
                          for d in self.stage_dirs]
+        if storage.file_size(storage.join(self.validation_dir(), "index.json")) is None:  # now, not after training
+            raise SlimPajamaError(f"no packed validation split at {self.validation_dir()}: pass --validation")
         self.seqs = [ds.reader.seq_len for ds in self.datasets]
         self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
         self.micro = [self._plan_micro(s) for s in range(len(self.seqs))]  # rows per forward, per process
         longest = max(self.seqs)
-        model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048)), attention=self.attention,
-                     checkpointing=cfg.checkpointing).to(self.device)
+        with torch.device(self.device):  # initialized where it trains (btlm-3b: 10.6 GB never passes the CPU)
+            model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048)), attention=self.attention,
+                         checkpointing=cfg.checkpointing)
         self.compiled = self.cuda if cfg.compile is None else cfg.compile
         if self.compiled:
-            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 32)
+            # shapes: each stage's micro-batch, evaluation, the 2x-length check, a short last micro-batch
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
             model.compile_blocks()
         self.model = model
         self.ddp = model
@@ -130,9 +135,10 @@ class Trainer:
         keeps its tokens per micro-batch (at least one row)."""
         cfg, world, rows, seq = self.cfg, self.world, self.rows[stage], self.seqs[stage]
         where = f"stage {stage + 1} (seq {seq}): --tokens-per-step {cfg.tokens_per_step:,} is {rows} rows"
-        if len(self.datasets[stage].reader) < rows:
-            raise SlimPajamaError(f"{where} per step but {self.stage_dirs[stage]} holds {len(self.datasets[stage].reader)}"
-                                  " rows: lower --tokens-per-step or pack more data")
+        have = len(self.datasets[stage].reader)
+        if have < rows:
+            raise SlimPajamaError(f"{where} per step but {self.stage_dirs[stage]} holds {have} rows: lower "
+                                  "--tokens-per-step or pack more data")
         if rows % world.size:
             raise SlimPajamaError(f"{where}, which {world.size} processes cannot share evenly: pick a multiple of "
                                   f"{world.size * seq:,} tokens")
@@ -240,7 +246,7 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not world.distributed else self.ddp.no_sync()
             with sync:
                 with self._autocast():
-                    loss_sum = self.ddp(ids, doc_ids, labels=labels).sum()
+                    loss_sum = self.ddp(ids, doc_ids, labels=labels)
                 (loss_sum * (world.size / count).float()).backward()
             total += loss_sum.detach().double()
         loss = world.all_sum(total) / count
@@ -325,7 +331,7 @@ class Trainer:
     # -------------------------------------------------------------------------------------------- evaluation
 
     def validation_dir(self) -> str:
-        return self.cfg.validation or os.path.join(os.path.dirname(self.cfg.stage1.rstrip("/")), "validation")
+        return self.cfg.validation or storage.join(storage.parent(self.cfg.stage1.rstrip("/")), "validation")
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -343,7 +349,7 @@ class Trainer:
         for lo in range(0, len(mine), self.micro[0]):
             ids, labels, doc_ids = self._to_device(PackedDataset.collate([ds[i] for i in mine[lo: lo + self.micro[0]]]))
             with self._autocast():
-                total += self.model(ids, doc_ids, labels=labels).sum().double()
+                total += self.model(ids, doc_ids, labels=labels).double()
             count += (labels != IGNORE_INDEX).sum()
         self.model.train()
         return float(self.world.all_sum(total) / self.world.all_sum(count))
@@ -358,9 +364,13 @@ class Trainer:
         for pos, r in enumerate(order):
             rows[r] = reader[pos]
         stream = np.concatenate([r[:-1] for r in rows]) if rows else np.zeros(0, np.int64)
+        if len(stream) <= length:  # a small holdout: the longest window it has, if longer than the training length
+            length = len(stream) - 1
+            if length <= max(self.seqs):
+                return {"length": length, "trained_length": max(self.seqs), "windows": 0,
+                        "skipped": f"the validation split has {len(stream):,} tokens, not more than the trained "
+                                   f"length {max(self.seqs):,}: hold out more documents (release --holdout)"}
         windows = min(max_windows, (len(stream) - 1) // length)
-        if windows == 0:
-            raise SlimPajamaError(f"validation stream of {len(stream)} tokens is shorter than {length}")
         self.model.eval()
         out = {}
         saved = self.model.cfg.alibi_scaling
@@ -371,7 +381,7 @@ class Trainer:
             for w in range(windows):
                 seg = torch.from_numpy(stream[w * length: (w + 1) * length + 1].astype(np.int64)).to(self.device)
                 with self._autocast():
-                    losses += self.model(seg[None, :-1], labels=seg[None, 1:])[0].double().cpu()
+                    losses += self.model(seg[None, :-1], labels=seg[None, 1:], reduction="none")[0].double().cpu()
             out[name] = (losses / windows).tolist()
         self.model.cfg.alibi_scaling = saved
         self.model.train()
@@ -441,6 +451,10 @@ def write_report(trainer: Trainer, out: str, final_val: float, entropy: float, p
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss.png"), dpi=100)
     plt.close(fig)
+    with open(os.path.join(out, "per_position_loss.json"), "w") as f:
+        json.dump(positions, f)
+    if not positions["windows"]:
+        return os.path.join(out, "metrics.json")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     x = np.linspace(0, positions["length"], 33)[:-1]
     for name in ("no_scaling", "alibi_linear_scaling"):
@@ -451,8 +465,6 @@ def write_report(trainer: Trainer, out: str, final_val: float, entropy: float, p
     fig.tight_layout()
     fig.savefig(os.path.join(out, "per_position_loss.png"), dpi=100)
     plt.close(fig)
-    with open(os.path.join(out, "per_position_loss.json"), "w") as f:
-        json.dump(positions, f)
     return os.path.join(out, "metrics.json")
 
 
@@ -484,12 +496,16 @@ def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict | None:
             return None
         entropy = unigram_entropy(trainer.stage_dirs)
         positions = trainer.per_position_loss(2 * max(trainer.seqs))
+        if positions["windows"]:
+            log(f"per-position loss over {positions['windows']} windows of {positions['length']:,} tokens")
+        else:
+            log(f"per-position check skipped: {positions['skipped']}")
         log(f"validation loss {final:.4f} nats/token vs unigram entropy of the training tokens {entropy:.4f}"
             f" -> {'below' if final < entropy else 'NOT below'}")
         write_report(trainer, cfg.out, final, entropy, positions)
         return {"validation_loss": final, "unigram_entropy": entropy, "steps": trainer.step,
                 "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
-                                 if isinstance(v, list)},
+                                 if isinstance(v, list)} or positions.get("skipped"),
                 "throughput": trainer.throughput(), "out": cfg.out}
     finally:
         distributed.shutdown(world)
