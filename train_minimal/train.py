@@ -112,7 +112,9 @@ class Trainer:
         self.compiled = self.cuda if cfg.compile is None else cfg.compile
         if self.compiled:
             # shapes: each stage's micro-batch, evaluation, the 2x-length check, a short last micro-batch
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+            dynamo = torch._dynamo.config
+            limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+            setattr(dynamo, limit, max(getattr(dynamo, limit), 32))
             model.compile_blocks()
         self.model = model
         self.ddp = model
@@ -181,8 +183,9 @@ class Trainer:
         changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(self.cfg, k)]
         if changed or len(state["data"]) != len(self.datasets) or any("rows" not in d for d in state["data"]):
             what = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {getattr(self.cfg, k)})" for k in changed)
-            raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ({what or 'other stages, or an older version'}): "
-                                  "rerun with its settings, or start over with --no-resume or another --out")
+            raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ("
+                                  f"{what or 'other stages, or an older version'}): rerun with its settings, or "
+                                  "start over with --no-resume or another --out")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.step = state["step"]
@@ -201,9 +204,12 @@ class Trainer:
     def _loader(self, stage: int):
         """An iterator of micro-batches from the stage's current position. The DataLoader gets a snapshot of the
         dataset: the trainer's own copy only records what was consumed (for checkpoints)."""
+        # workers keep a whole step (and one more micro-batch each) ready while the GPU computes the last one
+        accumulation = self.rows[stage] // self.world.size // self.micro[stage]
+        ahead = {"prefetch_factor": -(-accumulation // self.workers) + 1} if self.workers else {}
         return iter(DataLoader(copy.copy(self.datasets[stage]), batch_size=self.micro[stage], shuffle=False,
                                num_workers=self.workers, pin_memory=self.cuda, collate_fn=PackedDataset.collate,
-                               persistent_workers=False))
+                               persistent_workers=False, **ahead))
 
     def _step_batches(self, stage: int) -> list[dict]:
         ds, world = self.datasets[stage], self.world
