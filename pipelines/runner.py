@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from slimpajama.readers import InputFile
 from slimpajama.writers import atomic_path, file_digest, remove_stale_tmp, sha256_file, write_bytes_atomic
 
 from . import faults, lock
+from .interrupts import Terminated, install_sigterm_handler, ray_running, shutdown_ray  # noqa: F401
 
 STATE_DIR = "_state"
 LEDGER_FILE = "ledger.json"
@@ -193,38 +193,6 @@ def _node_id() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM to the driver (what a supervisor sends): unwinds like Ctrl-C, so in-flight tasks are cancelled and
-    Ray is shut down (see `shutdown_ray`)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
-
-
-def install_sigterm_handler() -> None:
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
-
-
-def ray_running() -> bool:
-    import sys
-
-    ray = sys.modules.get("ray")  # never imported: never started
-    return ray is not None and ray.is_initialized()
-
-
-def shutdown_ray() -> None:
-    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command."""
-    if ray_running():
-        import ray
-
-        with contextlib.suppress(Exception):
-            ray.shutdown()
 
 
 def init_ray(ray_address: str | None = None, workers: int | None = None) -> None:

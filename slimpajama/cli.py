@@ -118,7 +118,12 @@ def _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_ad
 def _fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from slimpajama.pipelines.runner import Terminated, install_sigterm_handler, ray_running, shutdown_ray
+        from slimpajama.pipelines.interrupts import (
+            Terminated,
+            install_sigterm_handler,
+            ray_running,
+            shutdown_ray,
+        )
 
         install_sigterm_handler()
         ray_was_up = ray_running()  # a caller's Ray (a test session, a notebook) is theirs to stop

@@ -13,11 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import zstandard
 
 from . import storage
 from .schema import DOC_SCHEMA
@@ -191,6 +189,8 @@ class ParquetShardWriter:
 
 def release_line(text: str, source: str) -> bytes:
     """One SlimPajama line: exactly {"text": ..., "meta": {"redpajama_set_name": ...}} (compact, UTF-8)."""
+    import orjson  # here, not at the top: the shard readers (packers.format) import this module on GPU boxes
+
     return orjson.dumps({"text": text, "meta": {"redpajama_set_name": source}}) + b"\n"
 
 
@@ -202,6 +202,8 @@ class ReleaseChunkWriter:
         self._ctx = atomic_path(path)
         self._tmp = self._ctx.__enter__()
         self._fh = open(self._tmp, "wb")
+        import zstandard
+
         # write_content_size off and single-threaded: the bytes depend only on the lines written.
         self._zw = zstandard.ZstdCompressor(level=level).stream_writer(self._fh, closefd=False)
         self.docs = 0
