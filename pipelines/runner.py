@@ -21,6 +21,7 @@ Outputs depend only on each task's inputs, never on scheduling, so 1 or N worker
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -85,9 +86,11 @@ def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = Fal
     return complete_marker(stage, task, out_dir, verify_outputs) is not None
 
 
-def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> dict | None:
-    """The task's marker if the task is complete (see `is_complete`), else None."""
-    m = read_marker(out_dir, task.key)
+def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False,
+                    marker: dict | None = None) -> dict | None:
+    """The task's marker if the task is complete (see `is_complete`), else None. `marker`: the task's marker as
+    already read (None: read it now)."""
+    m = marker if marker is not None else read_marker(out_dir, task.key)
     if m is None or m.get("version") != MARKER_VERSION:
         return None
     if m.get("fingerprint") != _as_json(stage.fingerprint()) or m.get("inputs") != _as_json(task.identity()):
@@ -109,8 +112,8 @@ def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool =
 
 
 def _as_json(value):
-    """As a marker holds it (tuples become lists)."""
-    return json.loads(json.dumps(value))
+    """As a marker file holds it (tuples become lists, keys sorted: later code iterates its outputs in order)."""
+    return json.loads(json.dumps(value, sort_keys=True))
 
 
 def output_record(path: str) -> dict:
@@ -269,10 +272,11 @@ class StageReport:
 
     def output_file(self, rel: str) -> InputFile:
         """One of this run's outputs as a later task's input (identified by its recorded digest)."""
-        for m in self.markers:
-            if rel in m["outputs"]:
-                return output_file(self.out_dir, rel, m["outputs"][rel])
-        raise KeyError(rel)
+        return output_file(self.out_dir, rel, self._output_records[rel])
+
+    @functools.cached_property
+    def _output_records(self) -> dict:  # rel -> record, over every task (built once: callers ask per output)
+        return {rel: rec for m in self.markers for rel, rec in m["outputs"].items()}
 
 
 def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
@@ -291,14 +295,15 @@ def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int |
             raise SlimPajamaError(f"cannot create output directory {out_dir}: {e.strerror}") from None
         # other runs' temporary files: they are dead (this driver owns the directory)
         remove_stale_tmp(out_dir, keep_run=writers.run_id(), prune=lock.held_by_other)
-        previous = _remember_previous(out_dir)
-        complete = [complete_marker(stage, t, out_dir, verify_outputs) for t in tasks]
+        previous, found = _remember_previous(out_dir)
+        complete = [complete_marker(stage, t, out_dir, verify_outputs, found.get(t.key)) for t in tasks]
         pending = [t for t, m in zip(tasks, complete, strict=True) if m is None]
         skipped = len(tasks) - len(pending)
         _check_known_bad(stage, [m for m in complete if m is not None], out_dir)
-        if pending:
-            _run_pending(stage, pending, out_dir, len(tasks), skipped, workers, ray_address, progress)
-        report = _finish(stage, tasks, out_dir, skipped, time.perf_counter() - t0, skipped_files)
+        fresh = _run_pending(stage, pending, out_dir, len(tasks), skipped, workers, ray_address, progress) \
+            if pending else {}
+        markers = [m if m is not None else fresh[t.key] for t, m in zip(tasks, complete, strict=True)]
+        report = _finish(stage, tasks, out_dir, markers, skipped, time.perf_counter() - t0, skipped_files)
         report.removed = _remove_orphans(out_dir, previous, report.markers, set(keys))
     return report
 
@@ -309,9 +314,10 @@ def _marker_keys(out_dir: str) -> list[str]:
             if rel.endswith(".json") and not rel.rsplit("/", 1)[-1].startswith("_")]
 
 
-def _remember_previous(out_dir: str) -> set[str]:
+def _remember_previous(out_dir: str) -> tuple[set[str], dict]:
     """Every file an earlier run of this directory recorded as its output (markers, `_outputs.json`, and what an
-    interrupted run had not yet removed), saved before any marker is replaced."""
+    interrupted run had not yet removed), saved before any marker is replaced; and the markers found, by key (read
+    once: the completeness checks use them)."""
     prev = set()
     path = storage.join(out_dir, STATE_DIR, PREVIOUS_FILE)
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -319,16 +325,18 @@ def _remember_previous(out_dir: str) -> set[str]:
     manifest = outputs.read(out_dir)
     if manifest:
         prev.update(rec["rel"] for rec in manifest["files"])
+    found = {}
     for key in _marker_keys(out_dir):
         m = read_marker(out_dir, key)
         prev.add(f"{STATE_DIR}/{key}.json")
         if m:
+            found[key] = m
             prev.update(m.get("outputs", {}))
             if m.get("errors_file"):
                 prev.add(m["errors_file"])
     if prev:
         write_bytes_atomic(path, json.dumps(sorted(prev)).encode())
-    return prev
+    return prev, found
 
 
 def _remove_orphans(out_dir: str, previous: set[str], markers: list[dict], keys: set[str]) -> list[str]:
@@ -364,7 +372,8 @@ def _check_known_bad(stage, complete: list[dict], out_dir: str) -> None:
                 raise_on_bad(BadRecord(**json.loads(f.readline())))
 
 
-def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, progress) -> None:
+def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, progress) -> dict:
+    """Run the pending tasks; their markers by key, as written (JSON)."""
     import ray
 
     init_ray(ray_address, workers)
@@ -374,6 +383,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
     in_flight: dict = {}
     kill_after, worker_faults = faults.driver_kill_after(stage.name), faults.worker_faults(stage.name)
     dispatched = completed = 0
+    markers = {}
     with shard_progress(stage.name, total, skipped, enabled=progress) as bar:
         try:
             while queue or in_flight:
@@ -386,7 +396,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                     faults.kill_self()
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
-                    in_flight.pop(ref)
+                    task = in_flight.pop(ref)
                     try:
                         marker = ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
@@ -395,6 +405,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                             raise cause from None
                         raise
                     bar.advance(marker["ledger"]["totals"]["docs_in"])
+                    markers[task.key] = _as_json(marker)  # as a later run reads it from the file
                     completed += 1
         except KeyboardInterrupt:
             # SIGINT/SIGTERM: the caller shuts Ray down, which stops these tasks; force-cancelling them here races
@@ -405,6 +416,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
             raise
+    return markers
 
 
 def ray_task(fn, paths, max_retries: int = 3):
@@ -420,12 +432,12 @@ def ray_task(fn, paths, max_retries: int = 3):
     return remote
 
 
-def _finish(stage, tasks, out_dir, skipped, seconds, skipped_files=()) -> StageReport:
+def _finish(stage, tasks, out_dir, markers, skipped, seconds, skipped_files=()) -> StageReport:
+    """`markers`: every task's, in task order."""
     remove_stale_tmp(out_dir, prune=lock.held_by_other)  # a worker killed mid-write (then retried) left its own
     ledger = Ledger(stage.name)
     n_errors = 0
     keeps_ledger = getattr(stage, "keeps_ledger", True)
-    markers = [read_marker(out_dir, t.key) for t in tasks]
     for m in markers:
         ledger.merge(Ledger.from_dict(m["ledger"]))
     if keeps_ledger or skipped_files or any(m.get("errors_file") for m in markers):

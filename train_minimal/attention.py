@@ -98,7 +98,7 @@ def block_mask(length: int, doc_ids: torch.Tensor | None, device: torch.device):
     from torch.nn.attention.flex_attention import create_block_mask
 
     def same_document(b, h, q_idx, kv_idx):
-        return (kv_idx <= q_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
+        return _causal(b, h, q_idx, kv_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
 
     return create_block_mask(same_document, doc_ids.shape[0], None, length, length, device=device,
                              _compile=device.type != "cpu")
@@ -132,10 +132,7 @@ def _flex(q, k, v, ctx: AttentionContext):
     def alibi(score, b, h, q_idx, kv_idx):
         return score + slopes[h] * (kv_idx - q_idx)  # kv_idx <= q_idx wherever the mask lets a score through
 
-    if q.device.type == "cpu":  # eager (unfused) FlexAttention: forward only, for checks against sdpa
-        if torch.is_grad_enabled() and q.requires_grad:
-            raise ValueError("FlexAttention has no backward pass on the CPU: train on the CPU with --attention "
-                             "sdpa (the default there)")
+    if q.device.type == "cpu":  # eager (unfused) FlexAttention: forward only (torch refuses a backward there)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "called without torch.compile": intended here
             return flex_attention(q, k, v, score_mod=alibi, block_mask=ctx.block_mask, scale=ctx.scale)

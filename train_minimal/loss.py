@@ -20,6 +20,12 @@ IGNORE_INDEX = -100
 CHUNK_TOKENS = 8192
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype matmuls on t's device run in: autocast's when it is on (bf16 on CUDA), else t's own."""
+    kind = t.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else t.dtype
+
+
 def _losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """float32 logits (N, V) -> (per-token losses with 0 where ignored, log-sum-exp, which tokens count)."""
     valid = labels != IGNORE_INDEX
@@ -75,19 +81,16 @@ def loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, s
     when autocast is on (bf16 on CUDA), the softmax in float32."""
     if not (torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)):
         return token_losses(hidden, weight, labels, scale, chunk_tokens).sum(dtype=torch.float32)
-    kind = hidden.device.type
-    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
-    with torch.autocast(kind, enabled=False):
+    with torch.autocast(hidden.device.type, enabled=False):
         return _FusedLinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), weight, labels.reshape(-1),
-                                              scale, chunk_tokens, dtype)
+                                              scale, chunk_tokens, compute_dtype(hidden))
 
 
 @torch.no_grad()
 def token_losses(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, scale: float = 1.0,
                  chunk_tokens: int = CHUNK_TOKENS) -> torch.Tensor:
     """Per-token losses (0 where the label is IGNORE_INDEX), the shape of labels; no gradients."""
-    kind = hidden.device.type
-    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
+    dtype = compute_dtype(hidden)
     h, w, y = hidden.reshape(-1, hidden.shape[-1]).to(dtype), weight.to(dtype), labels.reshape(-1)
     parts = [_losses((h[lo: lo + chunk_tokens] @ w.T).float().mul_(scale), y[lo: lo + chunk_tokens])[0]
              for lo in range(0, len(y), chunk_tokens)]

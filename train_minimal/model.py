@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import AttentionContext, attend, context
-from .loss import loss_sum, token_losses
+from .loss import compute_dtype, loss_sum, token_losses
 
 
 @dataclass
@@ -143,10 +143,8 @@ class BTLM(nn.Module):
         x = self.wte(input_ids)
         if cfg.use_mup:
             x = x * cfg.mup_embeddings_scale
-        kind = input_ids.device.type
-        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype  # q and k's dtype
         ctx = context(cfg.n_head, cfg.n_embd // cfg.n_head, cfg.mup_scale_qk_dot_by_d, cfg.alibi_scaling,
-                      input_ids.shape[1], doc_ids, input_ids.device, dtype, self.attention)
+                      input_ids.shape[1], doc_ids, input_ids.device, compute_dtype(x), self.attention)  # q, k's
         hidden = []
         for block in self.h:
             if self.checkpointing and self.training and torch.is_grad_enabled():

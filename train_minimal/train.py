@@ -307,6 +307,10 @@ class Trainer:
         c = self.model.cfg
         return flops_per_token(self.n_params, c.n_layer, c.n_embd, self.seqs[stage])
 
+    def _mfu(self, flops_per_s: float) -> float | None:
+        """FLOP/s of all processes over their devices' peak (None where the peak is unknown)."""
+        return flops_per_s / (self.peak * self.world.size) if self.peak else None
+
     def _peak_memory_gib(self) -> float | None:
         return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
 
@@ -316,7 +320,7 @@ class Trainer:
                 f"tokens {sum(h['tokens'] for h in self.history):,} loss {rec['loss']:.4f} lr {rec['lr']:.2e} "
                 f"{tok_s:,.0f} tok/s")
         if self.peak:
-            line += f" MFU {since['flops'] / since['time'] / (self.peak * self.world.size):.1%}"
+            line += f" MFU {self._mfu(since['flops'] / since['time']):.1%}"
         line += f" data wait {since['wait'] / since['time']:.1%}"
         if self.cuda:
             line += f" mem {self._peak_memory_gib():.1f} GiB"
@@ -407,7 +411,7 @@ class Trainer:
                         "median_step_s": step_s, "tokens_per_s": tok_s,
                         "data_wait_fraction": sum(h["data_wait_s"] for h in timed) / sum(h["step_s"] for h in timed),
                         "flops_per_token": fpt,
-                        "mfu": tok_s * fpt / (self.peak * self.world.size) if self.peak else None})
+                        "mfu": self._mfu(tok_s * fpt)})
         return out
 
 
