@@ -22,12 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from common import current_rss_mb, peak_rss_mb, sample_corpus, timed  # noqa: E402
 
+from slimpajama.core.minhash import MinHashConfig, _datasketch_minhash, fast_signatures, signatures  # noqa: E402
+from slimpajama.core.textnorm import clean_text  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
-from slimpajama.memory import peak_rss_mb as current_peak_rss_mb  # noqa: E402
-from slimpajama.memory import reset_peak_rss  # noqa: E402
-from slimpajama.minhash import MinHashConfig, _datasketch_minhash, fast_signatures, signatures  # noqa: E402
-from slimpajama.readers import discover, read_documents  # noqa: E402
-from slimpajama.textnorm import clean_text  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.io.documents import read_documents  # noqa: E402
+from slimpajama.pipelines.memory import peak_rss_mb as current_peak_rss_mb  # noqa: E402
+from slimpajama.pipelines.memory import reset_peak_rss  # noqa: E402
 
 
 def bench_signatures(target_mb: float = 1.5) -> dict:
@@ -84,11 +85,10 @@ def bench_lsh_memory(n_docs: int, shards: int, partition_bytes: int) -> dict:
 
 
 def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) -> dict:
+    from slimpajama.core.lsh import clusters, new_forest, union_edges  # noqa: F401  (compile before the baseline)
+    from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage, LshStage, lsh_partitions
     from slimpajama.pipelines.runner import ShardTask
-
-    from slimpajama.lsh import clusters, new_forest, union_edges  # noqa: F401  (compile before the baseline)
-    from slimpajama.readers import InputFile
 
     cfg = MinHashConfig()
     rows = make_signature_shards(root, n_docs, shards, cfg)
@@ -127,11 +127,11 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
 
 def bench_quality() -> dict:
     import pyarrow.parquet as pq
+
+    from slimpajama.core.quality import dedup_quality
     from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
     from slimpajama.pipelines.dedup import run_dedup
-
-    from slimpajama.quality import dedup_quality
-    from slimpajama.sample_corpus import GROUND_TRUTH_FILE
+    from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE
 
     raw = sample_corpus(2000, seed=0)  # what `make sample` writes
     truth = json.load(open(os.path.join(raw, GROUND_TRUTH_FILE)))

@@ -20,11 +20,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zstandard  # noqa: E402
 from common import CACHE  # noqa: E402
-from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
 
-from slimpajama.memory import peak_rss_mb  # noqa: E402
-from slimpajama.readers import discover  # noqa: E402
-from slimpajama.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.pipelines.memory import peak_rss_mb  # noqa: E402
+from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
+from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
 
 MB = 1e6
 # the schedule of BTLM: 2k rows from the first 75% of train tokens, 8k rows from the rest

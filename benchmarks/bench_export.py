@@ -16,10 +16,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CACHE, peak_rss_mb, sample_corpus  # noqa: E402
-from slimpajama.pipelines.export import run_export  # noqa: E402
-from slimpajama.pipelines.tokens import run_tokenize  # noqa: E402
 
 from slimpajama import outputs  # noqa: E402
+from slimpajama.pipelines.export import run_export  # noqa: E402
+from slimpajama.pipelines.tokens import run_tokenize  # noqa: E402
 
 MB = 1e6
 

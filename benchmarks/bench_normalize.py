@@ -21,9 +21,10 @@ import zstandard  # noqa: E402
 from common import CACHE, peak_rss_mb, sample_corpus  # noqa: E402
 
 from slimpajama.cli import _parse_size  # noqa: E402
+from slimpajama.core.textnorm import clean_text_reference, is_short, normalize_reference, normalize_text  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
-from slimpajama.readers import discover, read_documents  # noqa: E402
-from slimpajama.textnorm import clean_text_reference, is_short, normalize_reference, normalize_text  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.io.documents import read_documents  # noqa: E402
 
 
 def load_texts(docs: int) -> list[str]:

@@ -17,7 +17,8 @@ import zstandard  # noqa: E402
 from common import peak_rss_mb, sample_corpus, timed  # noqa: E402
 
 from slimpajama.errors import raise_on_bad  # noqa: E402
-from slimpajama.readers import discover, read_documents  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.io.documents import read_documents  # noqa: E402
 
 
 def uncompressed_bytes(files) -> int:

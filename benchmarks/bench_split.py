@@ -22,14 +22,15 @@ from dataclasses import replace
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import orjson  # noqa: E402
 from common import CACHE, sample_corpus  # noqa: E402
+
+from slimpajama.errors import raise_on_bad  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.io.documents import read_documents  # noqa: E402
+from slimpajama.io.spans import DEFAULT_TASK_BYTES  # noqa: E402
 from slimpajama.pipelines import NormalizeStage, ReadOptions, init_ray, run_stage  # noqa: E402
 from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
 from slimpajama.pipelines.split import split_tasks  # noqa: E402
-
-from slimpajama.errors import raise_on_bad  # noqa: E402
-from slimpajama.readers import discover, read_documents  # noqa: E402
-from slimpajama.sample_corpus import GROUND_TRUTH_FILE, RP1T_SUBSETS, generate_corpus, to_redpajama_1t  # noqa: E402
-from slimpajama.spans import DEFAULT_TASK_BYTES  # noqa: E402
+from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, RP1T_SUBSETS, generate_corpus, to_redpajama_1t  # noqa: E402
 
 GB = 1e9
 

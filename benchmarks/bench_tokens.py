@@ -16,10 +16,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from common import peak_rss_mb, sample_corpus  # noqa: E402
-from slimpajama.tokenize.encodings import get_encoding  # noqa: E402
 
 from slimpajama.errors import raise_on_bad  # noqa: E402
-from slimpajama.readers import discover, read_documents  # noqa: E402
+from slimpajama.io.discover import discover  # noqa: E402
+from slimpajama.io.documents import read_documents  # noqa: E402
+from slimpajama.tokenize.encodings import get_encoding  # noqa: E402
 
 CORES = os.cpu_count() or 1
 
@@ -66,10 +67,9 @@ def ours(docs: int) -> dict:
 
 def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> dict:
     """The same rows behind both; random row reads touching every token (a sum), best of 3."""
+    from slimpajama.io.writers import sha256_file
     from slimpajama.packers import ShardReader
     from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
-
-    from slimpajama.writers import sha256_file
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 50257, size=(rows, seq + 1), dtype=np.uint16)

@@ -44,6 +44,7 @@ def _sync(device):
 
 def bench_loss(method: str, tokens: int, dim: int, chunk: int, repeat: int = 3) -> dict:
     import torch.nn.functional as F
+
     from slimpajama.train_minimal.loss import loss_sum
 
     device = _device()
@@ -118,9 +119,8 @@ def bench_attention() -> dict:
 
 def synthetic_split(root: str, seq: int, rows: int, doc_len: int, seed: int = 0) -> str:
     """A packed split of random tokens in the shard format, documents of doc_len tokens (the last one cut)."""
+    from slimpajama.io.writers import sha256_file
     from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
-
-    from slimpajama.writers import sha256_file
 
     d = os.path.join(root, f"seq{seq}", "train")
     os.makedirs(d, exist_ok=True)

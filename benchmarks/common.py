@@ -26,7 +26,7 @@ def current_rss_mb() -> float:
 
 def sample_corpus(docs: int, seed: int = 1) -> str:
     """A generated sample corpus of `docs` documents, made once and reused across bench runs."""
-    from slimpajama.sample_corpus import GROUND_TRUTH_FILE, generate_corpus
+    from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, generate_corpus
 
     out = os.path.join(CACHE, f"sample-{docs}-{seed}")
     if not os.path.exists(os.path.join(out, GROUND_TRUTH_FILE)):

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
-from slimpajama.writers import atomic_path, sha256_file
+from slimpajama.io import storage
+from slimpajama.io.writers import atomic_path, sha256_file
 
 FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1

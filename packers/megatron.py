@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from slimpajama.writers import atomic_path
+from slimpajama.io.writers import atomic_path
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 3, np.dtype(np.int32): 4,

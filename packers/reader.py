@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from slimpajama import storage
+from slimpajama.io import storage
 
 from .format import read_index
 

@@ -6,7 +6,7 @@ handling on a GPU machine that may lack the corpus stages' packages (ftfy, datas
 
 import importlib
 
-_EXPORTS = {"DocumentStage": "docstage", "ReadOptions": "docstage", "file_tasks": "docstage",
+_EXPORTS = {"ReadOptions": "slimpajama.io.reading", "DocumentStage": "docstage", "file_tasks": "docstage",
             "NormalizeStage": "normalize", "ShardOutcome": "runner", "ShardTask": "runner", "StageReport": "runner",
             "init_ray": "runner", "run_stage": "runner"}
 
@@ -16,4 +16,5 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if "." in module else f".{module}", __name__), name)

@@ -26,10 +26,8 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from slimpajama import storage
-from slimpajama.errors import SlimPajamaError, raise_on_bad
-from slimpajama.ledger import Ledger
-from slimpajama.lsh import (
+from slimpajama.core.ledger import Ledger
+from slimpajama.core.lsh import (
     INDEX_DTYPE,
     MAX_DOCS,
     clusters,
@@ -39,13 +37,17 @@ from slimpajama.lsh import (
     partition_edges,
     union_edges,
 )
-from slimpajama.minhash import MinHashConfig, band_keys, has_shingles, signatures
-from slimpajama.paths import require_inputs
-from slimpajama.readers import discover, read_documents
-from slimpajama.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
+from slimpajama.core.minhash import MinHashConfig, band_keys, has_shingles, signatures
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.io import storage
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
+from slimpajama.io.paths import require_inputs
+from slimpajama.io.reading import ReadOptions
+from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
-from .docstage import DocumentStage, ReadOptions, file_tasks
+from .docstage import DocumentStage, file_tasks
 from .runner import ShardOutcome, ShardTask, StageReport, is_complete, load_run, run_key, run_stage, save_run
 
 DUPLICATE = "duplicate"

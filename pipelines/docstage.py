@@ -8,46 +8,23 @@ stage (identity transform) converts any corpus to parquet shards; normalize and 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
-from slimpajama import storage
+from slimpajama.core.ledger import Ledger, sizes_by_source
 from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
-from slimpajama.ledger import Ledger, sizes_by_source
-from slimpajama.readers import (
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_MAX_DOC_BYTES,
-    InputFile,
-    corpus_suffix,
-    read_documents,
-)
-from slimpajama.writers import ParquetShardWriter, atomic_path
+from slimpajama.io import storage
+from slimpajama.io.discover import InputFile, corpus_suffix
+from slimpajama.io.documents import read_documents
+from slimpajama.io.reading import ReadOptions
+from slimpajama.io.writers import ParquetShardWriter, atomic_path
 
 from .runner import STATE_DIR, ShardOutcome, ShardTask
 
 BAD_INPUT = "bad_input"
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    source: str | None = None  # source for files with no meta.redpajama_set_name and no source folder
-    batch_rows: int = DEFAULT_BATCH_ROWS
-    batch_bytes: int = DEFAULT_BATCH_BYTES
-    max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES
-    on_error: str = "skip"  # skip | fail
-    source_map: tuple[tuple[str, str], ...] = ()  # --source-map, over RedPajama-1T's names (sources.py)
-
-    def __post_init__(self):
-        if self.on_error not in ("skip", "fail"):
-            raise SlimPajamaError(f"--on-error must be skip or fail, not {self.on_error!r}")
-
-    def reader_kwargs(self) -> dict:
-        return dict(source=self.source, batch_rows=self.batch_rows, batch_bytes=self.batch_bytes,
-                    max_doc_bytes=self.max_doc_bytes, source_map=self.source_map)
 
 
 def strip_corpus_suffix(rel: str) -> str:

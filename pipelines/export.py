@@ -19,11 +19,11 @@ import re
 
 import numpy as np
 import pyarrow.parquet as pq
-from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
 
-from slimpajama import outputs, storage
 from slimpajama.errors import SlimPajamaError
-from slimpajama.writers import file_digest, write_bytes_atomic
+from slimpajama.io import outputs, storage
+from slimpajama.io.writers import file_digest, write_bytes_atomic
+from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
 
 from .runner import output_file, run_key
 from .tokens import SPLITS, split_of_key, token_cache

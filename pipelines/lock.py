@@ -12,9 +12,9 @@ import socket
 import sys
 import time
 
-from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
-from slimpajama.writers import run_id
+from slimpajama.io import storage
+from slimpajama.io.writers import run_id
 
 LOCK_FILE = "_lock"
 POLL_SECONDS = 1.0

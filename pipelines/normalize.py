@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ftfy
 
-from slimpajama.normalize import DEFAULT_MIN_CHARS, normalize_batch
+from slimpajama.core.normalize import DEFAULT_MIN_CHARS, normalize_batch
+from slimpajama.io.reading import ReadOptions
 
-from .docstage import DocumentStage, ReadOptions
+from .docstage import DocumentStage
 
 SHORT = "short"
 

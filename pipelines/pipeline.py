@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from slimpajama.core.minhash import MinHashConfig
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.io import storage
+from slimpajama.io.discover import discover_all
+from slimpajama.io.paths import DOCUMENTS, require_inputs
+from slimpajama.io.reading import ReadOptions
+from slimpajama.io.spans import DEFAULT_TASK_BYTES
 from slimpajama.tokenize.encodings import encoding_name
 
-from slimpajama import storage
-from slimpajama.minhash import MinHashConfig
-from slimpajama.paths import DOCUMENTS, require_inputs
-from slimpajama.readers import discover_all
-from slimpajama.release import ReleaseConfig
-from slimpajama.spans import DEFAULT_TASK_BYTES
-
 from .dedup import DEFAULT_PARTITION_BYTES, run_dedup
-from .docstage import ReadOptions
 from .normalize import NormalizeStage
 from .release import run_release
 from .runner import StageReport, run_stage

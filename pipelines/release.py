@@ -21,12 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from slimpajama import storage
-from slimpajama.errors import SlimPajamaError, raise_on_bad
-from slimpajama.ledger import Ledger, sizes_by_source
-from slimpajama.paths import require_inputs
-from slimpajama.readers import InputFile, discover, read_documents
-from slimpajama.release import (
+from slimpajama.core.ledger import Ledger, sizes_by_source
+from slimpajama.core.release import (
     SPLITS,
     ReleaseConfig,
     bucket_of,
@@ -36,7 +32,12 @@ from slimpajama.release import (
     split_of,
     text_digest,
 )
-from slimpajama.writers import (
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.io import storage
+from slimpajama.io.discover import InputFile, discover
+from slimpajama.io.documents import read_documents
+from slimpajama.io.paths import require_inputs
+from slimpajama.io.writers import (
     ReleaseChunkWriter,
     atomic_path,
     file_digest,

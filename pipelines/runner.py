@@ -30,13 +30,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from slimpajama import outputs, storage, writers
+from slimpajama.cli.progress import shard_progress
+from slimpajama.core.ledger import Ledger
 from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
-from slimpajama.ledger import Ledger
-from slimpajama.memory import peak_rss_mb, reset_peak_rss
-from slimpajama.progress import shard_progress
-from slimpajama.readers import InputFile
-from slimpajama.writers import atomic_path, file_digest, remove_stale_tmp, sha256_file, write_bytes_atomic
+from slimpajama.io import outputs, storage, writers
+from slimpajama.io.discover import InputFile
+from slimpajama.io.writers import atomic_path, file_digest, remove_stale_tmp, sha256_file, write_bytes_atomic
+from slimpajama.pipelines.memory import peak_rss_mb, reset_peak_rss
 
 from . import faults, lock
 from .interrupts import Terminated, install_sigterm_handler, ray_running, shutdown_ray  # noqa: F401

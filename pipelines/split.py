@@ -12,10 +12,10 @@ import itertools
 import json
 import sys
 
-from slimpajama import storage
-from slimpajama.readers import InputFile
-from slimpajama.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
-from slimpajama.writers import write_bytes_atomic
+from slimpajama.io import storage
+from slimpajama.io.discover import InputFile
+from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
+from slimpajama.io.writers import write_bytes_atomic
 
 from .docstage import file_tasks
 from .runner import STATE_DIR, ShardTask, init_ray, ray_task

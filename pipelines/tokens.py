@@ -15,20 +15,28 @@ import os
 
 import numpy as np
 import pyarrow as pa
+
+from slimpajama.core.ledger import Ledger
+from slimpajama.errors import SlimPajamaError
+from slimpajama.io import outputs, storage
+from slimpajama.io.discover import discover_all
+from slimpajama.io.documents import read_documents
+from slimpajama.io.paths import DOCUMENTS, require, require_inputs
+from slimpajama.io.reading import ReadOptions
+from slimpajama.io.spans import DEFAULT_TASK_BYTES
+from slimpajama.io.writers import (
+    ParquetShardWriter,
+    atomic_path,
+    file_digest,
+    sha256_file,
+    write_bytes_atomic,
+)
 from slimpajama.packers.format import FORMAT, FORMAT_VERSION, INDEX_FILE, write_rows
 from slimpajama.packers.pack import TokenStream, bestfit_plan, concat_cut_docs, concat_plan, row_order
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
 
-from slimpajama import outputs, storage
-from slimpajama.errors import SlimPajamaError
-from slimpajama.ledger import Ledger
-from slimpajama.paths import DOCUMENTS, require, require_inputs
-from slimpajama.readers import discover_all, read_documents
-from slimpajama.spans import DEFAULT_TASK_BYTES
-from slimpajama.writers import ParquetShardWriter, atomic_path, file_digest, sha256_file, write_bytes_atomic
-
-from .docstage import ReadOptions, _ErrorLog
+from .docstage import _ErrorLog
 from .runner import STATE_DIR, ShardOutcome, ShardTask, StageReport, output_file, run_stage
 
 SPLITS = ("train", "validation", "test")

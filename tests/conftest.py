@@ -15,6 +15,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 def ray_session():
     """One local Ray for the whole test session (2 CPUs, like this machine)."""
     import ray
+
     from slimpajama.pipelines import init_ray
 
     init_ray(workers=2)
@@ -25,7 +26,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def sample_corpus(tmp_path_factory):
     """A small generated corpus with ground truth, shared read-only by the tests."""
-    from slimpajama.sample_corpus import generate_corpus
+    from slimpajama.tools.sample_corpus import generate_corpus
 
     out = tmp_path_factory.mktemp("sample") / "raw"
     truth = generate_corpus(str(out), seed=7, docs=600)
@@ -36,7 +37,7 @@ def sample_corpus(tmp_path_factory):
 def pipeline_corpus(sample_corpus, tmp_path_factory):
     """The sample corpus in RedPajama-Data-1T's layout (book/book.jsonl, wikipedia/wiki.jsonl, ... plain files that
     the pipeline tests split into parts, red_pajama_subset rows), shared read-only."""
-    from slimpajama.sample_corpus import to_redpajama_1t
+    from slimpajama.tools.sample_corpus import to_redpajama_1t
 
     raw, _ = sample_corpus
     out = tmp_path_factory.mktemp("rp1t") / "raw"

@@ -11,11 +11,10 @@ import subprocess
 import sys
 from dataclasses import replace
 
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.io import storage
 from slimpajama.pipelines import ReadOptions
 from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers
-
-from slimpajama import storage
-from slimpajama.release import ReleaseConfig
 
 SEQ = 64
 TASK_BYTES = 100_000  # the corpus's big plain .jsonl files (book, wikipedia, c4, ...) are read in several parts

@@ -22,8 +22,9 @@ from rich.console import Console
 
 from slimpajama.cli import _print_report, _print_stats, main
 from slimpajama.errors import raise_on_bad
-from slimpajama.paths import what_is
-from slimpajama.readers import discover, read_documents
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
+from slimpajama.io.paths import what_is
 
 
 def one_line_error(args, expect: str, fresh: bool = False) -> str:
@@ -116,9 +117,8 @@ def test_each_stage_reads_the_output_of_the_one_before(data, tmp_path):
     finally:
         shutil.rmtree(data / "tokens" / "other")
     # release takes dedup's --out itself (its shards/), and gives the bytes of the dedup/shards path
+    from slimpajama.core.release import ReleaseConfig
     from slimpajama.pipelines.release import run_release
-
-    from slimpajama.release import ReleaseConfig
 
     cfg = ReleaseConfig(holdout=0.05, docs_per_file=100)
     a = run_release(str(data / "work" / "dedup"), str(tmp_path / "a"), cfg, progress=False)
@@ -142,15 +142,14 @@ def test_stats_says_what_it_sees(data, tmp_path):
 
 
 def test_tables_show_source_names_whole_at_80_columns(data):
+    from slimpajama.core.ledger import Ledger
     from slimpajama.pipelines.runner import StageReport
-
-    from slimpajama.ledger import Ledger
 
     led = json.loads((data / "work" / "dedup" / "ledger.json").read_text())
     report = StageReport("dedup", str(data / "work" / "dedup"), Ledger.from_dict(led), 7, 0, 0, 1.0)
     console = Console(width=80, record=True, file=io.StringIO())
     _print_report(report, False, console)
-    from slimpajama.stats import compute
+    from slimpajama.tools.stats import compute
 
     _print_stats(compute(str(data)), console)
     text = console.export_text()
@@ -169,7 +168,7 @@ def test_ray_starts_quietly(tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, monkeypatch):
-    import slimpajama.sample_corpus as sc
+    import slimpajama.tools.sample_corpus as sc
 
     def boom(*a, **k):
         raise RuntimeError("something broke\nsecond line")
@@ -253,8 +252,9 @@ def test_an_existing_path_with_brackets_is_a_path_not_a_glob(tmp_path):
 
 
 def test_out_of_gpu_memory_in_train_is_one_line(data, monkeypatch):
-    import slimpajama.train_minimal.train as train
     import torch
+
+    import slimpajama.train_minimal.train as train
 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")

@@ -8,12 +8,9 @@ import pytest
 from conftest import ARXIV_SAMPLE, CC_SAMPLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
-from slimpajama.pipelines.dedup import run_dedup
 
-from slimpajama.errors import raise_on_bad
-from slimpajama.lsh import clusters, clusters_reference, new_forest, partition_edges, union_edges
-from slimpajama.minhash import (
+from slimpajama.core.lsh import clusters, clusters_reference, new_forest, partition_edges, union_edges
+from slimpajama.core.minhash import (
     MinHashConfig,
     _datasketch_minhash,
     band_keys,
@@ -21,9 +18,13 @@ from slimpajama.minhash import (
     fast_signatures_numpy,
     signatures,
 )
-from slimpajama.quality import dedup_quality
-from slimpajama.readers import discover, read_documents
-from slimpajama.textnorm import clean_text
+from slimpajama.core.quality import dedup_quality
+from slimpajama.core.textnorm import clean_text
+from slimpajama.errors import raise_on_bad
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
+from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+from slimpajama.pipelines.dedup import run_dedup
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from click.testing import CliRunner
+
+from slimpajama.cli import main
+from slimpajama.io import outputs
 from slimpajama.packers.megatron import MegatronWriter
 from slimpajama.pipelines.export import run_export
-
-from slimpajama import outputs
-from slimpajama.cli import main
 
 with warnings.catch_warnings():  # megatron-core warns that Transformer Engine and Apex are not installed
     warnings.simplefilter("ignore")

@@ -13,7 +13,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from slimpajama.readers import discover, read_documents
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
 
 SUFFIXES = [".jsonl", ".jsonl.zst", ".jsonl.gz", ".parquet"]
 REASONS = {"malformed_json", "invalid_utf8", "invalid_text", "not_object", "missing_text", "non_string_text",

@@ -1,4 +1,4 @@
-"""The one-namespace layout: `tokenize/` must never shadow the standard library (DESIGN.md)."""
+"""The one-namespace layout: `tokenize/` must never shadow the standard library (docs/DESIGN.md)."""
 
 import pathlib
 import shutil
@@ -15,7 +15,8 @@ CHECK = (
     "assert pathlib.Path(tokenize.__file__).resolve().parent == stdlib, tokenize.__file__\n"
     "assert hasattr(tokenize, 'generate_tokens') and inspect.getsource(inspect.ismodule)\n"
     "import slimpajama.tokenize.encodings as enc, slimpajama.pipelines, slimpajama.packers\n"
-    "import slimpajama.train_minimal, slimpajama.readers\n"
+    "import slimpajama.train_minimal, slimpajama.cli, slimpajama.core.schema, slimpajama.io.discover\n"
+    "import slimpajama.tools.stats\n"
     "assert enc.GPT2_EOS_ID == 50256\n"
     "print(pathlib.Path(enc.__file__).resolve())\n"
 )
@@ -42,6 +43,8 @@ def test_stdlib_tokenize_wins_with_built_wheel(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "slimpajama/tokenize/encodings.py" in names
     assert "slimpajama/pipelines/runner.py" in names
+    for sub in ("cli", "core", "io", "tools"):  # the regular subpackages of the namespace
+        assert f"slimpajama/{sub}/__init__.py" in names
     assert not any(n.startswith("tokenize/") for n in names)
     assert "slimpajama/__init__.py" not in names and "slimpajama/tokenize/__init__.py" not in names
 

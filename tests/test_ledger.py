@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from slimpajama.ledger import Ledger, LedgerImbalance, sizes_by_source
+from slimpajama.core.ledger import Ledger, LedgerImbalance, sizes_by_source
 
 
 def test_sizes_by_source_counts_utf8_bytes():

@@ -9,20 +9,21 @@ import pytest
 from conftest import ARXIV_SAMPLE, CC_SAMPLE
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 
-import slimpajama.textnorm as tn
-from slimpajama.errors import raise_on_bad
-from slimpajama.normalize import normalize_batch
-from slimpajama.readers import discover, iter_documents
-from slimpajama.schema import DOC_SCHEMA
-from slimpajama.textnorm import (
+import slimpajama.core.textnorm as tn
+from slimpajama.core.normalize import normalize_batch
+from slimpajama.core.schema import DOC_SCHEMA
+from slimpajama.core.textnorm import (
     clean_text,
     clean_text_reference,
     is_short,
     normalize_reference,
     normalize_text,
 )
+from slimpajama.errors import raise_on_bad
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import iter_documents
+from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 
 
 def texts_of(path, **kw):

@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow.fs as pafs
 import pytest
 from pipeline_helpers import SEQ, free_port, ledgers_balance, pipeline, product
-from slimpajama.packers import ShardReader
 
-from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
-from slimpajama.readers import discover
-from slimpajama.writers import atomic_path, write_bytes_atomic
+from slimpajama.io import storage
+from slimpajama.io.discover import discover
+from slimpajama.io.writers import atomic_path, write_bytes_atomic
+from slimpajama.packers import ShardReader
 
 BUCKET = "slimpajama-test"
 

@@ -10,9 +10,10 @@ import pytest
 import zstandard
 from conftest import ARXIV_SAMPLE, CC_SAMPLE
 
+from slimpajama.core.schema import DOC_SCHEMA
 from slimpajama.errors import BadInputError, raise_on_bad
-from slimpajama.readers import discover, iter_documents, read_documents
-from slimpajama.schema import DOC_SCHEMA
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import iter_documents, read_documents
 
 
 def collect(inputs, **kw):

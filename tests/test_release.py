@@ -9,13 +9,14 @@ import orjson
 import pyarrow as pa
 import pytest
 import zstandard
+
+from slimpajama.core.release import ReleaseConfig, parse_weights, split_of
+from slimpajama.core.schema import DOC_SCHEMA
+from slimpajama.errors import raise_on_bad
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import iter_documents
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.release import run_release
-
-from slimpajama.errors import raise_on_bad
-from slimpajama.readers import discover, iter_documents
-from slimpajama.release import ReleaseConfig, parse_weights, split_of
-from slimpajama.schema import DOC_SCHEMA
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,14 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from pipeline_helpers import product
+
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.errors import BadInputError
+from slimpajama.io.discover import discover, discover_all
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.dedup import run_dedup
 from slimpajama.pipelines.release import run_release
 from slimpajama.pipelines.tokens import run_shards, run_tokenize
-
-from slimpajama.errors import BadInputError
-from slimpajama.readers import discover, discover_all
-from slimpajama.release import ReleaseConfig
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
@@ -70,7 +70,7 @@ def files_under(d) -> set[str]:
 
 def read_texts(directory) -> list[str]:
     from slimpajama.errors import raise_on_bad
-    from slimpajama.readers import read_documents
+    from slimpajama.io.documents import read_documents
 
     return [t for f in discover(str(directory)) for b in read_documents(f, raise_on_bad)
             for t in b.column("text").to_pylist()]
@@ -194,7 +194,7 @@ def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_ses
 
 
 def test_3_sample_rerun_with_fewer_docs_removes_the_earlier_files(tmp_path):
-    from slimpajama.sample_corpus import generate_corpus
+    from slimpajama.tools.sample_corpus import generate_corpus
 
     generate_corpus(str(tmp_path), seed=1, docs=1200)
     truth = generate_corpus(str(tmp_path), seed=1, docs=300)
@@ -319,7 +319,7 @@ def test_10_sibling_dedups_have_private_signatures(tmp_path, ray_session):
 
 
 def test_10_startup_cleanup_removes_only_dead_runs_temporary_files(tmp_path, ray_session):
-    from slimpajama import writers
+    from slimpajama.io import writers
 
     raw, out = tmp_path / "raw", tmp_path / "n"
     write_jsonl(raw / "A" / "a.jsonl", [text(1)])

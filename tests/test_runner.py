@@ -11,10 +11,10 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from slimpajama.pipelines import DocumentStage, ReadOptions, file_tasks, run_stage
 
 from slimpajama.errors import BadInputError
-from slimpajama.readers import discover
+from slimpajama.io.discover import discover
+from slimpajama.pipelines import DocumentStage, ReadOptions, file_tasks, run_stage
 
 
 def outputs(out_dir):

@@ -7,11 +7,12 @@ import ftfy
 import pyarrow as pa
 from conftest import REPO
 
+from slimpajama.core.schema import DOC_SCHEMA, REDPAJAMA_SOURCES
+from slimpajama.core.textnorm import char_shingles, clean_text, jaccard
 from slimpajama.errors import raise_on_bad
-from slimpajama.readers import discover, iter_documents
-from slimpajama.sample_corpus import GROUND_TRUTH_FILE, NEAR_LEVELS, dedup_view, generate_corpus
-from slimpajama.schema import DOC_SCHEMA, REDPAJAMA_SOURCES
-from slimpajama.textnorm import char_shingles, clean_text, jaccard
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import iter_documents
+from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, NEAR_LEVELS, dedup_view, generate_corpus
 
 
 def docs_by_id(raw):

@@ -15,15 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from pipeline_helpers import CONFIG, product
+
+from slimpajama.core.schema import REDPAJAMA_SOURCES
+from slimpajama.errors import BadInputError, raise_on_bad
+from slimpajama.io.discover import discover, discover_all
+from slimpajama.io.documents import read_documents
+from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts
 from slimpajama.pipelines import NormalizeStage, ReadOptions, run_stage
 from slimpajama.pipelines.pipeline import run_pipeline
 from slimpajama.pipelines.split import split_tasks
-
-from slimpajama.errors import BadInputError, raise_on_bad
-from slimpajama.readers import discover, discover_all, read_documents
-from slimpajama.sample_corpus import RP1T_SUBSETS, generate_corpus
-from slimpajama.schema import REDPAJAMA_SOURCES
-from slimpajama.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts
+from slimpajama.tools.sample_corpus import RP1T_SUBSETS, generate_corpus
 
 
 def rows(files, **kw) -> list[tuple]:
@@ -176,6 +177,6 @@ def test_the_redpajama_1t_layout_releases_slimpajama_names(clean_pipeline, pipel
     assert names == set(REDPAJAMA_SOURCES)
     parts = [m for m in os.listdir(data / "work" / "normalized" / "wikipedia") if ".part-" in m]
     assert len(parts) > 1  # the big files were read in parts
-    from slimpajama.stats import compute
+    from slimpajama.tools.stats import compute
 
     assert set(compute(str(raw))["corpus"]["sources"]) == set(REDPAJAMA_SOURCES)

@@ -7,15 +7,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+
+from slimpajama.cli import main
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.dedup import run_dedup
 from slimpajama.pipelines.release import run_release
 from slimpajama.pipelines.tokens import run_shards, run_tokenize
-
-from slimpajama.cli import main
-from slimpajama.readers import discover
-from slimpajama.release import ReleaseConfig
-from slimpajama.stats import STATS_KEYS, cluster_stats, compute, corpus_stats, pipeline_stats
+from slimpajama.tools.stats import STATS_KEYS, cluster_stats, compute, corpus_stats, pipeline_stats
 
 
 def write_jsonl(path, rows):

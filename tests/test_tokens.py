@@ -6,6 +6,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from torch.utils.data import DataLoader
+
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
 from slimpajama.packers import PackedDataset, ShardReader, verify
 from slimpajama.packers.pack import row_order
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
@@ -14,11 +20,6 @@ from slimpajama.pipelines.tokens import run_shards, run_tokenize
 from slimpajama.tokenize import encodings
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import get_encoding
-from torch.utils.data import DataLoader
-
-from slimpajama.errors import SlimPajamaError, raise_on_bad
-from slimpajama.readers import discover, read_documents
-from slimpajama.release import ReleaseConfig
 
 SEQ = 64
 BF_SEQ = 1024  # most sample documents fit a row: what bestfit is for

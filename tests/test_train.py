@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from slimpajama.core.release import ReleaseConfig
+from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.release import run_release
 from slimpajama.pipelines.tokens import run_shards, run_tokenize
 from slimpajama.train_minimal.attention import alibi_factor, alibi_slopes, attention_bias
 from slimpajama.train_minimal.model import BTLM, BTLMConfig, count_parameters, doc_ids_from_lens, preset
 from slimpajama.train_minimal.train import FINAL_LR_FRACTION, TrainConfig, Trainer, lr_at, unigram_entropy
-
-from slimpajama.readers import discover
-from slimpajama.release import ReleaseConfig
 
 
 def test_btlm_3b_has_its_real_size_on_the_meta_device():
@@ -151,9 +151,8 @@ def test_resume_continues_with_the_same_losses(shards, tmp_path):
 def test_unigram_entropy_by_hand(tmp_path):
     import json
 
+    from slimpajama.io.writers import sha256_file
     from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
-
-    from slimpajama.writers import sha256_file
 
     rows = np.array([[0, 1, 1, 2], [0, 2, 2, 2]], dtype=np.uint16)  # labels (row[1:]): 1 1 2 2 2 2
     write_rows(str(tmp_path / "part-00000.arrow"), rows, [np.array([4], np.int32)] * 2, np.zeros(2, np.int32))

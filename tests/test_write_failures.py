@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+
+from slimpajama.errors import SlimPajamaError
+from slimpajama.io import writers
+from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks
 from slimpajama.pipelines.runner import execute_shard, is_complete
-
-from slimpajama import writers
-from slimpajama.errors import SlimPajamaError
-from slimpajama.readers import discover
 
 
 def cli(*args):

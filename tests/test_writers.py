@@ -9,10 +9,11 @@ import pytest
 import zstandard
 from conftest import ARXIV_SAMPLE, CC_SAMPLE
 
+from slimpajama.core.schema import DOC_SCHEMA
 from slimpajama.errors import raise_on_bad
-from slimpajama.readers import discover, iter_documents
-from slimpajama.schema import DOC_SCHEMA
-from slimpajama.writers import TMP_PREFIX, ParquetShardWriter, ReleaseChunkWriter, remove_stale_tmp
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import iter_documents
+from slimpajama.io.writers import TMP_PREFIX, ParquetShardWriter, ReleaseChunkWriter, remove_stale_tmp
 
 
 def read_all(path, **kw):
@@ -35,7 +36,7 @@ def test_parquet_round_trip_real_data(tmp_path, sample):
 
 
 def test_row_groups_are_bounded_by_rows_and_text_bytes(tmp_path, monkeypatch):
-    import slimpajama.writers as writers
+    import slimpajama.io.writers as writers
 
     monkeypatch.setattr(writers, "GROUP_ROWS", 10)
     monkeypatch.setattr(writers, "GROUP_TEXT_BYTES", 100)

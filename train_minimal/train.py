@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from slimpajama.packers import PackedDataset, ShardReader
-from slimpajama.packers.pack import row_order
 from torch.utils.data import DataLoader
 
-from slimpajama import storage
 from slimpajama.errors import SlimPajamaError
+from slimpajama.io import storage
+from slimpajama.packers import PackedDataset, ShardReader
+from slimpajama.packers.pack import row_order
 
 from . import distributed
 from .attention import resolve_backend

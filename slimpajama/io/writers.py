@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import storage
-from .schema import DOC_SCHEMA
+from slimpajama.core.schema import DOC_SCHEMA
+from slimpajama.io import storage
 
 TMP_PREFIX = ".tmp-"
 RELEASE_ZSTD_LEVEL = 3

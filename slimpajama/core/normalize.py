@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .textnorm import is_short, normalize_text
+from slimpajama.core.textnorm import is_short, normalize_text
 
 DEFAULT_MIN_CHARS = 200  # SlimPajama's low-length filter, on the cleaned view
 

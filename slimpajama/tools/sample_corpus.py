@@ -35,9 +35,9 @@ import ftfy
 import orjson
 import zstandard
 
-from .schema import REDPAJAMA_SOURCES
-from .textnorm import char_shingles, clean_text, jaccard
-from .writers import ReleaseChunkWriter, write_bytes_atomic
+from slimpajama.core.schema import REDPAJAMA_SOURCES
+from slimpajama.core.textnorm import char_shingles, clean_text, jaccard
+from slimpajama.io.writers import ReleaseChunkWriter, write_bytes_atomic
 
 GROUND_TRUTH_FILE = "_ground_truth.json"
 NEAR_LEVELS = (0.95, 0.9, 0.85, 0.7, 0.5)
@@ -441,8 +441,9 @@ def to_redpajama_1t(src: str, out: str) -> dict:
     its folder and file names (book, wikipedia and stackexchange one plain .jsonl each; common_crawl .jsonl.zst)
     and its rows `{"text", "meta": {...}, "red_pajama_subset"}` without `meta.redpajama_set_name`. The ground
     truth is rewritten with the new doc ids. Returns it."""
-    from .errors import raise_on_bad
-    from .readers import discover, read_documents
+    from slimpajama.errors import raise_on_bad
+    from slimpajama.io.discover import discover
+    from slimpajama.io.documents import read_documents
 
     with open(os.path.join(src, GROUND_TRUTH_FILE), "rb") as f:
         truth = json.load(f)

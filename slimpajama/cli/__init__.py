@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .errors import SlimPajamaError
+from slimpajama.errors import SlimPajamaError
 
 MiB = 1 << 20
 
@@ -91,9 +91,8 @@ def read_options(f):
 
 
 def _read_opts(source, on_error, max_doc_bytes, source_map=None):
+    from slimpajama.core.sources import parse_source_map
     from slimpajama.pipelines import ReadOptions
-
-    from .sources import parse_source_map
 
     return ReadOptions(source=source, on_error=on_error, max_doc_bytes=max_doc_bytes,
                        source_map=parse_source_map(source_map))
@@ -101,11 +100,10 @@ def _read_opts(source, on_error, max_doc_bytes, source_map=None):
 
 def _run_per_file(stage, inputs, out, verify_inputs, task_bytes, workers, ray_address, quiet, as_json) -> None:
     """A document stage over every input file (one shard each, or one per part of a big file), then its summary."""
+    from slimpajama.io.discover import discover_all
+    from slimpajama.io.paths import DOCUMENTS, require_inputs
     from slimpajama.pipelines import run_stage
     from slimpajama.pipelines.split import split_tasks
-
-    from .paths import DOCUMENTS, require_inputs
-    from .readers import discover_all
 
     require_inputs(inputs, DOCUMENTS, stage.name)
     found = discover_all(list(inputs), out=out, verify=verify_inputs)
@@ -228,8 +226,8 @@ def sample(out, seed, docs, nbytes, workers, layout):
     import contextlib
     import tempfile
 
-    from .progress import counter_progress
-    from .sample_corpus import GROUND_TRUTH_FILE, generate_corpus, to_redpajama_1t
+    from slimpajama.cli.progress import counter_progress
+    from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, generate_corpus, to_redpajama_1t
 
     os.makedirs(out, exist_ok=True)
     with counter_progress("sample", "files") as tick, contextlib.ExitStack() as stack:
@@ -306,9 +304,8 @@ def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, has
           workers, ray_address, quiet, as_json):
     """Global near-duplicate removal with MinHash LSH over normalized parquet shards (within and across sources);
     one document per duplicate cluster is kept: the first in corpus order (shards by path, then row)."""
+    from slimpajama.core.minhash import MinHashConfig
     from slimpajama.pipelines.dedup import run_dedup
-
-    from .minhash import MinHashConfig
 
     common = dict(ngram=ngram, hash=hash_mode)
     try:
@@ -347,9 +344,8 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
             as_json):
     """Shuffle the deduplicated shards into SlimPajama's layout with a decontaminated holdout: train documents
     whose text equals a validation or test document's (SHA-256) are dropped."""
+    from slimpajama.core.release import ReleaseConfig, parse_weights
     from slimpajama.pipelines.release import run_release
-
-    from .release import ReleaseConfig, parse_weights
 
     try:
         cfg = ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights), chunks=chunks,
@@ -383,9 +379,8 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     from dataclasses import replace
 
+    from slimpajama.core.release import ReleaseConfig
     from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
-
-    from .release import ReleaseConfig
 
     if ranges and len(ranges) != len(seqs):
         raise SlimPajamaError("give one --range per --seq")
@@ -508,9 +503,8 @@ def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, encodin
 def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, as_json):
     """Export a token cache (or a release, tokenized first) for other trainers: each document one sequence, EOS
     included; streamed, atomic, with a summary and SHA-256s in PREFIX.json."""
+    from slimpajama.io.paths import DOCUMENTS, what_is
     from slimpajama.pipelines.export import run_export
-
-    from .paths import DOCUMENTS, what_is
 
     if what_is(path).kind in DOCUMENTS:
         from slimpajama.pipelines.tokens import run_tokenize
@@ -537,10 +531,9 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, a
 def verify_cmd(directories):
     """Check a packed shard directory (or a seq<N> folder holding split directories): every file's SHA-256,
     row count and width against index.json. Fails naming the first bad file."""
+    from slimpajama.io.paths import packed_splits
     from slimpajama.packers.format import verify
     from slimpajama.pipelines.tokens import rebuild_command
-
-    from .paths import packed_splits
 
     for d in directories:
         for t in packed_splits(d, "verify"):
@@ -571,7 +564,7 @@ def _pct(x) -> str:
 def _print_stats(st: dict, console=None) -> None:
     from rich.console import Console
 
-    from .paths import what_is
+    from slimpajama.io.paths import what_is
 
     if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards")):
         click.echo(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
@@ -641,12 +634,12 @@ def _print_stats(st: dict, console=None) -> None:
 @_fail_cleanly
 def stats(path, as_json, plot_dir, write_json, sample):
     """Figures for PATH: a raw corpus, a stage output (ledger.json), a release, packed shards, or a data/ tree."""
-    from .stats import compute
+    from slimpajama.tools.stats import compute
 
     st = compute(path, sample)
     text = json.dumps(st, indent=2, sort_keys=True)
     if write_json:
-        from .writers import write_bytes_atomic
+        from slimpajama.io.writers import write_bytes_atomic
 
         write_bytes_atomic(write_json, text.encode())
     if as_json:
@@ -654,8 +647,8 @@ def stats(path, as_json, plot_dir, write_json, sample):
     else:
         _print_stats(st)
     if plot_dir:
-        from .paths import what_is
-        from .plots import write_plots
+        from slimpajama.io.paths import what_is
+        from slimpajama.tools.plots import write_plots
 
         written = write_plots(st, plot_dir)
         for p in written:
@@ -707,9 +700,8 @@ def train(stage1, stage2, validation, out, preset, steps, tokens_per_step, micro
     """Train the bundled BTLM-style model (ALiBi, SwiGLU, muP) on packed shards, BTLM's two-stage context schedule;
     writes metrics.json, loss.png and per_position_loss.png to the run folder. Several GPUs:
     `torchrun --nproc-per-node N -m slimpajama.train_minimal ...` (the same options)."""
+    from slimpajama.io.paths import require, train_split
     from slimpajama.train_minimal.train import TrainConfig, run
-
-    from .paths import require, train_split
 
     stage1 = train_split(stage1)  # a packed set (seq2048-0-0.75) or its train split
     stage2 = train_split(stage2) if stage2 else None

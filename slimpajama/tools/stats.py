@@ -15,9 +15,10 @@ import random
 import numpy as np
 import pyarrow.compute as pc
 
-from .errors import BadRecord, SlimPajamaError
-from .paths import packed_splits, what_is
-from .readers import discover, read_documents
+from slimpajama.errors import BadRecord, SlimPajamaError
+from slimpajama.io.discover import discover
+from slimpajama.io.documents import read_documents
+from slimpajama.io.paths import packed_splits, what_is
 
 STATS_VERSION = 1
 STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards")

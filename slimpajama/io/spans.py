@@ -6,7 +6,7 @@ stackexchange in one 74-111 GB file each: one task per file would make that file
     parallel) so doc ids and bad-input line numbers stay those of the whole file;
   * parquet: runs of whole row groups of about `task_bytes` (uncompressed); row numbers from the footer;
   * compressed streams (`.zst`, `.gz`, ...) cannot be entered in the middle: one task reads the whole file.
-A part is an `InputFile` with a `span` (see readers.py). Where the cuts fall never changes what is read, only who
+A part is an `InputFile` with a `span` (see discover.py). Where the cuts fall never changes what is read, only who
 reads it.
 """
 
@@ -16,8 +16,8 @@ import dataclasses
 import itertools
 import math
 
-from . import storage
-from .readers import InputFile
+from slimpajama.io import storage
+from slimpajama.io.discover import InputFile
 
 DEFAULT_TASK_BYTES = 512 << 20
 _SCAN = 1 << 16

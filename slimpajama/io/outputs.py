@@ -15,7 +15,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from . import storage
+from slimpajama.io import storage
 
 OUTPUTS_FILE = "_outputs.json"
 
@@ -68,7 +68,7 @@ def find(path: str) -> Manifest | None:
 
 
 def write(directory: str, stage: str, fingerprint: dict, files: list[dict], documents_root: str | None) -> None:
-    from .writers import write_bytes_atomic
+    from slimpajama.io.writers import write_bytes_atomic
 
     data = {"stage": stage, "fingerprint": fingerprint, "documents_root": documents_root, "files": files}
     write_bytes_atomic(storage.join(directory, OUTPUTS_FILE), json.dumps(data, indent=1, sort_keys=True).encode())

@@ -25,7 +25,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from .errors import SlimPajamaError
+from slimpajama.errors import SlimPajamaError
 
 CACHE_ENV = "SLIMPAJAMA_CACHE_DIR"  # node-local disk for downloads and staged uploads
 # The driver's object-store settings, forwarded to every Ray task (a cluster node may have none of its own).

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from . import outputs, storage
-from .errors import SlimPajamaError
+from slimpajama.errors import SlimPajamaError
+from slimpajama.io import outputs, storage
 
 # what each kind is called in messages, and the command that makes it
 DESCRIPTIONS = {

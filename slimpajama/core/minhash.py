@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
-from .textnorm import clean_text
+from slimpajama.core.textnorm import clean_text
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _POLY = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so the rolling polynomial is invertible mod 2^64

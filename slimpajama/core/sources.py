@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from .errors import SlimPajamaError
+from slimpajama.errors import SlimPajamaError
 
 # RedPajama-Data-1T: folders arxiv/ book/ c4/ common_crawl/<dump>/ github/ stackexchange/ wikipedia/, and the
 # values of its rows' red_pajama_subset (which says "books" where the folder says "book").

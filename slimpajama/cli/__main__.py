@@ -1,0 +1,5 @@
+"""`python -m slimpajama.cli`: the `slimpajama` command."""
+
+from slimpajama.cli import main
+
+main()
