@@ -88,7 +88,7 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
     from slimpajama.core.lsh import clusters, new_forest, union_edges  # noqa: F401  (compile before the baseline)
     from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage, LshStage, lsh_partitions
-    from slimpajama.pipelines.runner import ShardTask
+    from slimpajama.pipelines.stage import ShardTask
 
     cfg = MinHashConfig()
     rows = make_signature_shards(root, n_docs, shards, cfg)
@@ -100,8 +100,8 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
     gc.collect()
     offsets = [0, *np.cumsum(rows).tolist()]
     parts = lsh_partitions(n_docs, partition_bytes)
-    files = tuple(InputFile(os.path.join(root, f"s{i:04d}{s}"), f"s{i:04d}{s}", 0)
-                  for i in range(shards) for s in (".sig.npy", ".bands.npy", ".valid.npy"))
+    files = {name: tuple(InputFile(os.path.join(root, f"s{i:04d}{s}"), f"s{i:04d}{s}", 0) for i in range(shards))
+             for name, s in (("signatures", ".sig.npy"), ("bands", ".bands.npy"), ("valid", ".valid.npy"))}
     baseline = current_rss_mb()
     reset_peak_rss()
     t0 = time.perf_counter()

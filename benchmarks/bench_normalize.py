@@ -20,7 +20,7 @@ import orjson  # noqa: E402
 import zstandard  # noqa: E402
 from common import CACHE, peak_rss_mb, sample_corpus  # noqa: E402
 
-from slimpajama.cli import _parse_size  # noqa: E402
+from slimpajama.cli.options import parse_size  # noqa: E402
 from slimpajama.core.textnorm import clean_text_reference, is_short, normalize_reference, normalize_text  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
 from slimpajama.io.discover import discover  # noqa: E402
@@ -101,7 +101,7 @@ def main():
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--memory", default=None, help="input size for the memory run, e.g. 1GB")
     args = ap.parse_args()
-    result = memory(_parse_size(args.memory)) if args.memory else throughput(args.method, args.docs)
+    result = memory(parse_size(args.memory)) if args.memory else throughput(args.method, args.docs)
     print(json.dumps(result))
 
 

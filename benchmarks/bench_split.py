@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import orjson  # noqa: E402
 from common import CACHE, sample_corpus  # noqa: E402
 
+from slimpajama.core import defaults  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
 from slimpajama.io.discover import discover  # noqa: E402
 from slimpajama.io.documents import read_documents  # noqa: E402
-from slimpajama.io.spans import DEFAULT_TASK_BYTES  # noqa: E402
 from slimpajama.pipelines import NormalizeStage, ReadOptions, init_ray, run_stage  # noqa: E402
 from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
 from slimpajama.pipelines.split import split_tasks  # noqa: E402
@@ -91,7 +91,7 @@ def bench_single(gb: float) -> dict:
     init_ray()
     normalize_once(sample_corpus(2000), os.path.join(CACHE, "warmup"), 0)  # Ray workers started and imported
     one = normalize_once(raw, os.path.join(CACHE, "split-0"), 0)
-    split = normalize_once(raw, os.path.join(CACHE, "split-default"), DEFAULT_TASK_BYTES)
+    split = normalize_once(raw, os.path.join(CACHE, "split-default"), defaults.TASK_BYTES)
     for d in ("warmup", "split-0", "split-default"):
         shutil.rmtree(os.path.join(CACHE, d), ignore_errors=True)
     return {"file_gb": round(os.path.getsize(os.path.join(raw, "wikipedia", "wiki.jsonl")) / GB, 2),
@@ -117,7 +117,7 @@ def bench_rp(gb: float, small: int) -> dict:
     out = {"corpus_gb": round(sum(sizes.values()) / GB, 2), "largest_file": max(sizes, key=sizes.get),
            "largest_file_share": round(max(sizes.values()) / sum(sizes.values()), 3), "runs": {}}
     digests = set()
-    for task_bytes in (0, DEFAULT_TASK_BYTES, small):
+    for task_bytes in (0, defaults.TASK_BYTES, small):
         data = os.path.join(CACHE, "rp-run")
         shutil.rmtree(data, ignore_errors=True)
         t = time.perf_counter()

@@ -40,7 +40,8 @@ def bare(docs: int) -> dict:
 
 def ours(docs: int) -> dict:
     from slimpajama.pipelines import init_ray
-    from slimpajama.pipelines.tokens import run_shards, run_tokenize
+    from slimpajama.pipelines.pack import run_shards
+    from slimpajama.pipelines.tokens import run_tokenize
 
     corpus = sample_corpus(docs)
     get_encoding("gpt2")

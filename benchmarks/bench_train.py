@@ -138,7 +138,8 @@ def synthetic_split(root: str, seq: int, rows: int, doc_len: int, seed: int = 0)
 
 
 def bench_train(args) -> dict:
-    from slimpajama.train_minimal.train import WARMUP_STEPS_NOT_TIMED, TrainConfig, Trainer
+    from slimpajama.train_minimal.config import TrainConfig
+    from slimpajama.train_minimal.train import WARMUP_STEPS_NOT_TIMED, Trainer
 
     device = _device()
     rows = max(1, args.tokens_per_step // args.seq)

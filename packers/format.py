@@ -14,7 +14,7 @@ import pyarrow.ipc as ipc
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
-from slimpajama.io.writers import atomic_path, sha256_file
+from slimpajama.io.writers import atomic_path, sha256_file, write_bytes_atomic
 
 FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1
@@ -43,6 +43,11 @@ def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], paddin
                                                 pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
                                                 pa.array(padding[lo:hi].astype(np.int32))], schema=schema))
 
+def write_index(directory: str, index: dict) -> str:
+    """A split's index.json (written last: its presence means the split's files are complete); its path."""
+    path = storage.join(directory, INDEX_FILE)
+    write_bytes_atomic(path, json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **index}, indent=1).encode())
+    return path
 
 
 def read_index(directory: str) -> dict:

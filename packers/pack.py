@@ -14,6 +14,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slimpajama.errors import SlimPajamaError
+
+
+def check_range(range_: tuple[float, float]) -> tuple[float, float]:
+    """A fraction A:B of a split's tokens (`--range`), with 0 <= A < B <= 1."""
+    if not 0 <= range_[0] < range_[1] <= 1:
+        raise SlimPajamaError(f"--range must be A:B with 0 <= A < B <= 1, not {range_[0]}:{range_[1]}")
+    return range_
+
+
+def in_range(doc_starts: np.ndarray, total: int, range_: tuple[float, float]) -> np.ndarray:
+    """Which documents a range A:B of a split's `total` tokens holds: those whose first token lies in
+    [A * total, B * total) (document-aligned, so 0:0.75 and 0.75:1 share no document). `doc_starts`: the
+    documents' first-token positions in the split (any subset, e.g. one cache file's)."""
+    a, b = range_
+    return (doc_starts >= a * total) & (doc_starts < b * total)
+
 
 class TokenStream:
     """Memory-mapped token arrays (cache shards, in order) seen as one array."""

@@ -70,6 +70,18 @@ class ShardReader:
         for t in self._tokens:
             yield from t
 
+    def token_blocks(self):
+        """The rows as (n, seq_len + 1) read-only arrays, one per record batch (zero-copy): for whole-split scans."""
+        yield from self._tokens
+
+    def docs_per_row(self) -> np.ndarray:
+        """How many document segments each row holds."""
+        return np.concatenate([np.diff(o) for o in self._lens_off]) if self._lens_off else np.zeros(0, np.int64)
+
+    def paddings(self) -> np.ndarray:
+        """Every row's pad tokens (bestfit; 0 for concat)."""
+        return np.concatenate(self._padding) if self._padding else np.zeros(0, np.int32)
+
     @property
     def seq_len(self) -> int:
         return self.manifest["seq_len"]

@@ -1,14 +1,14 @@
 """Ray orchestration of the stages (installed as `slimpajama.pipelines`).
 
-The names below load on first use (PEP 562): `slimpajama train` imports `pipelines.runner` for its signal
+The names below load on first use (PEP 562): `slimpajama train` imports `pipelines.interrupts` for its signal
 handling on a GPU machine that may lack the corpus stages' packages (ftfy, datasketch, ray).
 """
 
 import importlib
 
-_EXPORTS = {"ReadOptions": "slimpajama.io.reading", "DocumentStage": "docstage", "file_tasks": "docstage",
-            "NormalizeStage": "normalize", "ShardOutcome": "runner", "ShardTask": "runner", "StageReport": "runner",
-            "init_ray": "runner", "run_stage": "runner"}
+_EXPORTS = {"ReadOptions": "slimpajama.io.reading", "Stage": "stage", "ShardTask": "stage", "ShardOutcome": "stage",
+            "DocumentStage": "docstage", "file_tasks": "docstage", "NormalizeStage": "normalize",
+            "StageReport": "runner", "run_stage": "runner", "run_documents": "documents", "init_ray": "cluster"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -26,6 +26,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
+from slimpajama.core import defaults
 from slimpajama.core.ledger import Ledger
 from slimpajama.core.lsh import (
     INDEX_DTYPE,
@@ -42,24 +43,25 @@ from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
-from slimpajama.io.paths import require_inputs
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
 from .docstage import DocumentStage, file_tasks
-from .runner import ShardOutcome, ShardTask, StageReport, is_complete, load_run, run_key, run_stage, save_run
+from .markers import previous_run, run_key, save_run
+from .paths import require_inputs
+from .runner import Progress, StageReport, run_stage
+from .stage import ShardOutcome, ShardTask, Stage
 
 DUPLICATE = "duplicate"
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
-DEFAULT_PARTITION_BYTES = 256 << 20
 RUN_FILE = "_dedup_run.json"  # in <out>/_state: the run key of the clusters the remove tasks applied
 
 
 # ------------------------------------------------------------------------------------------------ minhash
 
 
-class MinhashStage:
+class MinhashStage(Stage):
     name = "minhash"
 
     def __init__(self, cfg: MinHashConfig):
@@ -96,7 +98,7 @@ class MinhashStage:
 # ------------------------------------------------------------------------------------------------ lsh
 
 
-class LshStage:
+class LshStage(Stage):
     name = "lsh"
     keeps_ledger = False
 
@@ -109,11 +111,10 @@ class LshStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         p = task.params
         band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
-        files = task.side
-        a, b = partition_edges(*self._collect(files, band, part, parts, offsets))
+        a, b = partition_edges(*self._collect(task.side, band, part, parts, offsets))
         candidates = len(a)
         if self.verify and len(a):
-            sigs = [np.load(files[3 * i].local(), mmap_mode="r") for i in range(len(offsets) - 1)]
+            sigs = [np.load(f.local(), mmap_mode="r") for f in task.side["signatures"]]
             est = estimated_jaccard(_gather(sigs, offsets, a), _gather(sigs, offsets, b))
             keep = est >= self.cfg.threshold
             a, b = a[keep], b[keep]
@@ -123,11 +124,11 @@ class LshStage:
                             extra={"candidates": candidates, "edges": len(a)})
 
     @staticmethod
-    def _collect(files, band, part, parts, offsets) -> tuple[np.ndarray, np.ndarray]:
+    def _collect(side, band, part, parts, offsets) -> tuple[np.ndarray, np.ndarray]:
         """This partition's (key, global index) pairs from every shard, in corpus order, in arrays sized up front
         (12 bytes per entry) so nothing is held twice."""
         shards = range(len(offsets) - 1)
-        local = [(files[3 * i + 1].local(), files[3 * i + 2].local()) for i in shards]
+        local = [(k.local(), v.local()) for k, v in zip(side["bands"], side["valid"], strict=True)]
 
         def selected(i):
             k = np.load(local[i][0], mmap_mode="r")[band]
@@ -159,7 +160,7 @@ def _gather(sigs: list[np.ndarray], offsets: list[int], index: np.ndarray) -> np
 # ------------------------------------------------------------------------------------------------ components
 
 
-class ComponentsStage:
+class ComponentsStage(Stage):
     name = "components"
     keeps_ledger = False
 
@@ -202,8 +203,9 @@ class RemoveStage(DocumentStage):
         return {"stage": self.name}
 
     def start_shard(self, task, out_dir):
-        members = np.load(task.side[0].local(), mmap_mode="r")
-        roots = np.load(task.side[1].local(), mmap_mode="r")
+        (members_file,), (roots_file,) = task.side["members"], task.side["roots"]
+        members = np.load(members_file.local(), mmap_mode="r")
+        roots = np.load(roots_file.local(), mmap_mode="r")
         self._offset = task.params["offset"]
         lo, hi = np.searchsorted(members, [self._offset, self._offset + task.params["rows"]])
         self._members = np.asarray(members[lo:hi], dtype=np.int64)
@@ -257,7 +259,7 @@ def write_audit(out_dir: str, keys: list[str]) -> None:
 
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
-              progress: bool = True, partition_bytes: int = DEFAULT_PARTITION_BYTES) -> StageReport:
+              progress: Progress | None = None, partition_bytes: int = defaults.PARTITION_BYTES) -> StageReport:
     cfg = cfg or MinHashConfig()
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
     require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
@@ -276,8 +278,8 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         remove = RemoveStage(ReadOptions())
         remove_tasks = [ShardTask(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
                         for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
-        previous = load_run(out_dir, RUN_FILE)
-        if previous.get("run_key") == key and all(is_complete(remove, t, out_dir) for t in remove_tasks):
+        previous = previous_run(out_dir, RUN_FILE, key, remove, lambda _: remove_tasks)
+        if previous is not None:
             summary = previous["summary"]  # nothing upstream changed: minhash/lsh/components are not needed
         else:
             summary, clusters_ = _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run)
@@ -291,14 +293,16 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     return report
 
 
-def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run) -> tuple[dict, tuple]:
-    """minhash -> lsh -> components: (summary, (members, roots) as inputs of the remove tasks)."""
+def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run) -> tuple[dict, dict]:
+    """minhash -> lsh -> components: (summary, the side inputs of the remove tasks: members and roots)."""
     mh = run_stage(MinhashStage(cfg), tasks, minhash_dir, **run)
-    side = tuple(mh.output_file(t.key + s) for t in tasks for s in (".sig.npy", ".bands.npy", ".valid.npy"))
+    side = {name: tuple(mh.output_file(t.key + suffix) for t in tasks)
+            for name, suffix in (("signatures", ".sig.npy"), ("bands", ".bands.npy"), ("valid", ".valid.npy"))}
     parts = lsh_partitions(offsets[-1], partition_bytes)
     # every LSH task reads every shard's files: they are side inputs, identified by one digest of all of them (a
     # list of thousands of digests in each of thousands of markers would make the markers gigabytes)
-    signatures = run_key([f.identity() for f in side])
+    signatures = run_key([f.identity() for t in range(len(tasks)) for f in
+                          (side["signatures"][t], side["bands"][t], side["valid"][t])])
     lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
                                                        "signatures": signatures}, side=side)
                  for b in range(cfg.bands) for p in range(parts)]
@@ -309,4 +313,4 @@ def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes
     summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,
                "candidate_edges": sum(m["extra"]["candidates"] for m in lsh.markers),
                "edges": sum(m["extra"]["edges"] for m in lsh.markers), **comp.markers[0]["extra"]}
-    return summary, (comp.output_file("members.npy"), comp.output_file("roots.npy"))
+    return summary, {"members": (comp.output_file("members.npy"),), "roots": (comp.output_file("roots.npy"),)}

@@ -7,24 +7,20 @@ stage (identity transform) converts any corpus to parquet shards; normalize and 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from slimpajama.core.ledger import Ledger, sizes_by_source
-from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
+from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile, corpus_suffix
 from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
-from slimpajama.io.writers import ParquetShardWriter, atomic_path
+from slimpajama.io.writers import ParquetShardWriter
 
-from .runner import STATE_DIR, ShardOutcome, ShardTask
-
-BAD_INPUT = "bad_input"
+from .stage import ShardOutcome, ShardTask, Stage
 
 
 def strip_corpus_suffix(rel: str) -> str:
@@ -49,37 +45,7 @@ def file_tasks(files: list[InputFile]) -> list[ShardTask]:
     return tasks
 
 
-class _ErrorLog:
-    """Bad-input records of one shard as JSON lines, counted in the ledger; written atomically, only if any."""
-
-    def __init__(self, path: str, ledger: Ledger, fail: bool):
-        self.path, self.ledger, self.fail = path, ledger, fail
-        self._ctx = self._fh = None
-        self.count = 0
-
-    def __call__(self, rec: BadRecord) -> None:
-        if self.fail:
-            raise_on_bad(rec)
-        if self._fh is None:
-            self._ctx = atomic_path(self.path)
-            self._fh = open(self._ctx.__enter__(), "wb")
-        self._fh.write(orjson.dumps(rec.to_dict()) + b"\n")
-        self.ledger.count_in(rec.source, 1, rec.nbytes)
-        self.ledger.count_dropped(rec.source, BAD_INPUT, 1, rec.nbytes)
-        self.count += 1
-
-    def close(self, ok: bool) -> None:
-        if self._fh is None:
-            return
-        self._fh.close()
-        if ok:
-            self._ctx.__exit__(None, None, None)
-        else:
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(RuntimeError, RuntimeError("shard failed"), None)
-
-
-class DocumentStage:
+class DocumentStage(Stage):
     name = "ingest"
     documents_root = ""  # its parquet shards are the next stage's documents
 
@@ -102,10 +68,6 @@ class DocumentStage:
         Identity here."""
         return batch, {}
 
-    def document_inputs(self, task: ShardTask) -> tuple[InputFile, ...]:
-        """The task inputs read as documents (others are side inputs a subclass opens itself)."""
-        return task.inputs
-
     def start_shard(self, task: ShardTask, out_dir: str) -> None:
         """Called before the shard's first batch."""
 
@@ -116,22 +78,16 @@ class DocumentStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         ledger = Ledger(self.name)
         out_rel = task.key + ".parquet"
-        err_rel = f"{STATE_DIR}/{task.key}.errors.jsonl"
-        errors = _ErrorLog(storage.join(out_dir, err_rel), ledger, fail=self.read.on_error == "fail")
-        ok = False
         row = 0
         self.start_shard(task, out_dir)
-        try:
+        with self.error_log(task, out_dir, ledger) as errors:
             with ParquetShardWriter(storage.join(out_dir, out_rel)) as writer:
-                for f in self.document_inputs(task):
+                for f in task.inputs:
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         writer.write(self._account(batch, row, ledger))
                         row += batch.num_rows
             extra = self.finish_shard(task, out_dir)
-            ok = True
-        finally:
-            errors.close(ok)
-        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=err_rel if errors.count else None)
+        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written)
 
     def _account(self, batch: pa.RecordBatch, first_row: int, ledger: Ledger) -> pa.RecordBatch:
         ledger.batch_in(batch)

@@ -20,13 +20,15 @@ import re
 import numpy as np
 import pyarrow.parquet as pq
 
+from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
-from slimpajama.io import outputs, storage
+from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, write_bytes_atomic
 from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
+from slimpajama.packers.pack import check_range, in_range
 
-from .runner import output_file, run_key
-from .tokens import SPLITS, split_of_key, token_cache
+from .markers import output_file, run_key
+from .tokens import cache_files, token_cache
 
 FORMAT = "megatron-mmap-indexed-dataset"
 
@@ -45,13 +47,10 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
                by_source: bool = False, encoding: str | None = None) -> dict:
     if split not in SPLITS:
         raise SlimPajamaError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
-    if not 0 <= range_[0] < range_[1] <= 1:
-        raise SlimPajamaError(f"--range must be A:B with 0 <= A < B <= 1, not {range_[0]}:{range_[1]}")
+    check_range(range_)
     cache = token_cache(path, encoding, command="export")
-    manifest = outputs.read(cache)
+    manifest, keys = cache_files(cache, split)
     records = {rec["rel"]: rec for rec in manifest["files"]}
-    keys = [rel[: -len(".tokens.bin")] for rel in records if rel.endswith(".tokens.bin")]
-    keys = [k for k in keys if split_of_key(k) == split]
     if not keys:
         raise SlimPajamaError(f"the token cache at {cache} has no {split} documents")
     dtype = megatron_dtype(manifest["fingerprint"]["dtype"])
@@ -64,7 +63,6 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     token_dtype = np.dtype(manifest["fingerprint"]["dtype"])
     # the split's tokens, from the sizes of its token files: the document tables are read one file at a time
     total = sum(records[k + ".tokens.bin"]["size"] for k in keys) // token_dtype.itemsize
-    a, b = range_[0] * total, range_[1] * total  # documents whose first token lies in [a, b)
     writers: dict[str, MegatronWriter] = {}
     counts: dict[str, list[int]] = {}
     try:
@@ -73,7 +71,7 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
             lens, sources = _docs(cache, k, records)
             starts = first + np.concatenate(([0], np.cumsum(lens)[:-1])) if len(lens) else np.zeros(0, np.int64)
             first += int(lens.sum())
-            sel = (starts >= a) & (starts < b)
+            sel = in_range(starts, total, range_)
             if not sel.any():
                 continue
             tok_rec = records[k + ".tokens.bin"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ftfy
 
-from slimpajama.core.normalize import DEFAULT_MIN_CHARS, normalize_batch
+from slimpajama.core import defaults
+from slimpajama.core.normalize import normalize_batch
 from slimpajama.io.reading import ReadOptions
 
 from .docstage import DocumentStage
@@ -15,7 +16,7 @@ SHORT = "short"
 class NormalizeStage(DocumentStage):
     name = "normalize"
 
-    def __init__(self, read: ReadOptions | None = None, min_chars: int = DEFAULT_MIN_CHARS):
+    def __init__(self, read: ReadOptions | None = None, min_chars: int = defaults.MIN_CHARS):
         super().__init__(read)
         self.min_chars = min_chars
 

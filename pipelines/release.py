@@ -36,7 +36,6 @@ from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile, discover
 from slimpajama.io.documents import read_documents
-from slimpajama.io.paths import require_inputs
 from slimpajama.io.writers import (
     ReleaseChunkWriter,
     atomic_path,
@@ -47,17 +46,10 @@ from slimpajama.io.writers import (
 
 from . import lock
 from .docstage import file_tasks
-from .runner import (
-    ShardOutcome,
-    ShardTask,
-    StageReport,
-    is_complete,
-    load_run,
-    output_file,
-    run_key,
-    run_stage,
-    save_run,
-)
+from .markers import output_file, previous_run, run_key, save_run
+from .paths import require_inputs
+from .runner import Progress, StageReport, run_stage
+from .stage import ShardOutcome, ShardTask, Stage
 
 DECONTAMINATED = "decontaminated"
 SAMPLED_OUT = "sampled_out"
@@ -68,7 +60,7 @@ SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("
 
 
 
-class ScatterStage:
+class ScatterStage(Stage):
     name = "release-scatter"
     keeps_ledger = False
 
@@ -115,7 +107,7 @@ class ScatterStage:
                             extra={"counts": counts})
 
 
-class ShuffleStage:
+class ShuffleStage(Stage):
     name = "release-shuffle"
     keeps_ledger = False
     documents_root = ""  # the release files
@@ -129,9 +121,9 @@ class ShuffleStage:
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         split, bucket = task.params["split"], task.params["bucket"]
         s = SPLITS.index(split)
-        *scatter, holdout_file = task.side
+        (holdout_file,) = task.side["holdout"]
         parts = []
-        for arrow_file, tags_file in zip(scatter[0::2], scatter[1::2], strict=True):
+        for arrow_file, tags_file in zip(task.side["scatter"], task.side["tags"], strict=True):
             tags = np.load(tags_file.local())
             wanted = np.flatnonzero((tags[:, 0] == s) & (tags[:, 1] == bucket)) if len(tags) else []
             if len(wanted):
@@ -202,7 +194,7 @@ def _text_bytes(files: list[InputFile]) -> int:
 
 
 def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, workers: int | None = None,
-                ray_address: str | None = None, progress: bool = True) -> StageReport:
+                ray_address: str | None = None, progress: Progress | None = None) -> StageReport:
     cfg = cfg or ReleaseConfig()
     require_inputs(inputs, ("dedup", "normalized", "ingested", "corpus"), "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
@@ -222,21 +214,18 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
     tasks = file_tasks(files)
     key = run_key([f.identity() for f in files], cfg.to_dict(), buckets)
     stage = ShuffleStage(cfg)
-    previous = load_run(out_dir, RUN_FILE)
-    shuffle_tasks = [ShardTask(k, (), params) for k, params in previous.get("shuffle", [])]
-    if previous.get("run_key") == key and all(is_complete(stage, t, out_dir) for t in shuffle_tasks):
+    previous = previous_run(out_dir, RUN_FILE, key, stage, _shuffle_tasks)
+    if previous is not None:
         # nothing upstream changed and every release file is intact: _scatter/ is not needed (it may be deleted)
         scatter, scatter_ledger = None, Ledger.from_dict(previous["scatter_ledger"])
+        shuffle_tasks = _shuffle_tasks(previous)
     else:
         scatter, scatter_ledger, shuffle_tasks = _scatter(tasks, out_dir, cfg, buckets, key, run)
     shuffle = run_stage(stage, shuffle_tasks, out_dir, **run)
     save_run(out_dir, RUN_FILE, {"run_key": key, "shuffle": [[t.key, t.params] for t in shuffle_tasks],
                                  "scatter_ledger": scatter_ledger.to_dict()})
 
-    ledger = Ledger("release")
-    ledger.merge(scatter_ledger)
-    for m in shuffle.markers:
-        ledger.merge(Ledger.from_dict(m["ledger"]))
+    ledger = Ledger.merged("release", [scatter_ledger, *(Ledger.from_dict(m["ledger"]) for m in shuffle.markers)])
     ledger.check_balanced()
     write_bytes_atomic(storage.join(out_dir, "ledger.json"), ledger.dumps().encode())
     manifest = _manifest(cfg, buckets, shuffle, ledger)
@@ -249,6 +238,12 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
     return report
 
 
+def _shuffle_tasks(state: dict) -> list[ShardTask]:
+    """The shuffle tasks a saved run state lists (their side inputs, the scatter files, are not needed to check
+    that they are complete)."""
+    return [ShardTask(k, (), params) for k, params in state.get("shuffle", [])]
+
+
 def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledger, list[ShardTask]]:
     """Pass 1 -> (its report, its ledger, the shuffle tasks). A shuffle task's identity is its bucket and the run
     key (every input's digest, the settings): its scatter files are side inputs."""
@@ -259,8 +254,9 @@ def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledge
     holdout_rel = "holdout_sha256.npy"
     save_npy_atomic(storage.join(scatter_dir, holdout_rel), holdout)
 
-    side = [scatter.output_file(t.key + suffix) for t in tasks for suffix in (".arrow", ".tags.npy")]
-    side.append(output_file(scatter_dir, holdout_rel))
+    side = {"scatter": tuple(scatter.output_file(t.key + ".arrow") for t in tasks),
+            "tags": tuple(scatter.output_file(t.key + ".tags.npy") for t in tasks),
+            "holdout": (output_file(scatter_dir, holdout_rel),)}
     shuffle_tasks = []
     for split in SPLITS:
         first = 0
@@ -268,12 +264,9 @@ def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledge
             n = sum(m["extra"]["counts"][split][b] for m in scatter.markers)
             n_files = math.ceil(n / cfg.docs_per_file)
             shuffle_tasks.append(ShardTask(f"_shuffle/{split}-{b:05d}", (), {"split": split, "bucket": b,
-                                           "first_file": first, "files": n_files, "run": key}, side=tuple(side)))
+                                           "first_file": first, "files": n_files, "run": key}, side=side))
             first += n_files
-    ledger = Ledger("release")
-    for m in scatter.markers:
-        ledger.merge(Ledger.from_dict(m["ledger"]))
-    return scatter, ledger, shuffle_tasks
+    return scatter, Ledger.merged("release", (Ledger.from_dict(m["ledger"]) for m in scatter.markers)), shuffle_tasks
 
 
 def _manifest(cfg: ReleaseConfig, buckets: dict, shuffle: StageReport, ledger: Ledger) -> dict:

@@ -1,13 +1,8 @@
-"""Run a stage as Ray tasks, one per input shard, resumably.
-
-A stage is an object with `name`, `fingerprint()` (the config its outputs depend on) and
-`run_shard(task, out_dir) -> ShardOutcome`, a pure function of the task's inputs that writes its outputs
-atomically (`keeps_ledger = False` for stages that do not handle documents; `documents_root`: where its outputs
-that the next stage reads as documents live, None for none). The runner:
+"""Run a stage (pipelines/stage.py) as Ray tasks, one per shard task, resumably. The runner:
   * owns the output directory for the run (`lock.hold`: one driver per directory);
-  * skips a shard whose completion marker (`_state/<key>.json`) matches the stage fingerprint and the identity of
-    its inputs (content digests, or size and modification time of raw files), and whose outputs are intact (same
-    size and modification time, or else the same SHA-256); any other shard is recomputed;
+  * skips a shard whose completion marker (`_state/<key>.json`, markers.py) matches the stage fingerprint and the
+    identity of its inputs (content digests, or size and modification time of raw files), and whose outputs are
+    intact (same size and modification time, or else the same SHA-256); any other shard is recomputed;
   * runs the rest as Ray tasks (at most `workers` in flight), the marker written by the task after its outputs,
     with their sizes and SHA-256, so a driver killed at any point leaves only complete shards or temporary files
     (removed on the next run);
@@ -22,133 +17,51 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
-import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from slimpajama.cli.progress import shard_progress
 from slimpajama.core.ledger import Ledger
-from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad
+from slimpajama.errors import BadRecord, SlimPajamaError, raise_on_bad, root_cause
 from slimpajama.io import outputs, storage, writers
 from slimpajama.io.discover import InputFile
-from slimpajama.io.writers import atomic_path, file_digest, remove_stale_tmp, sha256_file, write_bytes_atomic
-from slimpajama.pipelines.memory import peak_rss_mb, reset_peak_rss
+from slimpajama.io.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
 
 from . import faults, lock
-from .interrupts import Terminated, install_sigterm_handler, ray_running, shutdown_ray  # noqa: F401
+from .cluster import cluster_cpus, init_ray, node_id, ray_task
+from .markers import (
+    MARKER_VERSION,
+    STATE_DIR,
+    as_json,
+    complete_marker,
+    output_file,
+    output_record,
+    read_marker,
+    state_path,
+)
+from .memory import peak_rss_mb, reset_peak_rss
+from .stage import ShardTask, Stage
 
-STATE_DIR = "_state"
 LEDGER_FILE = "ledger.json"
 ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
 PREVIOUS_FILE = "_previous"  # outputs of earlier runs, kept until this run has removed those it did not produce
-MARKER_VERSION = 2
+# A progress display: (stage name, shards in all, shards already complete) -> a context manager whose value has
+# `advance(docs)`, called once per shard that completes. The command line passes its rich bar.
+Progress = Callable[[str, int, int], contextlib.AbstractContextManager]
 
 
-@dataclass(frozen=True)
-class ShardTask:
-    key: str  # names the task's outputs, e.g. "RedPajamaC4/c4-0001"
-    inputs: tuple[InputFile, ...]
-    params: dict = field(default_factory=dict)  # per-task settings (JSON-able), part of the task's identity
-
-    # inputs whose content is fixed by `inputs` and `params` (a dedup's cluster files, by every shard it read):
-    # read by the task, not part of its identity, so deleting them after a complete run costs nothing
-    side: tuple[InputFile, ...] = ()
-
-    def identity(self) -> list:
-        ident = [f.identity() for f in self.inputs]
-        return ident + [self.params] if self.params else ident
+class _NoBar:
+    def advance(self, docs: int) -> None:
+        pass
 
 
-@dataclass
-class ShardOutcome:
-    outputs: list[str]  # paths relative to the stage's output dir
-    ledger: Ledger
-    errors_file: str | None = None  # relative path of this shard's bad-input records, if any
-    extra: dict = field(default_factory=dict)
+@contextlib.contextmanager
+def no_progress(stage: str, total: int, done: int):
+    yield _NoBar()
 
-
-def state_path(out_dir: str, key: str) -> str:
-    return storage.join(out_dir, STATE_DIR, key + ".json")
-
-
-def read_marker(out_dir: str, key: str) -> dict | None:
-    try:
-        return json.loads(storage.read_bytes(state_path(out_dir, key)))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):  # none, or not one we can read: not complete
-        return None
-
-
-def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
-    return complete_marker(stage, task, out_dir, verify_outputs) is not None
-
-
-def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False,
-                    marker: dict | None = None) -> dict | None:
-    """The task's marker if the task is complete (see `is_complete`), else None. `marker`: the task's marker as
-    already read (None: read it now)."""
-    m = marker if marker is not None else read_marker(out_dir, task.key)
-    if m is None or m.get("version") != MARKER_VERSION:
-        return None
-    if m.get("fingerprint") != _as_json(stage.fingerprint()) or m.get("inputs") != _as_json(task.identity()):
-        return None
-    retimed = False
-    for rel, rec in m["outputs"].items():
-        path = storage.join(out_dir, rel)
-        st = storage.stat(path)
-        if st is None or st[0] != rec["size"]:
-            return None
-        if st[1] != rec["mtime_ns"] or verify_outputs:  # touched, copied, or edited in place: the digest decides
-            if sha256_file(path) != rec["sha256"]:
-                return None
-            retimed |= st[1] != rec["mtime_ns"]
-            rec["mtime_ns"] = st[1]
-    if retimed:  # the same bytes under a new time (a copied directory): checked once, not on every rerun
-        write_bytes_atomic(state_path(out_dir, task.key), json.dumps(m, sort_keys=True).encode())
-    return m
-
-
-def _as_json(value):
-    """As a marker file holds it (tuples become lists, keys sorted: later code iterates its outputs in order)."""
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def output_record(path: str) -> dict:
-    """What a marker and `_outputs.json` record of a file that was just written."""
-    size, mtime = storage.stat(path)
-    return {"size": size, "mtime_ns": mtime, "sha256": file_digest(path)}
-
-
-def output_file(out_dir: str, rel: str, rec: dict | None = None) -> InputFile:
-    """An output as the next task's input, identified by its digest (`rec`: its record; else read now)."""
-    path = storage.join(out_dir, rel)
-    rec = rec or output_record(path)
-    return InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0), digest=rec["sha256"])
-
-
-def run_key(*parts) -> str:
-    """A digest of what a whole multi-stage run depends on (every input's identity, the settings)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def load_run(out_dir: str, name: str) -> dict:
-    """`<out>/_state/<name>`: what the last complete run of a multi-stage command recorded ({} if none), so a
-    rerun whose final outputs are complete for the same run key skips the intermediate stages (whose files may
-    then be deleted)."""
-    try:
-        return json.loads(storage.read_bytes(storage.join(out_dir, STATE_DIR, name)))
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def save_run(out_dir: str, name: str, data: dict) -> None:
-    write_bytes_atomic(storage.join(out_dir, STATE_DIR, name), json.dumps(data, sort_keys=True).encode())
-
-
-def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None,
+def execute_shard(stage: Stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None,
                   run: str | None = None) -> dict:
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
@@ -170,7 +83,7 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
             "ledger": outcome.ledger.to_dict(),
             "extra": outcome.extra,
             "seconds": round(time.perf_counter() - t0, 3),
-            "node": _node_id(),
+            "node": node_id(),
             "peak_rss_mb": peak_rss_mb(),  # of the process while it ran this shard (for sizing a cluster)
         }
         if before_marker is not None:
@@ -183,69 +96,10 @@ def execute_shard(stage, task: ShardTask, out_dir: str, fault: faults.WorkerFaul
     return marker
 
 
-# ----------------------------------------------------------------------------------------------------------- Ray
-
 
 def _os_error(e: OSError) -> str:
     where = f" ({e.filename})" if e.filename else ""
     return f"{e.strerror or e}{where}"
-
-
-def _node_id() -> str | None:
-    """The Ray node that ran a task (for the audit trail of a cluster run); None outside Ray."""
-    import ray
-
-    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-
-
-def init_ray(ray_address: str | None = None, workers: int | None = None) -> None:
-    """Embedded local Ray (all cores, or `workers`; no dashboard; quiet), or join `ray_address` / $RAY_ADDRESS."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = ray_address or os.environ.get("RAY_ADDRESS")
-    verbose = os.environ.get("SLIMPAJAMA_VERBOSE", "") not in ("", "0")
-    # quiet unless --verbose: Ray's own warnings (token authentication, ...) and the workers' log lines
-    logging.getLogger("ray").setLevel(logging.WARNING if verbose else logging.ERROR)
-    common = dict(logging_level=logging.WARNING if verbose else logging.ERROR, log_to_driver=verbose,
-                  ignore_reinit_error=True)
-    if address:
-        _check_address(address)
-        ray.init(address=address, **common)
-    else:  # --workers is a cap: more Ray CPUs than cores would only add idle worker processes
-        ray.init(num_cpus=min(workers or os.cpu_count(), os.cpu_count()), include_dashboard=False,
-                 object_store_memory=int(os.environ.get("SLIMPAJAMA_OBJECT_STORE_BYTES", 256 << 20)), **common)
-    install_sigterm_handler()  # ray.init installed its own (sys.exit), which can leave Ray half shut down
-
-
-def _check_address(address: str) -> None:
-    """A cluster address that cannot work fails in one line within seconds (Ray itself would retry for minutes)."""
-    import socket
-
-    if address == "auto" or "://" in address:
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise SlimPajamaError(f"--ray-address {address!r}: expected HOST:PORT of a Ray head node (e.g. "
-                              "10.0.0.1:6379), 'auto', or ray://HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as e:
-        raise SlimPajamaError(f"no Ray cluster at {address} ({e.strerror or e}): start one with `ray start --head` "
-                              "or check the address") from None
-
-
-def _cluster_cpus() -> int:
-    import ray
-
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
 
 
 @dataclass
@@ -279,8 +133,8 @@ class StageReport:
         return {rel: rec for m in self.markers for rel, rec in m["outputs"].items()}
 
 
-def run_stage(stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
-              ray_address: str | None = None, progress: bool = True, verify_outputs: bool = False,
+def run_stage(stage: Stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
+              ray_address: str | None = None, progress: Progress | None = None, verify_outputs: bool = False,
               skipped_files: Sequence[str] = ()) -> StageReport:
     """`skipped_files`: input files of unknown format that discovery passed over (listed in the summary and in
     `_errors.jsonl`)."""
@@ -363,8 +217,7 @@ def _remove_orphans(out_dir: str, previous: set[str], markers: list[dict], keys:
 def _check_known_bad(stage, complete: list[dict], out_dir: str) -> None:
     """--on-error fail is part of the run: a shard completed earlier under skip (`complete`: the markers of the
     shards this run skips) fails on its known bad records."""
-    read = getattr(stage, "read", None)
-    if read is None or read.on_error != "fail":
+    if stage.read is None or stage.read.on_error != "fail":
         return
     for m in complete:
         if m.get("errors_file"):
@@ -377,14 +230,14 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
     import ray
 
     init_ray(ray_address, workers)
-    limit = min(workers or _cluster_cpus(), _cluster_cpus())
-    remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in (*t.inputs, *t.side))])
+    limit = min(workers or cluster_cpus(), cluster_cpus())
+    remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in t.files())])
     queue = list(pending)
     in_flight: dict = {}
     kill_after, worker_faults = faults.driver_kill_after(stage.name), faults.worker_faults(stage.name)
     dispatched = completed = 0
     markers = {}
-    with shard_progress(stage.name, total, skipped, enabled=progress) as bar:
+    with (progress or no_progress)(stage.name, total, skipped) as bar:
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
@@ -400,12 +253,12 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                     try:
                         marker = ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
-                        cause = _unwrap(e)
+                        cause = root_cause(e)
                         if isinstance(cause, SlimPajamaError):
                             raise cause from None
                         raise
                     bar.advance(marker["ledger"]["totals"]["docs_in"])
-                    markers[task.key] = _as_json(marker)  # as a later run reads it from the file
+                    markers[task.key] = as_json(marker)  # as a later run reads it from the file
                     completed += 1
         except KeyboardInterrupt:
             # SIGINT/SIGTERM: the caller shuts Ray down, which stops these tasks; force-cancelling them here races
@@ -419,28 +272,13 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
     return markers
 
 
-def ray_task(fn, paths, max_retries: int = 3):
-    """`fn` as a one-CPU Ray task; when it touches an object store, the driver's object-store settings reach it on
-    whichever node it runs."""
-    import ray
 
-    remote = ray.remote(num_cpus=1, max_retries=max_retries)(fn)
-    if any(storage.is_remote(p) for p in paths):
-        env = storage.forwarded_env()
-        if env:
-            remote = remote.options(runtime_env={"env_vars": env})
-    return remote
-
-
-def _finish(stage, tasks, out_dir, markers, skipped, seconds, skipped_files=()) -> StageReport:
+def _finish(stage: Stage, tasks, out_dir, markers, skipped, seconds, skipped_files=()) -> StageReport:
     """`markers`: every task's, in task order."""
     remove_stale_tmp(out_dir, prune=lock.held_by_other)  # a worker killed mid-write (then retried) left its own
-    ledger = Ledger(stage.name)
+    ledger = Ledger.merged(stage.name, (Ledger.from_dict(m["ledger"]) for m in markers))
     n_errors = 0
-    keeps_ledger = getattr(stage, "keeps_ledger", True)
-    for m in markers:
-        ledger.merge(Ledger.from_dict(m["ledger"]))
-    if keeps_ledger or skipped_files or any(m.get("errors_file") for m in markers):
+    if stage.keeps_ledger or skipped_files or any(m.get("errors_file") for m in markers):
         with atomic_path(storage.join(out_dir, ERRORS_FILE)) as tmp, open(tmp, "wb") as errors_out:
             for rel in skipped_files:  # not read at all: no documents to count, but never silently passed over
                 rec = BadRecord(rel, 0, "unknown_format", "not a corpus file (.jsonl/.json[.zst|.gz|.bz2|.xz], "
@@ -451,12 +289,12 @@ def _finish(stage, tasks, out_dir, markers, skipped, seconds, skipped_files=()) 
                     data = storage.read_bytes(storage.join(out_dir, m["errors_file"]))
                     errors_out.write(data)
                     n_errors += data.count(b"\n")
-    if keeps_ledger:
+    if stage.keeps_ledger:
         ledger.check_balanced()
         write_bytes_atomic(storage.join(out_dir, LEDGER_FILE), ledger.dumps().encode())
     # sizes and digests (not times): the same run gives the same bytes here too
     files = [{"rel": rel, "size": rec["size"], "sha256": rec["sha256"]} for m in markers
              for rel, rec in m["outputs"].items()]
-    outputs.write(out_dir, stage.name, stage.fingerprint(), files, getattr(stage, "documents_root", None))
+    outputs.write(out_dir, stage.name, stage.fingerprint(), files, stage.documents_root)
     return StageReport(stage.name, out_dir, ledger, len(tasks), skipped, n_errors, seconds, markers,
                        skipped_files=list(skipped_files))

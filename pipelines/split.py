@@ -10,17 +10,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import sys
+import logging
 
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
 from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
 from slimpajama.io.writers import write_bytes_atomic
 
+from .cluster import init_ray, ray_task
 from .docstage import file_tasks
-from .runner import STATE_DIR, ShardTask, init_ray, ray_task
+from .markers import STATE_DIR
+from .stage import ShardTask
 
 SPANS_FILE = "_spans.json"
+log = logging.getLogger(__name__)  # the command line prints its records as "notice: ..."
 
 
 def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *, workers: int | None = None,
@@ -42,8 +45,8 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
         if f.size <= task_bytes:
             continue
         if not splittable(f):
-            print(f"notice: {f.rel} ({f.size / 2**20:,.0f} MiB) is one compressed stream: one task reads it all "
-                  "(store it as plain .jsonl or parquet to split it)", file=sys.stderr)
+            log.warning("%s (%s MiB) is one compressed stream: one task reads it all (store it as plain .jsonl or "
+                        "parquet to split it)", f.rel, f"{f.size / 2**20:,.0f}")
         elif ident(f) in cache:
             plans[f.rel] = cache[ident(f)]
         elif f.is_parquet:

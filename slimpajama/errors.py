@@ -41,3 +41,9 @@ class BadInputError(SlimPajamaError):
 def raise_on_bad(record: BadRecord) -> None:
     """The `--on-error fail` policy."""
     raise BadInputError(record)
+
+
+def root_cause(e: BaseException) -> BaseException:
+    """The exception a Ray task raised, rather than Ray's wrapper around it (`RayTaskError.cause`)."""
+    cause = getattr(e, "cause", None)
+    return cause if isinstance(cause, BaseException) else e

@@ -20,11 +20,12 @@ import zstandard
 from click.testing import CliRunner
 from rich.console import Console
 
-from slimpajama.cli import _print_report, _print_stats, main
+from slimpajama.cli import main
+from slimpajama.cli.render import print_report, print_stats
 from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
-from slimpajama.io.paths import what_is
+from slimpajama.pipelines.paths import what_is
 
 
 def one_line_error(args, expect: str, fresh: bool = False) -> str:
@@ -148,10 +149,10 @@ def test_tables_show_source_names_whole_at_80_columns(data):
     led = json.loads((data / "work" / "dedup" / "ledger.json").read_text())
     report = StageReport("dedup", str(data / "work" / "dedup"), Ledger.from_dict(led), 7, 0, 0, 1.0)
     console = Console(width=80, record=True, file=io.StringIO())
-    _print_report(report, False, console)
+    print_report(report, False, console)
     from slimpajama.tools.stats import compute
 
-    _print_stats(compute(str(data)), console)
+    print_stats(compute(str(data)), console)
     text = console.export_text()
     assert max(map(len, text.splitlines())) <= 80
     for name in led["sources"]:

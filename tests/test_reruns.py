@@ -28,8 +28,9 @@ from slimpajama.errors import BadInputError
 from slimpajama.io.discover import discover, discover_all
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.dedup import run_dedup
+from slimpajama.pipelines.pack import run_shards
 from slimpajama.pipelines.release import run_release
-from slimpajama.pipelines.tokens import run_shards, run_tokenize
+from slimpajama.pipelines.tokens import run_tokenize
 
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()

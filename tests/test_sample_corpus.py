@@ -12,7 +12,8 @@ from slimpajama.core.textnorm import char_shingles, clean_text, jaccard
 from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import iter_documents
-from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, NEAR_LEVELS, dedup_view, generate_corpus
+from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, NEAR_LEVELS, generate_corpus
+from slimpajama.tools.sample_text import dedup_view
 
 
 def docs_by_id(raw):

@@ -13,8 +13,9 @@ from slimpajama.core.release import ReleaseConfig
 from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.dedup import run_dedup
+from slimpajama.pipelines.pack import run_shards
 from slimpajama.pipelines.release import run_release
-from slimpajama.pipelines.tokens import run_shards, run_tokenize
+from slimpajama.pipelines.tokens import run_tokenize
 from slimpajama.tools.stats import STATS_KEYS, cluster_stats, compute, corpus_stats, pipeline_stats
 
 

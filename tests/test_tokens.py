@@ -15,8 +15,9 @@ from slimpajama.io.documents import read_documents
 from slimpajama.packers import PackedDataset, ShardReader, verify
 from slimpajama.packers.pack import row_order
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+from slimpajama.pipelines.pack import run_shards
 from slimpajama.pipelines.release import run_release
-from slimpajama.pipelines.tokens import run_shards, run_tokenize
+from slimpajama.pipelines.tokens import run_tokenize
 from slimpajama.tokenize import encodings
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import get_encoding

@@ -11,11 +11,14 @@ import torch.nn.functional as F
 from slimpajama.core.release import ReleaseConfig
 from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+from slimpajama.pipelines.pack import run_shards
 from slimpajama.pipelines.release import run_release
-from slimpajama.pipelines.tokens import run_shards, run_tokenize
+from slimpajama.pipelines.tokens import run_tokenize
 from slimpajama.train_minimal.attention import alibi_factor, alibi_slopes, attention_bias
+from slimpajama.train_minimal.config import FINAL_LR_FRACTION, TrainConfig, lr_at
 from slimpajama.train_minimal.model import BTLM, BTLMConfig, count_parameters, doc_ids_from_lens, preset
-from slimpajama.train_minimal.train import FINAL_LR_FRACTION, TrainConfig, Trainer, lr_at, unigram_entropy
+from slimpajama.train_minimal.report import unigram_entropy
+from slimpajama.train_minimal.train import Trainer
 
 
 def test_btlm_3b_has_its_real_size_on_the_meta_device():
@@ -312,7 +315,7 @@ def test_two_gloo_processes_train_like_one_and_resume(shards, tmp_path):
         assert t["mfu"] == pytest.approx(t["tokens_per_s"] * t["flops_per_token"] / 1e12)
         assert 0 <= t["data_wait_fraction"] < 1 and t["timed_steps"] >= 1
     assert "MFU" in one.stderr and "data wait" in one.stderr
-    from slimpajama.cli import train
+    from slimpajama.cli.train import train
 
     help_module = _run_module(["--help"]).stdout
     flags = [f for p in train.params for f in p.opts if f.startswith("--")]

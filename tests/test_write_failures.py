@@ -12,7 +12,8 @@ from slimpajama.errors import SlimPajamaError
 from slimpajama.io import writers
 from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks
-from slimpajama.pipelines.runner import execute_shard, is_complete
+from slimpajama.pipelines.markers import is_complete
+from slimpajama.pipelines.runner import execute_shard
 
 
 def cli(*args):

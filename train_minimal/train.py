@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -34,53 +33,13 @@ from slimpajama.packers.pack import row_order
 
 from . import distributed
 from .attention import resolve_backend
+from .config import RESUME_KEYS, TrainConfig, lr_at
 from .loss import IGNORE_INDEX
 from .model import BTLM, doc_ids_from_lens, preset
+from .report import unigram_entropy, write_report
 from .throughput import flops_per_token, peak_flops
 
-FINAL_LR_FRACTION = 0.0085
 WARMUP_STEPS_NOT_TIMED = 3  # per stage and process: compilation and allocator warm-up are not throughput
-
-
-@dataclass
-class TrainConfig:
-    stage1: str  # packed train split directory (short sequences)
-    stage2: str | None = None  # packed train split directory (long sequences)
-    validation: str | None = None  # packed validation split (concat), default: stage1's sibling "validation"
-    out: str = "runs/train"
-    preset: str = "tiny"
-    steps: int = 300
-    stage1_fraction: float = 0.75  # of steps (BTLM: 75% of tokens at 2k)
-    tokens_per_step: int = 2048
-    micro_batch_rows: int | None = None  # rows per forward/backward at the stage-1 length (None: a whole step)
-    lr: float = 6e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    clip: float = 1.0
-    seed: int = 0
-    doc_mask: bool = False  # attend within documents only (from the rows' document lengths)
-    attention: str = "auto"  # auto (flex on CUDA, sdpa elsewhere) | sdpa | flex
-    compile: bool | None = None  # torch.compile the blocks (None: on CUDA)
-    checkpointing: bool = False  # recompute block activations in the backward pass
-    loader_workers: int | None = None  # DataLoader worker processes (None: 2 on CUDA, 0 on the CPU)
-    log_every: int = 10
-    eval_every: int = 100
-    checkpoint_every: int = 50
-    stop_at: int | None = None  # stop (checkpointed) after this step; the same command continues
-    eval_rows: int = 64
-    device: str = "cpu"
-    peak_tflops: float | None = None  # for MFU where the GPU is not recognized (or on the CPU)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (1 - frac * (1 - FINAL_LR_FRACTION))
-
-
-# Settings a checkpoint must share with the command that resumes it (others, like --stop-at, may change).
-RESUME_KEYS = ("preset", "steps", "tokens_per_step", "seed", "doc_mask", "stage1_fraction", "lr", "warmup_steps")
 
 
 class Trainer:
@@ -311,7 +270,7 @@ class Trainer:
         """FLOP/s of all processes over their devices' peak (None where the peak is unknown)."""
         return flops_per_s / (self.peak * self.world.size) if self.peak else None
 
-    def _peak_memory_gib(self) -> float | None:
+    def peak_memory_gib(self) -> float | None:
         return torch.cuda.max_memory_allocated(self.device) / 2**30 if self.cuda else None
 
     def _log_line(self, rec: dict, since: dict) -> str:
@@ -323,7 +282,7 @@ class Trainer:
             line += f" MFU {self._mfu(since['flops'] / since['time']):.1%}"
         line += f" data wait {since['wait'] / since['time']:.1%}"
         if self.cuda:
-            line += f" mem {self._peak_memory_gib():.1f} GiB"
+            line += f" mem {self.peak_memory_gib():.1f} GiB"
         return line
 
     def _oom_message(self, stage: int) -> str:
@@ -413,69 +372,6 @@ class Trainer:
                         "flops_per_token": fpt,
                         "mfu": self._mfu(tok_s * fpt)})
         return out
-
-
-def unigram_entropy(shard_dirs: list[str], vocab: int = 50257) -> float:
-    """Entropy (nats per token) of the unigram distribution of the training tokens: the loss of the best model
-    that ignores context. A model that learned anything from context ends below it."""
-    counts = np.zeros(vocab, dtype=np.int64)
-    for d in shard_dirs:
-        r = ShardReader(d)
-        for t in r._tokens:
-            counts += np.bincount(t[:, 1:].reshape(-1), minlength=vocab)[:vocab]
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-def binned(values: list[float], bins: int = 32) -> list[float]:
-    arr = np.array(values)
-    return [float(x.mean()) for x in np.array_split(arr, bins)]
-
-
-def write_report(trainer: Trainer, out: str, final_val: float, entropy: float, positions: dict) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = trainer
-    metrics = {"config": asdict(t.cfg), "model": t.model.cfg.to_dict(), "parameters": t.n_params,
-               "run": {"device": t.device_name, "processes": t.world.size, "attention": t.attention,
-                       "compiled": t.compiled, "checkpointing": t.cfg.checkpointing,
-                       "rows_per_step": t.rows, "micro_batch_rows": t.micro, "loader_workers": t.workers,
-                       "peak_flops_per_device": t.peak,
-                       "flop_count": "6 x parameters + 6 x n_layer x n_embd x seq_len per token (causal attention)",
-                       "peak_gpu_memory_gib": t._peak_memory_gib()},
-               "throughput": t.throughput(),
-               "final_validation_loss": final_val, "unigram_entropy_nats": entropy,
-               "below_unigram_entropy": final_val < entropy, "per_position": positions,
-               "history": t.history}
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot([h["step"] for h in t.history], [h["loss"] for h in t.history], label="train loss")
-    ax.axhline(entropy, color="gray", ls="--", label="unigram entropy")
-    ax.axhline(final_val, color="green", ls=":", label="final validation loss")
-    ax.set(xlabel="step", ylabel="loss (nats/token)", title="Training")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "loss.png"), dpi=100)
-    plt.close(fig)
-    with open(os.path.join(out, "per_position_loss.json"), "w") as f:
-        json.dump(positions, f)
-    if not positions["windows"]:
-        return os.path.join(out, "metrics.json")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    x = np.linspace(0, positions["length"], 33)[:-1]
-    for name in ("no_scaling", "alibi_linear_scaling"):
-        ax.plot(x, binned(positions[name]), label=name.replace("_", " "))
-    ax.axvline(positions["trained_length"], color="gray", ls="--", label="longest trained length")
-    ax.set(xlabel="position", ylabel="validation loss", title="Loss per position (extrapolation check)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "per_position_loss.png"), dpi=100)
-    plt.close(fig)
-    return os.path.join(out, "metrics.json")
 
 
 def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict | None:

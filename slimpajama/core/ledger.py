@@ -148,12 +148,8 @@ class Ledger:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def load(cls, path) -> Ledger:
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
-
-    @classmethod
     def merged(cls, stage: str, parts: Iterable[Ledger]) -> Ledger:
+        """One ledger of `stage` summing `parts` (the tasks' ledgers, in task order)."""
         out = cls(stage)
         for p in parts:
             out.merge(p)

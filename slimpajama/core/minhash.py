@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
+from slimpajama.core import defaults
 from slimpajama.core.textnorm import clean_text
 
 EMPTY = np.uint32(0xFFFFFFFF)
@@ -28,13 +29,13 @@ _FAST_SEED = 0x5EED_51A7
 
 @dataclass(frozen=True)
 class MinHashConfig:
-    ngram: int = 13
-    num_perm: int = 128
-    bands: int = 9
-    rows: int = 13
+    ngram: int = defaults.NGRAM
+    num_perm: int = defaults.NUM_PERM
+    bands: int = defaults.BANDS
+    rows: int = defaults.ROWS
     hash: str = "fast"  # fast | slimpajama
     seed: int = 1
-    threshold: float = 0.8  # used by --verify; bands x rows is SlimPajama's choice for 0.8
+    threshold: float = defaults.THRESHOLD  # used by --verify; bands x rows is SlimPajama's choice for it
 
     def __post_init__(self):
         if self.hash not in ("fast", "slimpajama"):
@@ -43,7 +44,7 @@ class MinHashConfig:
             raise ValueError(f"bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
 
     @classmethod
-    def for_threshold(cls, threshold: float, num_perm: int = 128, **kw) -> MinHashConfig:
+    def for_threshold(cls, threshold: float, num_perm: int = defaults.NUM_PERM, **kw) -> MinHashConfig:
         """Bands and rows chosen the way datasketch's MinHashLSH does (equal false positive/negative weights)."""
         from datasketch.lsh import _optimal_param
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from slimpajama.core import defaults
 from slimpajama.core.textnorm import is_short, normalize_text
 
-DEFAULT_MIN_CHARS = 200  # SlimPajama's low-length filter, on the cleaned view
 
-
-def normalize_batch(batch: pa.RecordBatch, min_chars: int = DEFAULT_MIN_CHARS) -> tuple[pa.RecordBatch, np.ndarray]:
+def normalize_batch(batch: pa.RecordBatch, min_chars: int = defaults.MIN_CHARS) -> tuple[pa.RecordBatch, np.ndarray]:
     """-> (kept rows with normalized text, boolean mask of the input rows dropped as short)."""
     texts = [normalize_text(t) for t in batch.column("text").to_pylist()]
     short = np.fromiter((is_short(t, min_chars) for t in texts), dtype=bool, count=len(texts))

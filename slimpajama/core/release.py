@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from slimpajama.core import defaults
+
 SPLITS = ("train", "validation", "test")
 FILE_STEM = {"train": "example_train", "validation": "example_holdout", "test": "example_holdout"}
 _TWO64 = float(2**64)
@@ -21,12 +23,12 @@ _TWO64 = float(2**64)
 
 @dataclass(frozen=True)
 class ReleaseConfig:
-    seed: int = 42
-    holdout: float = 0.0017
+    seed: int = defaults.RELEASE_SEED
+    holdout: float = defaults.HOLDOUT
     weights: dict[str, float] = field(default_factory=dict)  # source -> sampling weight (default 1)
-    chunks: int = 10  # train/chunk1..chunkN (SlimPajama: 10)
-    docs_per_file: int = 10_000
-    bucket_bytes: int = 256 << 20  # text per shuffle bucket: what one pass-2 task holds
+    chunks: int = defaults.CHUNKS  # train/chunk1..chunkN
+    docs_per_file: int = defaults.DOCS_PER_FILE
+    bucket_bytes: int = defaults.BUCKET_BYTES  # text per shuffle bucket: what one pass-2 task holds
 
     def __post_init__(self):
         if not 0 <= self.holdout < 1:

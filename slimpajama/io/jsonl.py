@@ -10,13 +10,10 @@ from collections.abc import Iterator
 import orjson
 import pyarrow as pa
 
-from slimpajama.core import sources
+from slimpajama.core import defaults, sources
 from slimpajama.errors import BadRecord
 from slimpajama.io.discover import InputFile
 from slimpajama.io.reading import (
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_MAX_DOC_BYTES,
     BatchBuilder,
     OnBad,
     default_source,
@@ -79,8 +76,8 @@ def _meta_json(obj: dict):
 
 
 def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
-               batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-               max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES,
+               batch_rows: int = defaults.BATCH_ROWS, batch_bytes: int = defaults.BATCH_BYTES,
+               max_doc_bytes: int | None = defaults.MAX_DOC_BYTES,
                source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
     names = sources.source_map(source_map)
     fallback_source = default_source(file, source, names)

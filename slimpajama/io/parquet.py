@@ -9,15 +9,12 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from slimpajama.core import sources
+from slimpajama.core import defaults, sources
 from slimpajama.core.schema import DOC_SCHEMA, make_batch
 from slimpajama.errors import BadRecord
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
 from slimpajama.io.reading import (
-    DEFAULT_BATCH_BYTES,
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_MAX_DOC_BYTES,
     OnBad,
     default_source,
 )
@@ -131,8 +128,8 @@ _PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError, IndexError, KeyError)
 
 
 def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, batch_bytes: int = DEFAULT_BATCH_BYTES,
-                 max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES,
+                 batch_rows: int = defaults.BATCH_ROWS, batch_bytes: int = defaults.BATCH_BYTES,
+                 max_doc_bytes: int | None = defaults.MAX_DOC_BYTES,
                  source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
     del batch_bytes  # parquet batches are bounded by rows and row groups
     names = sources.source_map(source_map)

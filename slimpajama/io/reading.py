@@ -8,14 +8,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from slimpajama.core import defaults
 from slimpajama.core.schema import UNKNOWN_SOURCE, make_batch
 from slimpajama.errors import BadRecord, SlimPajamaError
-
-DEFAULT_BATCH_ROWS = 1024
-DEFAULT_BATCH_BYTES = 8 << 20  # of text; a worker peaks near 150 MB over its baseline with it
-# RedPajama's largest documents (whole books) are a few MB; a larger "document" is almost always a broken dump,
-# and it is the one thing that would make a worker's memory depend on the input.
-DEFAULT_MAX_DOC_BYTES = 32 << 20
 
 OnBad = Callable[[BadRecord], None]
 
@@ -23,9 +18,9 @@ OnBad = Callable[[BadRecord], None]
 @dataclass(frozen=True)
 class ReadOptions:
     source: str | None = None  # source for files with no meta.redpajama_set_name and no source folder
-    batch_rows: int = DEFAULT_BATCH_ROWS
-    batch_bytes: int = DEFAULT_BATCH_BYTES
-    max_doc_bytes: int | None = DEFAULT_MAX_DOC_BYTES
+    batch_rows: int = defaults.BATCH_ROWS
+    batch_bytes: int = defaults.BATCH_BYTES
+    max_doc_bytes: int | None = defaults.MAX_DOC_BYTES
     on_error: str = "skip"  # skip | fail
     source_map: tuple[tuple[str, str], ...] = ()  # --source-map, over RedPajama-1T's names (core/sources.py)
 

@@ -19,7 +19,6 @@ import math
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
 
-DEFAULT_TASK_BYTES = 512 << 20
 _SCAN = 1 << 16
 _COUNT_CHUNK = 8 << 20
 

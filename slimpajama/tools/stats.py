@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from slimpajama.errors import BadRecord, SlimPajamaError
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
-from slimpajama.io.paths import packed_splits, what_is
+from slimpajama.pipelines.paths import packed_splits, what_is
 
 STATS_VERSION = 1
 STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards")
@@ -187,8 +187,8 @@ def shard_stats(split_dir: str) -> dict:
         from slimpajama.packers.reader import ShardReader
 
         r = ShardReader(split_dir)
-        segs = np.concatenate([np.diff(o) for o in r._lens_off])
-        pads = np.concatenate(r._padding)
+        segs = r.docs_per_row()
+        pads = r.paddings()
         docs_per_row = round(float(segs.mean()), 3)
         edges = np.linspace(0, index["seq_len"] + 1, 11).astype(int).tolist()
         padding_hist = {"edges": edges, "counts": np.histogram(pads, bins=edges)[0].tolist()}

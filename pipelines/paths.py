@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
+from slimpajama.packers.format import INDEX_FILE
 
 # what each kind is called in messages, and the command that makes it
 DESCRIPTIONS = {
@@ -28,7 +29,6 @@ DESCRIPTIONS = {
 }
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
                 "tokenize": "token_cache", "pack": "packed"}
-INDEX_FILE = "index.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,24 @@
+"""Run a document stage over a corpus: discover its files, cut the big ones into parts, run one task each. What
+`ingest`, `normalize`, `tokenize` and the pipeline's first stage share."""
+
+from __future__ import annotations
+
+from slimpajama.io.discover import discover_all
+
+from .paths import DOCUMENTS, require_inputs
+from .runner import Progress, StageReport, run_stage
+from .split import split_tasks
+from .stage import Stage
+
+
+def run_documents(stage: Stage, inputs: str | list[str], out_dir: str, *, verify_inputs: bool = False,
+                  task_bytes: int | None = None, workers: int | None = None, ray_address: str | None = None,
+                  progress: Progress | None = None, command: str | None = None) -> StageReport:
+    """`stage` over every corpus file of `inputs` (files of unknown format are listed in its `_errors.jsonl`);
+    `task_bytes`: plain .jsonl and parquet files bigger than this are read by several tasks (0/None: one each).
+    `command`: what messages about the inputs name (default: the stage)."""
+    require_inputs(inputs, DOCUMENTS, command or stage.name)
+    found = discover_all(inputs, out=out_dir, verify=verify_inputs)
+    tasks = split_tasks(found.files, out_dir, task_bytes, workers=workers, ray_address=ray_address)
+    return run_stage(stage, tasks, out_dir, workers=workers, ray_address=ray_address, progress=progress,
+                     skipped_files=found.skipped)

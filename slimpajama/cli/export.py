@@ -1,0 +1,58 @@
+"""`slimpajama export`: the token cache for other trainers (Megatron-core indexed datasets)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from slimpajama.cli.guard import fail_cleanly
+from slimpajama.cli.options import parse_range, range_text
+from slimpajama.core import defaults
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["megatron"]), default="megatron", show_default=True,
+              help="megatron: Megatron-core's MMap indexed dataset (PREFIX.bin + PREFIX.idx), read by Megatron-LM, "
+                   "NeMo and GPT-NeoX.")
+@click.option("--out", "-o", "prefix", required=True, help="Output prefix: writes PREFIX.bin, PREFIX.idx, PREFIX.json.")
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
+@click.option("--range", "range_", default=range_text(defaults.PACK_RANGE), show_default=True,
+              help="The documents whose first token lies in this fraction A:B of the split's tokens (as shards).")
+@click.option("--by-source", is_flag=True,
+              help="One dataset per source (PREFIX_<source>.bin/.idx); PREFIX.json gives Megatron's --data-path "
+                   "with the sources' token shares as weights.")
+@click.option("--encoding", default=None, help="Which token cache of a tokenize --out root (default: the only one); "
+                                                "the encoding to tokenize with when PATH is a release.")
+@click.option("--tokens", "tokens_root", default=None,
+              help="Where a release given as PATH is tokenized first (default: a 'tokens' folder beside it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@fail_cleanly
+def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, as_json):
+    """Export a token cache (or a release, tokenized first) for other trainers: each document one sequence, EOS
+    included; streamed, atomic, with a summary and SHA-256s in PREFIX.json."""
+    from slimpajama.pipelines.export import run_export
+    from slimpajama.pipelines.paths import DOCUMENTS, what_is
+
+    if what_is(path).kind in DOCUMENTS:
+        from slimpajama.pipelines.tokens import run_tokenize
+
+        tokens_root = tokens_root or os.path.join(os.path.dirname(os.path.abspath(path)), "tokens")
+        run_tokenize([path], tokens_root, encoding or defaults.ENCODING)
+        path = tokens_root
+    del fmt  # one format so far
+    if os.path.dirname(prefix):
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    summary = run_export(path, prefix, split=split, range_=parse_range(range_), by_source=by_source,
+                         encoding=encoding)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        for name, d in summary["datasets"].items():
+            click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {d['prefix']}.bin/.idx")
+        click.echo(("already complete: " if summary["resumed"] else "wrote ") + f"{prefix}.json")
+
+
+command = export

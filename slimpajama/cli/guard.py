@@ -1,0 +1,71 @@
+"""Every failure a user can cause ends as one `error:` line and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+
+import click
+
+from slimpajama.errors import SlimPajamaError, root_cause
+
+
+def debug() -> bool:
+    return os.environ.get("SLIMPAJAMA_DEBUG", "") not in ("", "0")
+
+
+def fail_cleanly(fn):
+    """Run a command: interrupts, the user's mistakes, the machine's limits and bugs each give one line; an
+    embedded Ray this command started is shut down whatever happens."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from slimpajama.pipelines.interrupts import (
+            Terminated,
+            install_sigterm_handler,
+            ray_running,
+            shutdown_ray,
+        )
+
+        install_sigterm_handler()
+        ray_was_up = ray_running()  # a caller's Ray (a test session, a notebook) is theirs to stop
+        try:
+            try:
+                return fn(*args, **kwargs)
+            except SystemExit as e:
+                if e.code == signal.SIGTERM:  # Ray's own handler, while ray.init was starting: the same SIGTERM
+                    raise Terminated() from None
+                raise
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): Ray, shut down, stops the tasks
+            if not ray_was_up:
+                shutdown_ray()
+            signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+            click.echo(f"error: interrupted ({signame}); completed shards are kept: rerun the same command to "
+                       "resume", err=True)
+            sys.exit(143 if isinstance(e, Terminated) else 130)
+        except SlimPajamaError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except OSError as e:  # the machine's side (disk full, permissions, missing directory): no traceback
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            sys.exit(1)
+        except MemoryError:
+            click.echo("error: out of memory: run with fewer --workers (or smaller --batch-rows/--bucket-bytes/"
+                       "--partition-bytes)", err=True)
+            sys.exit(1)
+        except Exception as e:  # a bug, not the user's doing: one line, the traceback on request
+            if debug():
+                raise
+            cause = root_cause(e)
+            first = (str(cause).strip().splitlines() or [""])[0]
+            click.echo(f"error: {type(cause).__name__}: {first} (unexpected; rerun with --debug or "
+                       "SLIMPAJAMA_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
+        finally:
+            if not ray_was_up:
+                shutdown_ray()
+
+    return wrapper

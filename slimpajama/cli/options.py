@@ -1,0 +1,181 @@
+"""Options several commands share, defined once: sizes, fractions of a split, and the option groups (reading a
+corpus, running on Ray) as dataclasses that generate their click options and reach a command as one object.
+
+Defaults come from `slimpajama.core.defaults` (which imports nothing), so the command line shows them without
+loading the stages' packages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import click
+
+from slimpajama.core import defaults
+from slimpajama.errors import SlimPajamaError
+
+
+def parse_size(value: str | int | None) -> int | None:
+    """'64MB', '2GiB', '1e9', '0' -> bytes (0 or 'none' -> None)."""
+    if value is None or str(value).lower() in ("0", "none", "off"):
+        return None
+    s = str(value).strip().lower().replace("ib", "b")
+    units = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "tb": 1 << 40, "b": 1}
+    for u, mult in units.items():
+        if s.endswith(u):
+            return int(float(s[: -len(u)]) * mult)
+    return int(float(s))
+
+
+def size_text(n: int) -> str:
+    """512 << 20 -> '512MB': a size default as --help shows it."""
+    for unit, shift in (("TB", 40), ("GB", 30), ("MB", 20), ("KB", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+class SizeType(click.ParamType):
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_size(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a size like 512MB or 2GB", param, ctx)
+
+
+SIZE = SizeType()
+
+
+def parse_range(value: str | tuple[float, float]) -> tuple[float, float]:
+    """'0:0.75' -> (0.0, 0.75): a contiguous fraction A:B of a split's tokens."""
+    if isinstance(value, tuple):
+        return value
+    try:
+        a, b = (float(x) for x in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not A:B, e.g. 0:0.75") from None
+    return a, b
+
+
+def range_text(range_: tuple[float, float]) -> str:
+    return f"{range_[0]:g}:{range_[1]:g}"
+
+
+def at_least(flag: str, value: int | None, minimum: int, why: str) -> int:
+    """A size flag below a sane minimum would plan millions of tasks or hold everything at once: refused."""
+    if value is None or value < minimum:
+        raise SlimPajamaError(f"{flag} {value or 0} is below the minimum {minimum:,} bytes ({why})")
+    return value
+
+
+def check_bucket_bytes(value: int | None) -> int:
+    return at_least("--bucket-bytes", value, 64 << 10, "it sets the number of shuffle buckets")
+
+
+class OptionGroup:
+    """A dataclass of options: `@Group.apply` adds its click options to a command, which then receives one
+    instance under `PARAM` instead of a parameter per option."""
+
+    PARAM: ClassVar[str]
+
+    @classmethod
+    def click_options(cls) -> list:
+        """The click options, in the order --help lists them; one per field (plus any without a value)."""
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, f):
+        names = [fl.name for fl in dataclasses.fields(cls)]
+
+        @functools.wraps(f)
+        def command(*args, **kwargs):
+            kwargs[cls.PARAM] = cls(**{n: kwargs.pop(n) for n in names})
+            return f(*args, **kwargs)
+
+        for option in reversed(cls.click_options()):  # click lists the last one applied first
+            command = option(command)
+        return command
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadFlags(OptionGroup):
+    """How a command reads a corpus: what `slimpajama.io.reading.ReadOptions` and the task split take."""
+
+    PARAM: ClassVar[str] = "read"
+    verify_inputs: bool
+    source_map: str | None
+    task_bytes: int | None
+    max_doc_bytes: int | None
+    on_error: str
+    source: str | None
+
+    @classmethod
+    def click_options(cls) -> list:
+        return [
+            click.option("--verify-inputs", is_flag=True,
+                         help="Identify input files by a SHA-256 of their content (default: size and modification "
+                              "time), so a rerun notices any change; costs one read of the inputs per run."),
+            click.option("--source-map", default=None,
+                         help="Extra source names for folders and red_pajama_subset values: NAME=SOURCE,... or a "
+                              "JSON file (RedPajama-1T's arxiv/book/c4/common_crawl/github/stackexchange/wikipedia "
+                              "map to SlimPajama's names by default)."),
+            click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
+                         help="Split plain .jsonl and parquet files bigger than this into parts read by separate "
+                              "tasks (0: one task per file). Never changes the output."),
+            click.option("--max-doc-bytes", type=SIZE, default=size_text(defaults.MAX_DOC_BYTES), show_default=True,
+                         help="Records larger than this are bad input (0: no limit)."),
+            click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
+                         help="skip: count bad input under bad_input and log it in _errors.jsonl; fail: stop at the "
+                              "first bad record, naming file and line."),
+            click.option("--source", default=None,
+                         help="Source name for files with neither meta.redpajama_set_name nor a source folder."),
+        ]
+
+    def options(self, **more):
+        """As the readers take them (`more`: e.g. batch_rows)."""
+        from slimpajama.core.sources import parse_source_map
+        from slimpajama.io.reading import ReadOptions
+
+        return ReadOptions(source=self.source, on_error=self.on_error, max_doc_bytes=self.max_doc_bytes,
+                           source_map=parse_source_map(self.source_map), **more)
+
+
+def _set_wait(ctx, param, value):
+    from slimpajama.pipelines import lock
+
+    lock.configure(bool(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class RayFlags(OptionGroup):
+    """Where and how wide a command runs its Ray tasks, and how it reports."""
+
+    PARAM: ClassVar[str] = "ray"
+    as_json: bool
+    quiet: bool
+    ray_address: str | None
+    workers: int | None
+
+    @classmethod
+    def click_options(cls) -> list:
+        return [
+            click.option("--json", "as_json", is_flag=True, help="Print the stage summary as JSON."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+            click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+                         help="Join this Ray cluster instead of starting an embedded one (also $RAY_ADDRESS)."),
+            click.option("--workers", type=click.IntRange(min=1), default=None,
+                         help="Cap on parallel shard tasks (default: every CPU of the Ray cluster)."),
+            click.option("--wait", is_flag=True, expose_value=False, callback=_set_wait,
+                         help="If another run is writing the output directory, wait for it instead of failing."),
+        ]
+
+    def run(self) -> dict:
+        """What every stage driver takes: workers, the cluster, the progress display."""
+        from slimpajama.cli.progress import shard_progress
+
+        return {"workers": self.workers, "ray_address": self.ray_address,
+                "progress": None if self.quiet else shard_progress}

@@ -1,0 +1,58 @@
+"""`slimpajama pipeline`: every stage in one driver."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from slimpajama.cli.guard import fail_cleanly
+from slimpajama.cli.options import SIZE, RayFlags, ReadFlags, check_bucket_bytes, parse_range, size_text
+from slimpajama.core import defaults
+from slimpajama.errors import SlimPajamaError
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--data", default="data", show_default=True,
+              help="Root of every stage's output (work/, slimpajama/, tokens/, shards/), a path or an s3:// URI.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True)
+@click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
+@click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True)
+@click.option("--batch-rows", type=click.IntRange(min=1), default=defaults.BATCH_ROWS, show_default=True,
+              help="Documents per read batch (memory per task; never changes the output).")
+@click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True, default=(defaults.SEQ,), show_default=True,
+              help="Sequence length of a packed output; repeat with --range for BTLM's schedule.")
+@click.option("--range", "ranges", multiple=True, default=None, help="Train range A:B per --seq (default 0:1).")
+@click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
+@click.option("--encoding", default=defaults.ENCODING, show_default=True)
+@ReadFlags.apply
+@RayFlags.apply
+@fail_cleanly
+def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, encoding,
+             read: ReadFlags, ray: RayFlags):
+    """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
+    Ray session). Resumes like each stage: rerun the same command after a crash."""
+    from slimpajama.core.release import ReleaseConfig
+    from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
+
+    if ranges and len(ranges) != len(seqs):
+        raise SlimPajamaError("give one --range per --seq")
+    cfg = PipelineConfig(read=read.options(batch_rows=batch_rows),
+                         release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
+                                               bucket_bytes=check_bucket_bytes(bucket_bytes)),
+                         encoding=encoding, packing=packing, task_bytes=read.task_bytes or 0,
+                         shards=tuple(zip(seqs, [parse_range(r) for r in ranges] if ranges else
+                                          [defaults.PACK_RANGE] * len(seqs), strict=True)))
+    reports = run_pipeline(list(inputs), data, cfg, verify_inputs=read.verify_inputs, **ray.run())
+    summaries = [r.summary() for r in reports]
+    if ray.as_json:
+        click.echo(json.dumps(summaries, indent=2, sort_keys=True))
+    else:
+        for s in summaries:
+            what = (", ".join(f"{split} {rows:,} rows" for split, rows in s["rows"].items()) if "rows" in s else
+                    f"{s['docs_in']:,} docs in, {s['docs_out']:,} out, dropped {s['dropped']}")
+            click.echo(f"{s['stage']}: {what} ({s['resumed']}/{s['shards']} shards resumed) -> {s['out']}")
+
+
+command = pipeline

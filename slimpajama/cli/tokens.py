@@ -1,0 +1,33 @@
+"""`slimpajama tokenize`: documents to the token cache (a module not named `tokenize`: see docs/DESIGN.md)."""
+
+from __future__ import annotations
+
+import click
+
+from slimpajama.cli.guard import fail_cleanly
+from slimpajama.cli.options import RayFlags, ReadFlags
+from slimpajama.cli.render import print_report
+from slimpajama.core import defaults
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", "-o", default="data/tokens", show_default=True, type=click.Path(file_okay=False),
+              help="Token cache root; the cache goes to <out>/<encoding>/.")
+@click.option("--encoding", default=defaults.ENCODING, show_default=True,
+              help="gpt2 (= r50k_base, BTLM's), another tiktoken encoding name, or a .tiktoken file.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="tiktoken threads per task (tasks already run one per core).")
+@ReadFlags.apply
+@RayFlags.apply
+@fail_cleanly
+def tokenize(inputs, out, encoding, threads, read: ReadFlags, ray: RayFlags):
+    """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
+    from slimpajama.pipelines.tokens import run_tokenize
+
+    report = run_tokenize(list(inputs), out, encoding, threads=threads, read=read.options(),
+                          verify_inputs=read.verify_inputs, task_bytes=read.task_bytes, **ray.run())
+    print_report(report, ray.as_json)
+
+
+command = tokenize

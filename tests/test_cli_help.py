@@ -1,0 +1,41 @@
+"""The command line's interface: every command's `--help` as tests/data/cli_help.json recorded it. A change
+here is a change users see: regenerate the file (`python tests/test_cli_help.py`) only for an intended one."""
+
+import json
+import pathlib
+import sys
+
+import click
+from click.testing import CliRunner
+
+from slimpajama.cli import main
+
+GOLDEN = pathlib.Path(__file__).parent / "data" / "cli_help.json"
+
+
+def every_help() -> dict[str, str]:
+    def walk(cmd, path):
+        yield path
+        if isinstance(cmd, click.Group):
+            for name in sorted(cmd.commands):
+                yield from walk(cmd.commands[name], [*path, name])
+
+    out = {}
+    for path in walk(main, []):
+        r = CliRunner().invoke(main, [*path, "--help"], terminal_width=110)
+        assert r.exit_code == 0, r.output
+        out[" ".join(path) or "slimpajama"] = r.output
+    return out
+
+
+def test_every_command_help_is_unchanged():
+    golden = json.loads(GOLDEN.read_text())
+    now = every_help()
+    assert sorted(now) == sorted(golden), "commands were added or removed"
+    for name in golden:
+        assert now[name] == golden[name], f"`{name} --help` changed"
+
+
+if __name__ == "__main__":
+    GOLDEN.write_text(json.dumps(every_help(), indent=1, sort_keys=True))
+    sys.exit(0)
