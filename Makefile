@@ -10,8 +10,9 @@ SAMPLE ?= $(DATA)/raw
 RAW    ?= $(SAMPLE)
 WORKERS ?=
 RAY_ADDRESS ?=
-# Big plain .jsonl / parquet inputs are split into parts of about this size, read by separate tasks (0: one per file).
-TASK_BYTES ?= 512MB
+# Big plain .jsonl / parquet inputs are split into parts of about this size, read by separate tasks (0: one per file;
+# empty: the default). Empty RANGE, PACKING, HOLDOUT: the commands' own defaults (slimpajama/core/defaults.py).
+TASK_BYTES ?=
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -26,9 +27,9 @@ RELEASE    := $(DATA)/slimpajama
 TOKENS     := $(DATA)/tokens
 ENCODING   ?= gpt2
 SEQ        ?= 2048
-RANGE      ?= 0:1
-PACKING    ?= concat
-HOLDOUT    ?= 0.0017
+RANGE      ?=
+PACKING    ?=
+HOLDOUT    ?=
 # make train: the sample corpus through the whole pipeline in its own data folder, then the bundled trainer.
 # DEVICE=cpu (default): the tiny preset at 256/1024 tokens (BTLM's 2k/8k ratio, CPU-sized), a 3% holdout so
 # validation has enough tokens. DEVICE=cuda: PRESET (small by default) at BTLM's 2048/8192 tokens, 64k tokens per
@@ -81,17 +82,17 @@ $(SAMPLE)/_ground_truth.json: | $(STAMP)
 # raw corpus -> normalize -> global dedup -> release (SlimPajama's layout). Every stage resumes: a second run
 # recomputes nothing.
 dedup: $(STAMP) $(RAW_DEP)
-	$(SP) normalize $(RAW) --out $(NORMALIZED) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
+	$(SP) normalize $(RAW) --out $(NORMALIZED) $(if $(TASK_BYTES),--task-bytes $(TASK_BYTES),) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
-	$(SP) release $(DEDUP) --out $(RELEASE) --holdout $(HOLDOUT) $(WORKER_FLAG)
+	$(SP) release $(DEDUP) --out $(RELEASE) $(if $(HOLDOUT),--holdout $(HOLDOUT),) $(WORKER_FLAG)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.
 tokens: dedup
-	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) --task-bytes $(TASK_BYTES) $(WORKER_FLAG)
+	$(SP) tokenize $(RELEASE) --out $(TOKENS) --encoding $(ENCODING) $(if $(TASK_BYTES),--task-bytes $(TASK_BYTES),) $(WORKER_FLAG)
 
 shards: tokens
-	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) --range $(RANGE) --packing $(PACKING) --out-root $(DATA)/shards $(WORKER_FLAG)
+	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) $(if $(RANGE),--range $(RANGE),) $(if $(PACKING),--packing $(PACKING),) --out-root $(DATA)/shards $(WORKER_FLAG)
 
 # The token cache as a Megatron-core indexed dataset (data/export/megatron/train.bin/.idx, per source with
 # BY_SOURCE=1), for Megatron-LM / NeMo / GPT-NeoX. The earlier stages run first.

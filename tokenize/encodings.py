@@ -1,7 +1,7 @@
 """tiktoken encodings, obtained and verified offline (installed as `slimpajama.tokenize.encodings`).
 
 `tokenize/` is a namespace package on purpose: a regular package named `tokenize` at the repository root would
-shadow the standard library's `tokenize` module (see DESIGN.md).
+shadow the standard library's `tokenize` module (see docs/DESIGN.md, "Layout").
 
 GPT-2 BPE (`gpt2` = tiktoken's `r50k_base`, BTLM's tokenizer) is looked up, in order:
   1. our cache (`$SLIMPAJAMA_CACHE`, default ~/.cache/slimpajama), verified against tiktoken's expected SHA-256;
@@ -26,9 +26,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 
-GPT2_ENCODING = "r50k_base"  # BTLM's tokenizer: GPT-2 BPE, vocab 50257
 GPT2_ALIASES = ("gpt2", "r50k_base")
 GPT2_EOS_ID = 50256
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
@@ -154,7 +154,7 @@ def _named_encoding(name: str):
 _LOADED: dict = {}
 
 
-def get_encoding(spec: str = "gpt2", fetch: bool = True):
+def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True):
     """A tiktoken Encoding: 'gpt2'/'r50k_base' (offline bootstrap), another tiktoken name, or a .tiktoken path."""
     key = "r50k_base" if spec in GPT2_ALIASES else spec
     if key not in _LOADED:

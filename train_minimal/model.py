@@ -1,8 +1,8 @@
 """A BTLM-style decoder: GPT-2 pre-LN blocks with biases, ALiBi, SwiGLU, tied embeddings and muP.
 
-Config fields are named like BTLM's Hugging Face config. muP, as DESIGN.md states it: the embedding output is
-multiplied by `mup_embeddings_scale`, attention scores are scaled by 1/d_head (`mup_scale_qk_dot_by_d`), logits by
-`mup_output_alpha * mup_width_scale`; init std is `initializer_range` for embeddings, `initializer_range *
+Config fields are named like BTLM's Hugging Face config. muP, as BTLM-3B-8K's config and paper set it: the
+embedding output is multiplied by `mup_embeddings_scale`, attention scores are scaled by 1/d_head
+(`mup_scale_qk_dot_by_d`), logits by `mup_output_alpha * mup_width_scale`; init std is `initializer_range` for embeddings, `initializer_range *
 sqrt(mup_width_scale)` for hidden matrices and that over sqrt(2 * n_layer) for output projections; hidden matrices
 train at lr * mup_width_scale (`get_mup_param_groups`).
 """

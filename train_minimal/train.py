@@ -39,6 +39,11 @@ from .model import BTLM, doc_ids_from_lens, preset
 from .report import unigram_entropy, write_report
 from .throughput import flops_per_token, peak_flops
 
+
+def _quiet(message: str) -> None:
+    """The default log: library code prints nothing (the `train` command passes its own)."""
+
+
 WARMUP_STEPS_NOT_TIMED = 3  # per stage and process: compilation and allocator warm-up are not throughput
 
 
@@ -219,7 +224,7 @@ class Trainer:
         self.opt.step()
         return float(loss), float(gnorm), wait
 
-    def train(self, max_steps: int | None = None, log=print) -> list[dict]:
+    def train(self, max_steps: int | None = None, log=_quiet) -> list[dict]:
         cfg = self.cfg
         self.model.train()
         end = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
@@ -374,7 +379,7 @@ class Trainer:
         return out
 
 
-def run(cfg: TrainConfig, resume: bool = True, log=print) -> dict | None:
+def run(cfg: TrainConfig, resume: bool = True, log=_quiet) -> dict | None:
     """Train, evaluate and report. Under torchrun every process calls this; the first one logs, writes the report
     and returns the result, the others return None."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))

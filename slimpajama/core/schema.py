@@ -1,4 +1,4 @@
-"""The document record every stage reads and writes (DESIGN.md, "Records")."""
+"""The document record every stage reads and writes (docs/DESIGN.md, "On disk")."""
 
 from __future__ import annotations
 
