@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CACHE, peak_rss_mb, sample_corpus  # noqa: E402
 
-from slimpajama import outputs  # noqa: E402
+from slimpajama.io import outputs  # noqa: E402
 from slimpajama.pipelines.export import run_export  # noqa: E402
 from slimpajama.pipelines.tokens import run_tokenize  # noqa: E402
 

@@ -70,7 +70,7 @@ def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> d
     """The same rows behind both; random row reads touching every token (a sum), best of 3."""
     from slimpajama.io.writers import sha256_file
     from slimpajama.packers import ShardReader
-    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
+    from slimpajama.packers.format import write_index, write_rows
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 50257, size=(rows, seq + 1), dtype=np.uint16)
@@ -85,10 +85,7 @@ def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> d
             write_rows(path, part, [np.array([seq + 1], np.int32)] * len(part), np.zeros(len(part), np.int32))
             files.append({"path": os.path.basename(path), "rows": len(part), "bytes": os.path.getsize(path),
                           "sha256": sha256_file(path)})
-        index = {"format": FORMAT, "version": FORMAT_VERSION, "seq_len": seq, "batch_rows": 1024, "rows": rows,
-                 "files": files}
-        with open(os.path.join(d, "index.json"), "w") as f:
-            json.dump(index, f)
+        write_index(d, {"seq_len": seq, "batch_rows": 1024, "rows": rows, "files": files})
         del data
         idx = rng.integers(0, rows, size=reads).tolist()
         mm = np.memmap(raw, dtype=np.uint16, mode="r").reshape(rows, seq + 1)
