@@ -31,11 +31,11 @@ def read_marker(out_dir: str, key: str) -> dict | None:
         return None
 
 
-def is_complete(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
+def is_complete(stage: Stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
     return complete_marker(stage, task, out_dir, verify_outputs) is not None
 
 
-def complete_marker(stage, task: ShardTask, out_dir: str, verify_outputs: bool = False,
+def complete_marker(stage: Stage, task: ShardTask, out_dir: str, verify_outputs: bool = False,
                     marker: dict | None = None) -> dict | None:
     """The task's marker if the task is complete (see `is_complete`), else None. `marker`: the task's marker as
     already read (None: read it now)."""

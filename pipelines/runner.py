@@ -47,6 +47,7 @@ from .stage import ShardTask, Stage
 LEDGER_FILE = "ledger.json"
 ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
 PREVIOUS_FILE = "_previous"  # outputs of earlier runs, kept until this run has removed those it did not produce
+
 # A progress display: (stage name, shards in all, shards already complete) -> a context manager whose value has
 # `advance(docs)`, called once per shard that completes. The command line passes its rich bar.
 Progress = Callable[[str, int, int], contextlib.AbstractContextManager]

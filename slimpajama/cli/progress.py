@@ -9,24 +9,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class _ShardBar:
-    def __init__(self, progress: Progress | None, task_id):
+    def __init__(self, progress: Progress, task_id):
         self._progress, self._task = progress, task_id
         self.docs = 0
 
     def advance(self, docs: int) -> None:
         self.docs += docs
-        if self._progress is not None:
-            elapsed = self._progress.tasks[self._task].elapsed or 1e-9
-            rate = f"{self.docs / elapsed:,.0f} docs/s" if self.docs else ""
-            self._progress.update(self._task, advance=1, rate=rate)
+        elapsed = self._progress.tasks[self._task].elapsed or 1e-9
+        rate = f"{self.docs / elapsed:,.0f} docs/s" if self.docs else ""
+        self._progress.update(self._task, advance=1, rate=rate)
 
 
 @contextlib.contextmanager
-def shard_progress(stage: str, total: int, done: int, enabled: bool = True):
-    """A bar over the stage's shards; `done` shards were already complete (resumed)."""
-    if not enabled:
-        yield _ShardBar(None, None)
-        return
+def shard_progress(stage: str, total: int, done: int):
+    """A bar over the stage's shards (the runner's `Progress`); `done` shards were already complete (resumed)."""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("shards"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                         console=Console(stderr=True))
