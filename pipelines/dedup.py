@@ -301,8 +301,7 @@ def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes
     parts = lsh_partitions(offsets[-1], partition_bytes)
     # every LSH task reads every shard's files: they are side inputs, identified by one digest of all of them (a
     # list of thousands of digests in each of thousands of markers would make the markers gigabytes)
-    signatures = run_key([f.identity() for t in range(len(tasks)) for f in
-                          (side["signatures"][t], side["bands"][t], side["valid"][t])])
+    signatures = run_key([f.identity() for shard in zip(*side.values(), strict=True) for f in shard])
     lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
                                                        "signatures": signatures}, side=side)
                  for b in range(cfg.bands) for p in range(parts)]
