@@ -6,6 +6,7 @@ segments it is made of (summing to seq_len + 1 - padding) and its padding (pad t
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -48,6 +49,11 @@ def write_index(directory: str, index: dict) -> str:
     path = storage.join(directory, INDEX_FILE)
     write_bytes_atomic(path, json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **index}, indent=1).encode())
     return path
+
+
+def index_digest(index: dict) -> str:
+    """A SHA-256 of an index's content (key order aside)."""
+    return hashlib.sha256(json.dumps(index, sort_keys=True).encode()).hexdigest()
 
 
 def read_index(directory: str) -> dict:

@@ -8,7 +8,7 @@ import pyarrow.ipc as ipc
 
 from slimpajama.io import storage
 
-from .format import read_index
+from .format import index_digest, read_index
 
 
 class ShardReader:
@@ -85,3 +85,9 @@ class ShardReader:
     @property
     def seq_len(self) -> int:
         return self.manifest["seq_len"]
+
+    @property
+    def digest(self) -> str:
+        """The split's identity: a SHA-256 of its index (every file's SHA-256, the seed, range and packing), so
+        another packing of other data, or of the same data with another seed, has another digest."""
+        return index_digest(self.manifest)

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import pathlib
 import shutil
 
 import numpy as np
@@ -271,6 +272,29 @@ def test_micro_batches_and_loader_workers_train_the_same_model(shards, tmp_path)
 def _train_cmd(shards, out, *extra) -> list[str]:
     return ["--stage1", shards[0], "--stage2", shards[1], "--out", str(out), "--steps", "6", "--tokens-per-step",
             "512", "--warmup-steps", "2", "--checkpoint-every", "2", "--log-every", "1", "--seed", "3", *extra]
+
+
+def test_a_checkpoint_resumes_only_on_the_data_it_trained_on(shards, tmp_path):
+    """Other packed splits (the same tokens packed with another seed) under the same --out: refused, nothing
+    written; the same splits resume."""
+    from click.testing import CliRunner
+
+    from slimpajama.cli import main
+
+    cache = pathlib.Path(shards[0]).parents[2] / "t" / "gpt2"
+    other = run_shards(str(cache), str(tmp_path / "s"), 64, range_=(0, 0.75), seed=1, progress=False).out_dir
+    run = tmp_path / "run"
+    assert CliRunner().invoke(main, ["train", *_train_cmd(shards, run, "--stop-at", "2")]).exit_code == 0
+    checkpoint = (run / "checkpoint.pt").read_bytes()
+    r = CliRunner().invoke(main, ["train", *_train_cmd((f"{other}/train", shards[1]), run)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: {run} holds a checkpoint of a run on other data (not the packed splits it trained on: --stage1 "
+        f"{other}/train, --validation {other}/validation): rerun with its data, or start over with --no-resume or "
+        "another --out")
+    assert (run / "checkpoint.pt").read_bytes() == checkpoint and not (run / "metrics.json").exists()
+    r = CliRunner().invoke(main, ["train", *_train_cmd(shards, run)])
+    assert r.exit_code == 0 and "resumed at step 2" in r.stderr
 
 
 def _run_module(args, nproc: int = 1):

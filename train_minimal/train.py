@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.packers import PackedDataset, ShardReader
+from slimpajama.packers.format import INDEX_FILE, index_digest, read_index
 from slimpajama.packers.pack import row_order
 
 from . import distributed
@@ -64,7 +65,7 @@ class Trainer:
         self.stage_dirs = [cfg.stage1] + ([cfg.stage2] if cfg.stage2 else [])
         self.datasets = [PackedDataset(d, rank=self.world.rank, world_size=self.world.size, seed=cfg.seed)
                          for d in self.stage_dirs]
-        if storage.file_size(storage.join(self.validation_dir(), "index.json")) is None:  # now, not after training
+        if storage.file_size(storage.join(self.validation_dir(), INDEX_FILE)) is None:  # now, not after training
             raise SlimPajamaError(f"no packed validation split at {self.validation_dir()}: pass --validation")
         self.seqs = [ds.reader.seq_len for ds in self.datasets]
         self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
@@ -133,7 +134,8 @@ class Trainer:
             state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
                      "data": [{"epoch": d.epoch, "rows": d.start * self.world.size, "seed": d.seed}
                               for d in self.datasets],
-                     "history": self.history, "config": asdict(self.cfg), "rng": torch.get_rng_state()}
+                     "history": self.history, "config": asdict(self.cfg), "rng": torch.get_rng_state(),
+                     "splits": self.split_digests()}
             tmp = self.ckpt_path + ".tmp"
             torch.save(state, tmp)
             os.replace(tmp, self.ckpt_path)
@@ -150,6 +152,13 @@ class Trainer:
             raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ("
                                   f"{what or 'other stages, or an older version'}): rerun with its settings, or "
                                   "start over with --no-resume or another --out")
+        saved_splits, now = state.get("splits") or {}, self.split_digests()
+        other = [k for k in now if saved_splits.get(k) != now[k]]
+        if other:
+            raise SlimPajamaError(
+                f"{self.cfg.out} holds a checkpoint of a run on other data (not the packed splits it trained on: "
+                + ", ".join(f"--{k} {self.split_dir(k)}" for k in other) + "): rerun with its data, or start over "
+                "with --no-resume or another --out")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.step = state["step"]
@@ -303,6 +312,15 @@ class Trainer:
                 "stay the same; the run folder keeps its last checkpoint")
 
     # -------------------------------------------------------------------------------------------- evaluation
+
+    def split_dir(self, name: str) -> str:
+        return {"stage1": self.cfg.stage1, "stage2": self.cfg.stage2, "validation": self.validation_dir()}[name]
+
+    def split_digests(self) -> dict[str, str]:
+        """Each packed split's identity (its index's digest): part of what a checkpoint resumes only with."""
+        out = {f"stage{i + 1}": ds.reader.digest for i, ds in enumerate(self.datasets)}
+        out["validation"] = index_digest(read_index(self.validation_dir()))
+        return out
 
     def validation_dir(self) -> str:
         return self.cfg.validation or storage.join(storage.parent(self.cfg.stage1.rstrip("/")), "validation")
