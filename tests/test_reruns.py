@@ -215,6 +215,22 @@ def test_4_out_inside_or_equal_to_an_input_is_refused(tmp_path):
     assert not (raw / "out").exists()
 
 
+def test_4_out_holding_an_input_is_refused_and_nothing_lands_in_the_corpus(tmp_path):
+    """`normalize s/RedPajamaC4 --out s` once wrote shards and ledgers into the corpus root, and every later read of
+    `s` saw only those (88 of 300 documents, exit 0)."""
+    raw = tmp_path / "s"
+    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
+    write_jsonl(raw / "B" / "b.jsonl", [text(2)])
+    before = sorted(raw.rglob("*"))
+    for args in (("normalize", raw / "A", "--out", raw), ("ingest", raw / "A" / "a.jsonl", "--out", raw),
+                 ("normalize", raw / "B", raw / "A", "--out", tmp_path)):
+        r = cli(*args, "--quiet")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: --out {args[-1]} holds the input "), r.stderr
+    assert sorted(raw.rglob("*")) == before
+    assert [f.rel for f in discover(str(raw))] == ["A/a.jsonl", "B/b.jsonl"]
+
+
 def test_5_one_file_through_two_inputs_is_read_once_under_its_folder(tmp_path):
     raw = tmp_path / "raw"
     write_jsonl(raw / "A" / "a.jsonl", [text(1)])

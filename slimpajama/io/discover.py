@@ -142,21 +142,21 @@ def discover_all(inputs: list[str] | str, *, out: str | None = None, verify: boo
 
 
 def _check_out(specs: list[str], out: str) -> None:
-    if storage.is_remote(out):
-        roots = [s.rstrip("/") for s in specs if storage.is_remote(s)]
-        inside = [r for r in roots if out.rstrip("/") == r or out.startswith(r + "/")]
-    else:
-        real_out = os.path.realpath(out)
-        inside = []
-        for s in specs:
-            if storage.is_remote(s):
-                continue
-            root = os.path.realpath(_glob_root(s) if glob.has_magic(s) else s)
-            if real_out == root or real_out.startswith(root.rstrip(os.sep) + os.sep):
-                inside.append(s)
-    if inside:
-        raise SlimPajamaError(f"--out {out} is inside the input {inside[0]}: a rerun would read its own output "
-                              "(or overwrite the input); choose an output directory outside the inputs")
+    """An output directory that is an input, lies inside one or holds one is refused: a rerun would read its own
+    output, or the output's files would land among the corpus's (and be read as part of it later)."""
+    remote = storage.is_remote(out)
+    out_root = out.rstrip("/") if remote else os.path.realpath(out)
+    sep = "/" if remote else os.sep
+    for s in specs:
+        if storage.is_remote(s) != remote:
+            continue
+        root = s.rstrip("/") if remote else os.path.realpath(_glob_root(s) if glob.has_magic(s) else s)
+        if out_root == root or out_root.startswith(root.rstrip(sep) + sep):
+            raise SlimPajamaError(f"--out {out} is inside the input {s}: a rerun would read its own output (or "
+                                  "overwrite the input); choose an output directory outside the inputs")
+        if root.startswith(out_root.rstrip(sep) + sep):
+            raise SlimPajamaError(f"--out {out} holds the input {s}: its outputs would be written among the "
+                                  "corpus's files; choose an output directory outside the inputs")
 
 
 def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile]]:
