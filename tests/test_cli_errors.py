@@ -159,6 +159,30 @@ def test_tables_show_source_names_whole_at_80_columns(data):
         assert sum(name in line for line in text.splitlines()) >= 2, name  # the report and the pipeline table
 
 
+def test_names_and_paths_print_as_they_are_not_as_markup(tmp_path):
+    """Source folders (and paths) with brackets once printed as rich markup: `[bold red]X[` as `X[`, `Sp ace [x]`
+    as `Sp ace`."""
+    names = ["[bold red]X[", "Sp ace [x]", "[link=http:"]
+    for i, name in enumerate(names):
+        (tmp_path / "raw" / name).mkdir(parents=True)
+        (tmp_path / "raw" / name / "a.jsonl").write_bytes(orjson.dumps({"text": f"doc {i} " * 60}) + b"\n")
+    out = str(tmp_path / "[n]")
+    r = CliRunner().invoke(main, ["normalize", str(tmp_path / "raw"), "--out", out, "--quiet", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    for name in names:
+        assert any(line.strip().startswith(name) for line in r.output.splitlines()), (name, r.output)
+    from slimpajama.core.ledger import Ledger
+    from slimpajama.pipelines.runner import StageReport
+    from slimpajama.tools.stats import compute
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    ledger = Ledger.from_dict(json.loads((tmp_path / "[n]" / "ledger.json").read_text()))
+    print_report(StageReport("normalize", "[n]", ledger, 3, 0, 0, 1.0), False, console)
+    print_stats(compute(out), console)
+    text = console.export_text()
+    assert "normalize: [n]" in text and all(text.count(name) >= 2 for name in names), text
+
+
 def test_ray_starts_quietly(tmp_path):
     raw = tmp_path / "raw" / "A"
     raw.mkdir(parents=True)

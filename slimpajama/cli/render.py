@@ -7,12 +7,23 @@ import json
 import click
 
 
+def literal(text: str):
+    """Text printed as it is: a source name or path like `[bold]x[/bold]` is not rich markup."""
+    from rich.text import Text
+
+    return Text(text)
+
+
 def table(title: str, columns: list[str], names=()):
     """A rich table readable at 80 columns: the first column (source names) whole, the figures folded."""
     from rich import box
     from rich.table import Table
 
-    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    class LiteralTable(Table):
+        def add_row(self, *cells, **kwargs):
+            super().add_row(*(literal(c) if isinstance(c, str) else c for c in cells), **kwargs)
+
+    t = LiteralTable(title=literal(title), box=box.SIMPLE_HEAD, pad_edge=False)
     t.add_column(columns[0], no_wrap=True, min_width=max([len(columns[0]), *map(len, names)]))
     for c in columns[1:]:
         t.add_column(c, justify="right", overflow="fold")
@@ -66,9 +77,9 @@ def print_stats(st: dict, console=None) -> None:
         console.print(t)
     rel = st.get("release")
     if rel:
-        console.print("release: " + ", ".join(f"{k} {v['docs']:,} docs in {v['files']} files"
-                                              for k, v in rel["splits"].items())
-                      + f"; {rel['decontaminated']:,} decontaminated")
+        console.print(literal("release: " + ", ".join(f"{k} {v['docs']:,} docs in {v['files']} files"
+                                                      for k, v in rel["splits"].items())
+                              + f"; {rel['decontaminated']:,} decontaminated"))
     for enc, v in (st.get("tokens") or {}).items():
         t = table(f"token cache {enc}: {v['tokens']:,} tokens", ["source", "tokens", "share"],
                    v["tokens_per_source"])
@@ -103,5 +114,5 @@ def print_report(report, as_json: bool, console=None) -> None:
     console.print(t)
     skipped = f", {len(summary['skipped_files'])} files of unknown format skipped" if summary["skipped_files"] else ""
     removed = f", {summary['removed_stale_outputs']} stale outputs removed" if summary["removed_stale_outputs"] else ""
-    console.print(f"{summary['shards']} shards ({summary['resumed']} already complete), "
-                  f"{summary['bad_input_records']} bad input records{skipped}{removed}, {summary['seconds']} s")
+    console.print(literal(f"{summary['shards']} shards ({summary['resumed']} already complete), "
+                          f"{summary['bad_input_records']} bad input records{skipped}{removed}, {summary['seconds']} s"))
