@@ -76,6 +76,12 @@ def test_what_a_path_holds_is_recognized_in_one_place(data):
     (["normalize", "{t}/missing", "--out", "{t}/n"], "input not found: "),
     (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=nan"], "a weight is a finite"),
     (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=inf"], "a weight is a finite"),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=1e308"],
+     "RedPajamaC4=1e308: a weight is a finite number from 0 to 1000"),
+    (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "RedPajamaC4=2,RedPajamaC4=0.5"],
+     "--weights: RedPajamaC4 is given twice"),
+    (["tokenize", "{d}/slimpajama", "--out", "{t}/tok", "--encoding", "nosuch"],
+     "tiktoken encoding 'nosuch' is unavailable: Unknown encoding nosuch (known: cl100k_base, gpt2, "),
     (["release", "{d}/work/dedup", "--out", "{t}/rel", "--weights", "Typo=2"],
      "--weights names Typo, not a source of this input (its sources: RedPajamaArXiv, RedPajamaBook"),
     (["release", "{d}/work/dedup", "--out", "{t}/rel", "--bucket-bytes", "0"], "--bucket-bytes 0 is below"),
@@ -84,6 +90,12 @@ def test_what_a_path_holds_is_recognized_in_one_place(data):
 ])
 def test_each_command_fails_in_one_line(data, tmp_path, args, expect):
     one_line_error([a.format(d=data, t=tmp_path) for a in args], expect)
+
+
+@pytest.mark.parametrize("flag", ["--task-bytes", "--max-doc-bytes"])
+def test_a_negative_size_is_a_usage_error(tmp_path, flag):
+    r = CliRunner().invoke(main, ["normalize", str(tmp_path), "--out", str(tmp_path / "n"), flag, "-5"])
+    assert r.exit_code == 2 and f"Invalid value for '{flag}': '-5' is not a size like 512MB or 2GB" in r.output
 
 
 def test_a_bad_or_unreachable_cluster_address_fails_fast(data, tmp_path):

@@ -147,7 +147,13 @@ def _named_encoding(name: str):
     t.join(NETWORK_TIMEOUT_S * 6)
     if "enc" in result:
         return result["enc"]
-    why = result.get("err") or f"no answer in {NETWORK_TIMEOUT_S * 6} s (offline?)"
+    if "err" in result:  # tiktoken's message goes on with plugin and version lines: its first line is the news
+        why = (str(result["err"]).strip().splitlines() or [type(result["err"]).__name__])[0].rstrip(".")
+        if name not in tiktoken.list_encoding_names():
+            why += f" (known: {', '.join(sorted({*GPT2_ALIASES, *tiktoken.list_encoding_names()}))}; or a " \
+                   ".tiktoken file)"
+    else:
+        why = f"no answer in {NETWORK_TIMEOUT_S * 6} s (offline?)"
     raise SlimPajamaError(f"tiktoken encoding {name!r} is unavailable: {why}")
 
 

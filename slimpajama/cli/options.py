@@ -42,9 +42,12 @@ class SizeType(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            return parse_size(value)
-        except ValueError:
+            size = parse_size(value)
+        except (ValueError, OverflowError):
+            size = -1
+        if size is not None and size < 0:
             self.fail(f"{value!r} is not a size like 512MB or 2GB", param, ctx)
+        return size
 
 
 SIZE = SizeType()

@@ -19,6 +19,7 @@ from slimpajama.core import defaults
 SPLITS = ("train", "validation", "test")
 FILE_STEM = {"train": "example_train", "validation": "example_holdout", "test": "example_holdout"}
 _TWO64 = float(2**64)
+MAX_WEIGHT = 1000.0  # copies of every document of a source: beyond this a weight is a typo, not a recipe
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ def parse_weights(spec: str | None) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             raise ValueError(f"--weights: {value.strip()!r} (for {name.strip()}) is not a number") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"--weights: {name.strip()}={value.strip()}: a weight is a finite number >= 0")
+        if not math.isfinite(weight) or not 0 <= weight <= MAX_WEIGHT:
+            raise ValueError(f"--weights: {name.strip()}={value.strip()}: a weight is a finite number from 0 to "
+                             f"{MAX_WEIGHT:g} (copies of each document)")
+        if name.strip() in out:
+            raise ValueError(f"--weights: {name.strip()} is given twice")
         out[name.strip()] = weight
     return out
 
