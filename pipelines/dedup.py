@@ -49,7 +49,7 @@ from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atom
 from . import lock
 from .docstage import DocumentStage, file_tasks
 from .markers import previous_run, run_key, save_run
-from .paths import require_inputs
+from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
 
@@ -265,7 +265,8 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
-        raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama normalize` first")
+        raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not normalized documents: run "
+                              "`slimpajama normalize` on it first")
     tasks = file_tasks(files)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
     with lock.hold(out_dir):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 
 import numpy as np
 import pyarrow as pa
@@ -120,9 +122,12 @@ REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds 
 
 
 def rebuild_command(shards_dir: str) -> str | None:
-    """The `slimpajama shards` command that wrote `shards_dir` (re-running it rebuilds damaged files)."""
+    """The `slimpajama shards` command that rebuilds the damaged files of `shards_dir`: the settings that wrote it,
+    with `shards_dir` itself as --out (a copied folder is rebuilt where it is, not where it was packed)."""
     try:
-        return json.loads(storage.read_bytes(storage.join(shards_dir, STATE_DIR, REBUILD_FILE)))["command"]
+        rebuild = json.loads(storage.read_bytes(storage.join(shards_dir, STATE_DIR, REBUILD_FILE)))
+        return (f"slimpajama shards {shlex.quote(rebuild['cache'])} {rebuild['args']} --out "
+                f"{shlex.quote(shards_dir)} --verify-outputs")
     except (FileNotFoundError, ValueError, KeyError):
         return None
 
@@ -156,7 +161,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     report = run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
                        ray_address=ray_address, progress=progress, verify_outputs=verify_outputs)
     report.extra = {"rows": {m["key"]: m["extra"]["rows"] for m in report.markers}}
-    command = (f"slimpajama shards {cache_dir} --seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} "
-               f"--seed {seed} --file-bytes {file_bytes} --out {out} --verify-outputs")
-    write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps({"command": command}).encode())
+    rebuild = {"cache": cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir),
+               "args": f"--seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} --seed {seed} "
+                       f"--file-bytes {file_bytes}"}
+    write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps(rebuild).encode())
     return report

@@ -115,6 +115,11 @@ def require_inputs(inputs, accepted: tuple[str, ...], command: str) -> None:
         require(spec, accepted, command)
 
 
+def inputs_text(inputs) -> str:
+    """Inputs as a message names them: `a b`, not a Python list."""
+    return " ".join(map(str, [inputs] if isinstance(inputs, str | os.PathLike) else inputs))
+
+
 def packed_splits(path: str, command: str) -> list[str]:
     """The split folders (index.json) of a packed shard set, a split itself, or every set of a shards root."""
     found = require(path, ("packed", "packed_split", "shards_root"), command)

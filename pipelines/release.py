@@ -47,7 +47,7 @@ from slimpajama.io.writers import (
 from . import lock
 from .docstage import file_tasks
 from .markers import output_file, previous_run, run_key, save_run
-from .paths import require_inputs
+from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
 
@@ -199,7 +199,8 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     require_inputs(inputs, ("dedup", "normalized", "ingested", "corpus"), "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
-        raise SlimPajamaError(f"no parquet shards under {inputs}: run `slimpajama dedup` first")
+        raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not deduplicated documents: run "
+                              "`slimpajama normalize` and `slimpajama dedup` on it first")
     with lock.hold(out_dir):
         return _release(files, out_dir, cfg, dict(workers=workers, ray_address=ray_address, progress=progress))
 

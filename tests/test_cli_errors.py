@@ -92,6 +92,14 @@ def test_each_command_fails_in_one_line(data, tmp_path, args, expect):
     one_line_error([a.format(d=data, t=tmp_path) for a in args], expect)
 
 
+def test_a_raw_corpus_given_to_dedup_or_release_says_so(sample_corpus, tmp_path):
+    raw, _ = sample_corpus
+    one_line_error(["dedup", raw, "--out", tmp_path / "d"], f"error: {raw} holds a raw corpus (JSON lines), not "
+                   "normalized documents: run `slimpajama normalize` on it first")
+    one_line_error(["release", raw, "--out", tmp_path / "r"], f"error: {raw} holds a raw corpus (JSON lines), not "
+                   "deduplicated documents: run `slimpajama normalize` and `slimpajama dedup` on it first")
+
+
 @pytest.mark.parametrize("flag", ["--task-bytes", "--max-doc-bytes"])
 def test_a_negative_size_is_a_usage_error(tmp_path, flag):
     r = CliRunner().invoke(main, ["normalize", str(tmp_path), "--out", str(tmp_path / "n"), flag, "-5"])

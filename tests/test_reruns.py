@@ -374,6 +374,14 @@ def test_11_verify_names_the_command_that_rebuilds_a_damaged_file(clean_pipeline
         assert command[:2] == ["slimpajama", "shards"]
         assert cli(*command[1:], "--quiet").returncode == 0
         assert cli("verify", out).returncode == 0 and part.read_bytes() == good
+    copy = tmp_path / "seq64 copy"  # a copied folder is rebuilt where it is, not where it was packed
+    shutil.copytree(out, copy)
+    (copy / "train" / "part-00000.arrow").write_bytes(b"x" * len(good))
+    r = cli("verify", copy)
+    command = shlex.split(r.stderr.strip().split("rebuild it with: ", 1)[1])
+    assert command[command.index("--out") + 1] == str(copy)
+    assert cli(*command[1:], "--quiet").returncode == 0 and cli("verify", copy).returncode == 0
+    assert (copy / "train" / "part-00000.arrow").read_bytes() == good
 
 
 def test_12_deleting_signatures_after_a_complete_dedup_recomputes_nothing(tmp_path, ray_session):

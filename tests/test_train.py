@@ -297,6 +297,32 @@ def test_a_checkpoint_resumes_only_on_the_data_it_trained_on(shards, tmp_path):
     assert r.exit_code == 0 and "resumed at step 2" in r.stderr
 
 
+def test_a_damaged_checkpoint_or_an_interrupt_says_what_to_do(shards, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from slimpajama.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for damage in (b"", b"PK\x03\x04 not a checkpoint", b"12abc"):
+        (run / "checkpoint.pt").write_bytes(damage)
+        r = CliRunner().invoke(main, ["train", *_train_cmd(shards, run)])
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: {run / 'checkpoint.pt'} is damaged (") and last.endswith(
+            "start over with --no-resume (or restore the file)"), last
+
+    import slimpajama.train_minimal.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "run", interrupted)
+    r = CliRunner().invoke(main, ["train", *_train_cmd(shards, tmp_path / "other")])
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == (
+        "error: interrupted (SIGINT); the run folder keeps its last checkpoint: rerun the same command to resume")
+
+
 def _run_module(args, nproc: int = 1):
     import subprocess
     import sys

@@ -144,8 +144,13 @@ class Trainer:
     def load(self) -> bool:
         if not os.path.exists(self.ckpt_path):
             return False
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        saved = state.get("config", {})
+        try:
+            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            saved = state.get("config", {})
+        except Exception as e:  # noqa: BLE001 - truncated or overwritten: whatever torch.load raises for it
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise SlimPajamaError(f"{self.ckpt_path} is damaged ({why}): start over with --no-resume (or restore "
+                                  "the file)") from None
         changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(self.cfg, k)]
         if changed or len(state["data"]) != len(self.datasets) or any("rows" not in d for d in state["data"]):
             what = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {getattr(self.cfg, k)})" for k in changed)

@@ -16,9 +16,12 @@ def debug() -> bool:
     return os.environ.get("SLIMPAJAMA_DEBUG", "") not in ("", "0")
 
 
-def fail_cleanly(fn):
+def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
     """Run a command: interrupts, the user's mistakes, the machine's limits and bugs each give one line; an
-    embedded Ray this command started is shut down whatever happens."""
+    embedded Ray this command started is shut down whatever happens. `kept`: what an interrupt leaves, for the
+    interrupt's message (`@fail_cleanly(kept=...)`)."""
+    if fn is None:
+        return functools.partial(fail_cleanly, kept=kept)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -42,8 +45,7 @@ def fail_cleanly(fn):
             if not ray_was_up:
                 shutdown_ray()
             signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-            click.echo(f"error: interrupted ({signame}); completed shards are kept: rerun the same command to "
-                       "resume", err=True)
+            click.echo(f"error: interrupted ({signame}); {kept}: rerun the same command to resume", err=True)
             sys.exit(143 if isinstance(e, Terminated) else 130)
         except SlimPajamaError as e:
             click.echo(f"error: {e}", err=True)

@@ -47,7 +47,7 @@ from slimpajama.errors import SlimPajamaError
               help="Peak dense bf16 TFLOP/s per device for MFU, where the GPU is not recognized.")
 @click.option("--no-resume", is_flag=True, help="Start over even if the run folder has a checkpoint.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@fail_cleanly
+@fail_cleanly(kept="the run folder keeps its last checkpoint")
 def train(stage1, stage2, validation, out, preset, steps, tokens_per_step, micro_batch_rows, lr, warmup_steps,
           doc_mask, device, attention, compile_, checkpointing, loader_workers, checkpoint_every, eval_every,
           log_every, stop_at, peak_tflops, no_resume, seed):
