@@ -3,12 +3,8 @@ earlier run with other inputs, two at once, a damaged file, a deleted intermedia
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import json
-import lzma
 import os
-import random
 import shlex
 import shutil
 import signal
@@ -20,62 +16,15 @@ import uuid
 import orjson
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 from pipeline_helpers import product
+from rerun_helpers import cli, files_under, normalize, read_texts, text, write_jsonl
 
 from slimpajama.core.release import ReleaseConfig
 from slimpajama.errors import BadInputError
-from slimpajama.io.discover import discover, discover_all
-from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.dedup import run_dedup
 from slimpajama.pipelines.pack import run_shards
 from slimpajama.pipelines.release import run_release
 from slimpajama.pipelines.tokens import run_tokenize
-
-WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
-
-
-def text(seed: int, n: int = 80) -> str:
-    rng = random.Random(seed)
-    return " ".join(rng.choice(WORDS) for _ in range(n))
-
-
-def write_jsonl(path, texts, opener=open) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with opener(path, "wb") as f:
-        for t in texts:
-            f.write(orjson.dumps({"text": t}) + b"\n")
-
-
-def normalize(inputs, out, on_error="skip", verify=False):
-    found = discover_all(inputs if isinstance(inputs, list) else [str(inputs)], out=str(out), verify=verify)
-    return run_stage(NormalizeStage(ReadOptions(on_error=on_error)), file_tasks(found.files), str(out),
-                     progress=False, skipped_files=found.skipped)
-
-
-def cli(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slimpajama.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def files_under(d) -> set[str]:
-    """Data files (what a glob of the directory finds), the stage's summaries and bookkeeping aside."""
-    out = set()
-    for dirpath, dirnames, names in os.walk(d):
-        dirnames[:] = [x for x in dirnames if not x.startswith("_")]
-        out.update(os.path.relpath(os.path.join(dirpath, n), d) for n in names if not n.startswith(("_", "."))
-                   and n not in ("ledger.json", "manifest.json"))
-    return out
-
-
-def read_texts(directory) -> list[str]:
-    from slimpajama.errors import raise_on_bad
-    from slimpajama.io.documents import read_documents
-
-    return [t for f in discover(str(directory)) for b in read_documents(f, raise_on_bad)
-            for t in b.column("text").to_pylist()]
-
 
 # ------------------------------------------------------------------------------------------------ 1, 2: identity
 
@@ -200,68 +149,6 @@ def test_3_sample_rerun_with_fewer_docs_removes_the_earlier_files(tmp_path):
     generate_corpus(str(tmp_path), seed=1, docs=1200)
     truth = generate_corpus(str(tmp_path), seed=1, docs=300)
     assert files_under(tmp_path) == set(truth["files"])
-
-
-# ------------------------------------------------------------------------------------------------ 4-7: discovery
-
-
-def test_4_out_inside_or_equal_to_an_input_is_refused(tmp_path):
-    raw = tmp_path / "raw"
-    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
-    for out in (raw / "out", raw):
-        r = cli("normalize", raw, "--out", out, "--quiet")
-        assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert r.stderr.startswith("error: --out") and "inside the input" in r.stderr, r.stderr
-    assert not (raw / "out").exists()
-
-
-def test_4_out_holding_an_input_is_refused_and_nothing_lands_in_the_corpus(tmp_path):
-    """`normalize s/RedPajamaC4 --out s` once wrote shards and ledgers into the corpus root, and every later read of
-    `s` saw only those (88 of 300 documents, exit 0)."""
-    raw = tmp_path / "s"
-    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
-    write_jsonl(raw / "B" / "b.jsonl", [text(2)])
-    before = sorted(raw.rglob("*"))
-    for args in (("normalize", raw / "A", "--out", raw), ("ingest", raw / "A" / "a.jsonl", "--out", raw),
-                 ("normalize", raw / "B", raw / "A", "--out", tmp_path)):
-        r = cli(*args, "--quiet")
-        assert r.returncode == 1 and "Traceback" not in r.stderr
-        assert r.stderr.strip().splitlines()[-1].startswith(f"error: --out {args[-1]} holds the input "), r.stderr
-    assert sorted(raw.rglob("*")) == before
-    assert [f.rel for f in discover(str(raw))] == ["A/a.jsonl", "B/b.jsonl"]
-
-
-def test_5_one_file_through_two_inputs_is_read_once_under_its_folder(tmp_path):
-    raw = tmp_path / "raw"
-    write_jsonl(raw / "A" / "a.jsonl", [text(1)])
-    for inputs in ([raw, raw / "A" / "a.jsonl"], [raw / "A" / "a.jsonl", raw]):
-        assert [f.rel for f in discover([str(p) for p in inputs])] == ["A/a.jsonl"]
-
-
-def test_6_symlinked_source_folders_are_followed_once(tmp_path):
-    raw = tmp_path / "raw"
-    write_jsonl(tmp_path / "elsewhere" / "b.jsonl", [text(1)])
-    write_jsonl(raw / "A" / "a.jsonl", [text(2)])
-    os.symlink(tmp_path / "elsewhere", raw / "B")
-    os.symlink(raw, raw / "A" / "loop")  # a link loop ends
-    assert [f.rel for f in discover(str(raw))] == ["A/a.jsonl", "B/b.jsonl"]
-
-
-def test_7_every_json_lines_spelling_is_read_and_unknown_files_are_listed(tmp_path, ray_session):
-    raw = tmp_path / "raw"
-    write_jsonl(raw / "A" / "a.json", [text(1)])
-    write_jsonl(raw / "A" / "b.jsonl.bz2", [text(2)], bz2.open)
-    write_jsonl(raw / "A" / "c.jsonl.xz", [text(3)], lzma.open)
-    write_jsonl(raw / "A" / "d.JSONL", [text(4)])
-    write_jsonl(raw / "A" / "e.jsonl.GZ", [text(5)], gzip.open)
-    with open(raw / "A" / "f.jsonl.ZST", "wb") as f:
-        f.write(zstandard.ZstdCompressor().compress(orjson.dumps({"text": text(6)}) + b"\n"))
-    (raw / "A" / "notes.txt").write_text("not a corpus file")
-    report = normalize(raw, tmp_path / "n")
-    assert report.ledger.totals().docs_out == 6
-    assert report.summary()["skipped_files"] == [str(raw / "A" / "notes.txt")]
-    errors = [json.loads(x) for x in (tmp_path / "n" / "_errors.jsonl").read_text().splitlines()]
-    assert [(e["file"], e["reason"]) for e in errors] == [(str(raw / "A" / "notes.txt"), "unknown_format")]
 
 
 # ------------------------------------------------------------------------------------------------ 8, 9
