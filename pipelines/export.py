@@ -15,6 +15,7 @@ does nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -48,6 +49,9 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     if split not in SPLITS:
         raise SlimPajamaError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     check_range(range_)
+    if not prefix or prefix.endswith(("/", os.sep)) or os.path.basename(prefix) in (".", ".."):
+        raise SlimPajamaError(f"--out {prefix!r} is not a file prefix: give one such as data/export/train (the "
+                              "export writes PREFIX.bin, PREFIX.idx and PREFIX.json)")
     cache = token_cache(path, encoding, command="export")
     manifest, keys = cache_files(cache, split)
     records = {rec["rel"]: rec for rec in manifest["files"]}
@@ -59,6 +63,8 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     done = _done(prefix, key)
     if done is not None:
         return {**done, "resumed": True}
+    if not storage.is_remote(prefix) and os.path.dirname(prefix):
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
 
     token_dtype = np.dtype(manifest["fingerprint"]["dtype"])
     # the split's tokens, from the sizes of its token files: the document tables are read one file at a time
@@ -100,6 +106,11 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
         for w in writers.values():
             w.__exit__(type(e), e, None)
         raise
+    if not writers:  # nothing was written: no dataset, and no PREFIX.json that would claim one
+        raise SlimPajamaError(f"--range {range_[0]:g}:{range_[1]:g} holds no document of the {split} split (a range "
+                              f"holds the documents whose first token lies in it; the split has {total:,} tokens): "
+                              "widen it")
+    earlier = _datasets_of(prefix)
     datasets = {}
     for group, w in sorted(writers.items()):
         sizes = {s: storage.file_size(w.prefix + s) for s in (".bin", ".idx")}
@@ -115,7 +126,19 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
                "data_path": " ".join(f"{d['tokens'] / max(tokens_out, 1):.6f} {d['prefix']}"
                                      for d in datasets.values())}
     write_bytes_atomic(prefix + ".json", json.dumps(summary, indent=1, sort_keys=True).encode())
+    for stale in earlier - {d["prefix"] for d in datasets.values()}:  # an earlier export here, e.g. --by-source
+        for suffix in (".bin", ".idx"):
+            if storage.stat(stale + suffix) is not None:
+                storage.remove(stale + suffix)
     return {**summary, "resumed": False}
+
+
+def _datasets_of(prefix: str) -> set[str]:
+    """The dataset prefixes the export at `prefix` last wrote (its PREFIX.json), none if there is none."""
+    try:
+        return {d["prefix"] for d in json.loads(storage.read_bytes(prefix + ".json"))["datasets"].values()}
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 def _done(prefix: str, key: str) -> dict | None:

@@ -78,6 +78,25 @@ def test_ranges_split_the_documents_and_sources_get_their_own_datasets(cache, tm
     assert abs(sum(weights) - 1) < 1e-4
 
 
+def test_an_export_replaces_what_an_earlier_one_at_its_prefix_wrote(cache, tmp_path):
+    """--by-source then a plain export at the same prefix: the per-source files go (PREFIX.json no longer lists
+    them); an empty range, an empty or directory prefix: refused in one line, nothing written."""
+    by = run_export(str(cache), str(tmp_path / "e" / "t"), by_source=True)
+    assert len(by["datasets"]) > 1
+    run_export(str(cache), str(tmp_path / "e" / "t"))
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["t.bin", "t.idx", "t.json"]
+    tokens = sum(len(t) for _, t in cache_documents(cache))
+    for args, expect in (
+            ([str(cache), "--out", str(tmp_path / "r"), "--range", "0.999999:1"],
+             f"error: --range 0.999999:1 holds no document of the train split (a range holds the documents whose "
+             f"first token lies in it; the split has {tokens:,} tokens): widen it"),
+            ([str(cache), "--out", ""], "error: --out '' is not a file prefix: give one such as data/export/train"),
+            ([str(cache), "--out", f"{tmp_path}/d/"], f"error: --out '{tmp_path}/d/' is not a file prefix")):
+        r = CliRunner().invoke(main, ["export", *args])
+        assert r.exit_code == 1 and r.stderr.strip().splitlines()[-1].startswith(expect), r.output
+    assert not list(tmp_path.glob("r*")) and not list(tmp_path.glob(".*")) and not (tmp_path / "d").exists()
+
+
 def test_uint32_tokens_export_as_int32(tmp_path):
     tokens = np.array([70000, 5, 100256, 1, 2], dtype=np.uint32)
     with MegatronWriter(str(tmp_path / "big"), np.int32) as w:

@@ -43,8 +43,6 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, a
         run_tokenize([path], tokens_root, encoding or defaults.ENCODING)
         path = tokens_root
     del fmt  # one format so far
-    if os.path.dirname(prefix):
-        os.makedirs(os.path.dirname(prefix), exist_ok=True)
     summary = run_export(path, prefix, split=split, range_=parse_range(range_), by_source=by_source,
                          encoding=encoding)
     if as_json:
