@@ -25,13 +25,11 @@ from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, write_bytes_atomic
-from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
+from slimpajama.packers.megatron import EXPORT_FORMAT, MegatronWriter, megatron_dtype
 from slimpajama.packers.pack import check_range, in_range
 
 from .markers import output_file, run_key
 from .tokens import cache_files, token_cache
-
-FORMAT = "megatron-mmap-indexed-dataset"
 
 
 def _docs(cache: str, key: str, records: dict) -> tuple[np.ndarray, list[str]]:
@@ -118,7 +116,7 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
                                     "bytes": sum(sizes.values()), "sizes": sizes,
                                     "sha256": {s: file_digest(w.prefix + s) for s in (".bin", ".idx")}}
     tokens_out = sum(d["tokens"] for d in datasets.values())
-    summary = {"format": FORMAT, "version": 1, "dtype": dtype.name, "cache": cache, "split": split,
+    summary = {"format": EXPORT_FORMAT, "version": 1, "dtype": dtype.name, "cache": cache, "split": split,
                "range": list(range_), "by_source": by_source, "run_key": key,
                "documents": sum(d["documents"] for d in datasets.values()), "tokens": tokens_out,
                "bytes": sum(d["bytes"] for d in datasets.values()), "datasets": datasets,

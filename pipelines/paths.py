@@ -5,12 +5,14 @@ what it found when it is given something else.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
 from slimpajama.packers.format import INDEX_FILE
+from slimpajama.packers.megatron import EXPORT_FORMAT
 
 # what each kind is called in messages, and the command that makes it
 DESCRIPTIONS = {
@@ -26,6 +28,7 @@ DESCRIPTIONS = {
     "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
     "intermediate": ("intermediate files", None),
     "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
+    "export": ("a Megatron export (PREFIX.bin, PREFIX.idx, PREFIX.json)", "slimpajama export"),
 }
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
                 "tokenize": "token_cache", "pack": "packed"}
@@ -70,6 +73,8 @@ def what_is(path: str) -> PathKind:
         return PathKind("intermediate", path, stage)
     if _isfile(storage.join(path, INDEX_FILE)):
         return PathKind("packed_split", path, "pack")
+    if export_summaries(path):
+        return PathKind("export", path, "export")
     if _isfile(storage.join(path, "manifest.json")) and _isfile(storage.join(path, "ledger.json")):
         return PathKind("release", path, "release")  # a release written before _outputs.json existed
     subdirs = _subdirs(path)
@@ -88,6 +93,26 @@ def what_is(path: str) -> PathKind:
             ("slimpajama" in subdirs and _isfile(storage.join(path, "slimpajama", "manifest.json"))):
         return PathKind("data_root", path)
     return PathKind("corpus", path)
+
+
+def export_summaries(path: str) -> dict[str, dict]:
+    """The PREFIX.json summaries of the Megatron exports in folder `path`, by prefix name ({} for none)."""
+    if storage.is_remote(path):
+        names = {rel for rel, _ in storage.list_files(path) if "/" not in rel}
+    else:  # the folder's own files only: a corpus folder may hold thousands below it
+        names = {n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n))}
+    out = {}
+    for name in sorted(n for n in names if n.endswith(".json")):
+        stem = name[: -len(".json")]
+        if not any(n.startswith(stem) and n.endswith(".idx") for n in names):  # a dataset beside it, or no export
+            continue
+        try:
+            summary = json.loads(storage.read_bytes(storage.join(path, name)))
+        except ValueError:
+            continue
+        if isinstance(summary, dict) and summary.get("format") == EXPORT_FORMAT:
+            out[stem] = summary
+    return out
 
 
 def require(path: str, accepted: tuple[str, ...], command: str) -> PathKind:

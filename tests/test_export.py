@@ -97,6 +97,18 @@ def test_an_export_replaces_what_an_earlier_one_at_its_prefix_wrote(cache, tmp_p
     assert not list(tmp_path.glob("r*")) and not list(tmp_path.glob(".*")) and not (tmp_path / "d").exists()
 
 
+def test_stats_and_the_stages_say_a_folder_holds_an_export(cache, tmp_path):
+    run_export(str(cache), str(tmp_path / "e" / "train"), by_source=True)
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "e")], terminal_width=200)
+    assert r.exit_code == 0 and "corpus:" not in r.output
+    assert "Megatron export train (train split, range 0:1)" in r.output and "RedPajamaC4" in r.output
+    st = json.loads(CliRunner().invoke(main, ["stats", "--json", str(tmp_path / "e")]).output)
+    assert st["kind"] == "export" and st["corpus"] is None
+    assert st["export"]["train"]["documents"] == len(cache_documents(cache))
+    r = CliRunner().invoke(main, ["normalize", str(tmp_path / "e"), "--out", str(tmp_path / "n")])
+    assert r.exit_code == 1 and "holds a Megatron export (PREFIX.bin, PREFIX.idx, PREFIX.json)" in r.stderr
+
+
 def test_uint32_tokens_export_as_int32(tmp_path):
     tokens = np.array([70000, 5, 100256, 1, 2], dtype=np.uint32)
     with MegatronWriter(str(tmp_path / "big"), np.int32) as w:

@@ -133,3 +133,13 @@ def test_damaged_shards_are_reported(data_root, tmp_path):
     part.write_bytes(part.read_bytes()[:-10])
     st = compute(str(tmp_path / "shards"))["shards"]["seq512/train"]
     assert not st["checksums_ok"] and "part-00000.arrow" in st["error"]
+
+
+def test_a_corpus_with_bad_records_says_how_many_it_left_out(tmp_path):
+    raw = tmp_path / "raw" / "S"
+    raw.mkdir(parents=True)
+    good = b"".join(b'{"text": "document number %d with some words"}\n' % i for i in range(4))
+    (raw / "a.jsonl").write_bytes(good + b'{"text": 5}\nnot json\n{"no_text": 1}\n' * 2)
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "raw")], terminal_width=200)
+    assert r.exit_code == 0
+    assert "corpus: 4 documents" in r.output and "6 bad input records not counted" in r.output, r.output

@@ -39,7 +39,7 @@ def print_stats(st: dict, console=None) -> None:
 
     from slimpajama.pipelines.paths import what_is
 
-    if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards")):
+    if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards", "export")):
         click.echo(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
         return
     console = console or Console()
@@ -47,7 +47,9 @@ def print_stats(st: dict, console=None) -> None:
     if corpus:
         title = f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes" + (
             f" (sampled: {corpus['files_read']} of {corpus['files']} files; estimated "
-            f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else "")
+            f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else "") + (
+            f"; {corpus['bad_input_records']:,} bad input records not counted (their lines: `slimpajama ingest`)"
+            if corpus.get("bad_input_records") else "")
         t = table(title, ["source", "documents", "bytes", "mean chars", "p10", "p50", "p90", "p99", "max"],
                    corpus["sources"])
         for s, v in corpus["sources"].items():
@@ -85,6 +87,13 @@ def print_stats(st: dict, console=None) -> None:
                    v["tokens_per_source"])
         for s, n in v["tokens_per_source"].items():
             t.add_row(s, f"{n:,}", pct(n / max(v["tokens"], 1)))
+        console.print(t)
+    for name, e in (st.get("export") or {}).items():
+        t = table(f"Megatron export {name} ({e['split']} split, range {e['range'][0]:g}:{e['range'][1]:g}): "
+                  f"{e['documents']:,} documents, {e['tokens']:,} tokens", ["dataset", "documents", "tokens",
+                                                                           "prefix"], e["datasets"])
+        for d, v in e["datasets"].items():
+            t.add_row(d, f"{v['documents']:,}", f"{v['tokens']:,}", v["prefix"])
         console.print(t)
     if st.get("shards"):
         t = table("packed shards", ["shards", "rows", "tokens", "seq", "packing", "padding", "docs/row", "cut docs",

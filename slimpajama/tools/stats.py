@@ -18,10 +18,10 @@ import pyarrow.compute as pc
 from slimpajama.errors import BadRecord, SlimPajamaError
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
-from slimpajama.pipelines.paths import packed_splits, what_is
+from slimpajama.pipelines.paths import export_summaries, packed_splits, what_is
 
 STATS_VERSION = 1
-STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards")
+STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards", "export")
 RESERVOIR = 100_000
 HIST_EDGES = [0] + [int(round(10 ** (k / 4))) for k in range(0, 33)]  # 1 .. 1e8 characters, 4 bins a decade
 
@@ -219,7 +219,7 @@ def _token_sources(token_dir: str) -> dict[str, int] | None:
 # what each kind of path (paths.what_is) is reported as
 REPORT_KIND = {"corpus": "corpus", "ingested": "stage", "normalized": "stage", "dedup": "stage", "release": "release",
                "token_root": "tokens", "token_cache": "tokens", "packed": "shards", "packed_split": "shards",
-               "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root"}
+               "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root", "export": "export"}
 
 
 def detect(path: str) -> str:
@@ -261,6 +261,11 @@ def compute(path: str, sample: float | None = None) -> dict:
         out["shards"] = _shard_stats_under(path)
     elif kind == "tokens":
         out["tokens"] = token_stats(path)
+    elif kind == "export":
+        out["export"] = {name: {k: summary[k] for k in ("split", "range", "documents", "tokens", "bytes", "cache")}
+                         | {"datasets": {d: {k: v[k] for k in ("prefix", "documents", "tokens")}
+                                         for d, v in summary["datasets"].items()}}
+                         for name, summary in export_summaries(path).items()}
     elif kind in ("stage", "release"):
         name = _stage_name(path)
         ledgers[name] = _load_json(os.path.join(path, "ledger.json"))
