@@ -93,7 +93,11 @@ def test_compressed_and_parquet_with_flipped_bytes_never_raise(suffix, docs, fli
     for pos, value in flips:
         data[int(pos * len(data))] = value
     rows, bad = read_bytes_as(suffix, bytes(data))
-    assert len(rows) <= len(docs) + 1  # a flipped newline can split a line, nothing more
+    assert all(isinstance(t, str) for t in rows)
+    if suffix == ".parquet":
+        assert len(rows) <= len(docs) + 1
+    # (a damaged deflate or zstd stream can decode to more lines than it held: a flipped distance code of a
+    # back-reference copies earlier bytes, whole lines among them; seen with 8 flips in a .jsonl.gz of 20 lines)
 
 
 @FUZZ
