@@ -8,7 +8,7 @@ import os
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 
-from .interrupts import install_sigterm_handler
+from .interrupts import install_sigterm_handler, tag_embedded_ray
 
 
 def node_id() -> str | None:
@@ -35,6 +35,7 @@ def init_ray(ray_address: str | None = None, workers: int | None = None) -> None
         _check_address(address)
         ray.init(address=address, **common)
     else:  # --workers is a cap: more Ray CPUs than cores would only add idle worker processes
+        tag_embedded_ray()
         ray.init(num_cpus=min(workers or os.cpu_count(), os.cpu_count()), include_dashboard=False,
                  object_store_memory=int(os.environ.get("SLIMPAJAMA_OBJECT_STORE_BYTES", 256 << 20)), **common)
     install_sigterm_handler()  # ray.init installed its own (sys.exit), which can leave Ray half shut down

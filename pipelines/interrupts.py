@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import uuid
+
+OWNER_ENV = "SLIMPAJAMA_RAY_OWNER"
+_owner: str | None = None  # the tag of the embedded Ray this process started, if it started one
 
 
 class Terminated(KeyboardInterrupt):
@@ -30,10 +35,38 @@ def ray_running() -> bool:
     return ray is not None and ray.is_initialized()
 
 
+def tag_embedded_ray() -> None:
+    """Called before this process starts an embedded Ray: every process of it inherits a tag in its environment,
+    so `shutdown_ray` finds them all, even those that outlived Ray's own shutdown."""
+    global _owner
+    _owner = os.environ[OWNER_ENV] = f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
 def shutdown_ray() -> None:
-    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command."""
+    """Stop the embedded Ray (or leave a joined cluster) so that no Ray process outlives the command. On Ctrl-C
+    Ray may already have stopped itself, killing its raylet and leaving the raylet's agents (dashboard,
+    runtime env) under PID 1 for about a minute: every process tagged as this command's embedded Ray is killed."""
     if ray_running():
         import ray
 
         with contextlib.suppress(Exception):
             ray.shutdown()
+    if _owner is not None:
+        for pid in _tagged(f"{OWNER_ENV}={_owner}".encode()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _tagged(tag: bytes) -> list[int]:
+    """Other processes whose environment holds `tag` (Linux; none where there is no /proc)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != os.getpid():
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        if tag in f.read().split(b"\0"):
+                            found.append(int(entry))
+                except OSError:
+                    continue
+    return found

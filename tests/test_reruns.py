@@ -345,3 +345,28 @@ def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resu
     assert product(data) == want
     assert "pack: train " in r.stdout and " rows" in r.stdout  # the pack stage reports rows, not "0 docs"
 
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0, 2.0, 3.5])
+def test_13_sigint_at_any_moment_exits_130_and_leaves_no_ray_process(pipeline_corpus, tmp_path, delay):
+    """Ctrl-C while Ray starts or while tasks run: exit 130 and one line, every time; Ray's agents once lingered
+    under PID 1 for a minute after it."""
+    raw, _ = pipeline_corpus
+    for attempt in range(2):
+        tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
+        env = {**os.environ, tag.split("=")[0]: tag.split("=")[1]}
+        proc = subprocess.Popen([sys.executable, "-m", "slimpajama.cli", "normalize", str(raw), "--out",
+                                 str(tmp_path / f"n{attempt}"), "--workers", "1", "--quiet"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:  # finished before the signal came (a fast machine): nothing to interrupt
+            assert delay > 3, err  # Ray alone takes longer to start
+            continue
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith("error: interrupted (SIGINT)") and "Traceback" not in err
+        deadline = time.time() + 5
+        while _tagged_processes(tag) and time.time() < deadline:
+            time.sleep(0.2)
+        assert _tagged_processes(tag) == [], delay

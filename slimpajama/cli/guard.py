@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
+import threading
 
 import click
 
@@ -41,11 +43,15 @@ def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
                 if e.code == signal.SIGTERM:  # Ray's own handler, while ray.init was starting: the same SIGTERM
                     raise Terminated() from None
                 raise
+            finally:
+                if not ray_was_up:  # an interrupt during this shutdown is handled below, like any other
+                    shutdown_ray()
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): Ray, shut down, stops the tasks
-            if not ray_was_up:
-                shutdown_ray()
-            signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-            click.echo(f"error: interrupted ({signame}); {kept}: rerun the same command to resume", err=True)
+            with _signals_ignored():  # a second Ctrl-C must not cut this short (click's "Aborted!", exit 1)
+                if not ray_was_up:
+                    shutdown_ray()
+                signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+                click.echo(f"error: interrupted ({signame}); {kept}: rerun the same command to resume", err=True)
             sys.exit(143 if isinstance(e, Terminated) else 130)
         except SlimPajamaError as e:
             click.echo(f"error: {e}", err=True)
@@ -66,8 +72,19 @@ def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
             click.echo(f"error: {type(cause).__name__}: {first} (unexpected; rerun with --debug or "
                        "SLIMPAJAMA_DEBUG=1 for the traceback)", err=True)
             sys.exit(1)
-        finally:
-            if not ray_was_up:
-                shutdown_ray()
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """SIGINT and SIGTERM ignored for a moment (the handlers come back after it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
