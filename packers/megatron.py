@@ -12,6 +12,8 @@ files are written under temporary names and renamed when complete.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import struct
 
@@ -39,10 +41,15 @@ class MegatronWriter:
         if self.dtype not in DTYPE_CODES:
             raise ValueError(f"Megatron's indexed dataset has no dtype {self.dtype}")
         self._bin_ctx, self._idx_ctx = atomic_path(prefix + ".bin"), atomic_path(prefix + ".idx")
-        self._bin = open(self._bin_ctx.__enter__(), "wb")
-        self._idx_tmp = self._idx_ctx.__enter__()
-        self._lens = open(self._idx_tmp + ".lengths", "w+b")
+        self._bin = self._lens = None
         self.sequences = self.tokens = 0
+        try:
+            self._bin = open(self._bin_ctx.__enter__(), "wb")
+            self._idx_tmp = self._idx_ctx.__enter__()
+            self._lens = open(self._idx_tmp + ".lengths", "w+b")
+        except BaseException as e:  # e.g. a read-only folder: no temporary file, no half-entered context left
+            self.__exit__(type(e), e, None)
+            raise
 
     def add(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
         """Sequences given as their tokens back to back and their lengths."""
@@ -77,9 +84,11 @@ class MegatronWriter:
         self._idx_ctx.__exit__(None, None, None)
 
     def _close_lengths(self) -> None:
-        self._lens.close()
-        if os.path.exists(self._lens.name):
-            os.remove(self._lens.name)
+        if self._lens is not None:
+            with contextlib.suppress(OSError):  # a full disk may refuse the flush: the file goes anyway
+                self._lens.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._lens.name)
 
     def __enter__(self):
         return self
@@ -88,12 +97,12 @@ class MegatronWriter:
         if et is None:
             self.close()
             return False
-        for f in (self._bin, self._lens):
-            f.close()
+        if self._bin is not None:
+            with contextlib.suppress(OSError):  # a full disk may refuse the flush: the original error is the news
+                self._bin.close()
         self._close_lengths()
         for ctx in (self._bin_ctx, self._idx_ctx):
-            try:
-                ctx.__exit__(et, ev, tb)
-            except BaseException:  # noqa: BLE001 - the original error is the one to report
-                pass
+            if inspect.getgeneratorstate(ctx.gen) == inspect.GEN_SUSPENDED:  # entered, not yet exited
+                with contextlib.suppress(BaseException):  # the original error is the one to report
+                    ctx.__exit__(et, ev, tb)
         return False

@@ -109,6 +109,42 @@ def test_stats_and_the_stages_say_a_folder_holds_an_export(cache, tmp_path):
     assert r.exit_code == 1 and "holds a Megatron export (PREFIX.bin, PREFIX.idx, PREFIX.json)" in r.stderr
 
 
+READ_ONLY = """
+import builtins, errno, os, sys
+real_open, real_remove = builtins.open, os.remove
+
+def refuse(path):
+    raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+def ro_open(path, mode="r", *args, **kwargs):  # the export's folder is read-only: nothing can be created in it
+    if str(path).startswith(sys.argv[2]) and any(c in mode for c in "wax+"):
+        refuse(path)
+    return real_open(path, mode, *args, **kwargs)
+
+def ro_remove(path, *args, **kwargs):
+    if str(path).startswith(sys.argv[2]):
+        refuse(path)
+    return real_remove(path, *args, **kwargs)
+
+builtins.open, os.remove = ro_open, ro_remove
+from slimpajama.cli import main
+main(["export", sys.argv[1], "--out", sys.argv[2] + "/e"])
+"""
+
+
+def test_a_read_only_output_folder_is_one_line(cache, tmp_path):
+    """The export's temporary files cannot be created, nor removed: one line, no 'Exception ignored' traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "ro").mkdir()
+    r = subprocess.run([sys.executable, "-c", READ_ONLY, str(cache), str(tmp_path / "ro")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Read-only file system: "), r.stderr
+
+
 def test_uint32_tokens_export_as_int32(tmp_path):
     tokens = np.array([70000, 5, 100256, 1, 2], dtype=np.uint32)
     with MegatronWriter(str(tmp_path / "big"), np.int32) as w:

@@ -71,7 +71,7 @@ def atomic_path(path: str) -> Iterator[str]:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or a read-only folder: the original error is the news
             os.remove(tmp)
         raise
 
