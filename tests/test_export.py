@@ -165,6 +165,26 @@ def test_export_cli_takes_a_release_and_validation_split(clean_pipeline, tmp_pat
     assert r.exit_code == 1 and "export needs a token cache" in r.stderr
 
 
+def test_two_releases_side_by_side_get_their_own_token_caches(clean_pipeline, tmp_path):
+    import shutil
+
+    from slimpajama.core.release import ReleaseConfig
+    from slimpajama.pipelines.release import run_release
+
+    data, _, _ = clean_pipeline
+    shutil.copytree(data / "slimpajama", tmp_path / "r1")
+    run_release(str(data / "work" / "dedup"), str(tmp_path / "r2"), ReleaseConfig(seed=7, holdout=0.05))
+    summaries = []
+    for name in ("r1", "r2"):
+        r = CliRunner().invoke(main, ["export", str(tmp_path / name), "--out", str(tmp_path / "e" / name), "--json"])
+        assert r.exit_code == 0, r.output
+        summaries.append(json.loads(r.stdout))
+    assert [s["cache"] for s in summaries] == [str(tmp_path / f"tokens-{n}" / "gpt2") for n in ("r1", "r2")]
+    first = IndexedDataset(str(tmp_path / "e" / "r1"))  # the first export's cache still holds its tokens
+    want = cache_documents(tmp_path / "tokens-r1" / "gpt2")
+    assert len(first) == len(want) and np.array_equal(first[0], want[0][1])
+
+
 def test_hugging_face_routes_read_what_datasets_reads(clean_pipeline):
     """`load_dataset("json", data_files=...)` decompresses the .zst and parses with pyarrow's JSON reader;
     `Dataset.from_file(...)` opens an Arrow IPC stream: both done here directly."""

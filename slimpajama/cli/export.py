@@ -27,7 +27,8 @@ from slimpajama.core import defaults
 @click.option("--encoding", default=None, help="Which token cache of a tokenize --out root (default: the only one); "
                                                 "the encoding to tokenize with when PATH is a release.")
 @click.option("--tokens", "tokens_root", default=None,
-              help="Where a release given as PATH is tokenized first (default: a 'tokens' folder beside it).")
+              help="Where a release given as PATH is tokenized first (default: a 'tokens-<release folder>' folder "
+                   "beside it, one per release).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @fail_cleanly
 def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, as_json):
@@ -39,7 +40,10 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, a
     if what_is(path).kind in DOCUMENTS:
         from slimpajama.pipelines.tokens import run_tokenize
 
-        tokens_root = tokens_root or os.path.join(os.path.dirname(os.path.abspath(path)), "tokens")
+        # one cache per release: two releases in one folder must not take turns in one cache, which would leave
+        # the first export's summary pointing at the second's tokens
+        release = os.path.abspath(path).rstrip(os.sep)
+        tokens_root = tokens_root or os.path.join(os.path.dirname(release), f"tokens-{os.path.basename(release)}")
         run_tokenize([path], tokens_root, encoding or defaults.ENCODING)
         path = tokens_root
     del fmt  # one format so far
