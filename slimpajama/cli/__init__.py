@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 
 import click
 
@@ -41,3 +42,26 @@ class _Notices(logging.Handler):
 
 for _module in COMMANDS:
     main.add_command(importlib.import_module(f"{__name__}.{_module}").command)
+
+
+def run() -> None:
+    """The `slimpajama` console command (and `python -m slimpajama.cli`): `main`, with two things click and the
+    interpreter would get wrong on Ctrl-C. One that lands before a command's own handling (while Python loads)
+    ends like every other interrupt, one line and exit 130, not click's "Aborted!" and exit 1. And an interrupted
+    command leaves without the interpreter's teardown, where Ray's threads have crashed it (SIGSEGV, exit 139)
+    or let it die by the signal (exit -2) after the message was out."""
+    try:
+        code = main.main(standalone_mode=False)
+    except SystemExit as e:
+        code = e.code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("error: interrupted (SIGINT) before the command started: nothing was written", err=True)
+        code = 130
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    if code in (130, 143):
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -1,5 +1,5 @@
 """`python -m slimpajama.cli`: the `slimpajama` command."""
 
-from slimpajama.cli import main
+from slimpajama.cli import run
 
-main()
+run()
