@@ -51,14 +51,14 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
         raise SlimPajamaError(f"--out {prefix!r} is not a file prefix: give one such as data/export/train (the "
                               "export writes PREFIX.bin, PREFIX.idx and PREFIX.json)")
     cache = token_cache(path, encoding, command="export")
-    manifest, keys = cache_files(cache, split)
-    records = {rec["rel"]: rec for rec in manifest["files"]}
+    manifest, records, keys = cache_files(cache, split)
     if not keys:
         raise SlimPajamaError(f"the token cache at {cache} has no {split} documents")
     dtype = megatron_dtype(manifest["fingerprint"]["dtype"])
     key = run_key([records[k + s]["sha256"] for k in keys for s in (".tokens.bin", ".docs.parquet")], split,
                   list(range_), by_source, dtype.name)
-    done = _done(prefix, key)
+    previous = _summary(prefix)
+    done = _done(previous, key)
     if done is not None:
         return {**done, "resumed": True}
     if not storage.is_remote(prefix) and os.path.dirname(prefix):
@@ -108,7 +108,7 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
         raise SlimPajamaError(f"--range {range_[0]:g}:{range_[1]:g} holds no document of the {split} split (a range "
                               f"holds the documents whose first token lies in it; the split has {total:,} tokens): "
                               "widen it")
-    earlier = _datasets_of(prefix)
+    earlier = {d["prefix"] for d in previous["datasets"].values()} if previous else set()
     datasets = {}
     for group, w in sorted(writers.items()):
         sizes = {s: storage.file_size(w.prefix + s) for s in (".bin", ".idx")}
@@ -131,21 +131,18 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     return {**summary, "resumed": False}
 
 
-def _datasets_of(prefix: str) -> set[str]:
-    """The dataset prefixes the export at `prefix` last wrote (its PREFIX.json), none if there is none."""
-    try:
-        return {d["prefix"] for d in json.loads(storage.read_bytes(prefix + ".json"))["datasets"].values()}
-    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
-        return set()
-
-
-def _done(prefix: str, key: str) -> dict | None:
-    """The summary of a complete export with the same run key whose files are intact, else None."""
+def _summary(prefix: str) -> dict | None:
+    """The PREFIX.json of the export last written at `prefix`, None if there is none (or not one of ours)."""
     try:
         summary = json.loads(storage.read_bytes(prefix + ".json"))
     except (FileNotFoundError, ValueError):
         return None
-    if summary.get("run_key") != key:
+    return summary if isinstance(summary, dict) and isinstance(summary.get("datasets"), dict) else None
+
+
+def _done(summary: dict | None, key: str) -> dict | None:
+    """`summary` if it is a complete export with the same run key whose files are intact, else None."""
+    if summary is None or summary.get("run_key") != key:
         return None
     for d in summary["datasets"].values():  # sizes, not digests: a rerun should not read a 1 TB export back
         if any(storage.file_size(d["prefix"] + s) != n for s, n in d["sizes"].items()):

@@ -138,13 +138,12 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
                ray_address: str | None = None, progress: Progress | None = None, verify_outputs: bool = False,
                encoding: str | None = None) -> StageReport:
     cache_dir = token_cache(cache_dir, encoding)
-    manifest, keys = cache_files(cache_dir)
+    manifest, records, keys = cache_files(cache_dir)
     fp = manifest["fingerprint"]
     if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
     enc = get_encoding(fp["encoding"] if fp["encoding"] != "r50k_base" else defaults.ENCODING)
     cache = {"encoding": fp["encoding"], "dtype": fp["dtype"], "eos": fp["eos"], "vocab_size": enc.n_vocab}
-    records = {rec["rel"]: rec for rec in manifest["files"]}
     tasks = []
     for split in SPLITS:
         files = {kind: tuple(output_file(cache_dir, k + suffix, records[k + suffix])

@@ -106,9 +106,11 @@ def token_cache(path: str, encoding: str | None = None, command: str = "shards")
     return storage.join(path, found.children[0])
 
 
-def cache_files(cache_dir: str, split: str | None = None) -> tuple[dict, list[str]]:
+def cache_files(cache_dir: str, split: str | None = None) -> tuple[dict, dict[str, dict], list[str]]:
     """The token cache's manifest (`_outputs.json`: exactly the files of its last tokenize run, never leftovers
-    of earlier ones) and the keys of its files, in cache order (`split`: only that split's)."""
+    of earlier ones), its file records by relative path, and the keys of its files in cache order (`split`: only
+    that split's)."""
     manifest = outputs.read(cache_dir)
-    keys = [rec["rel"][: -len(".tokens.bin")] for rec in manifest["files"] if rec["rel"].endswith(".tokens.bin")]
-    return manifest, [k for k in keys if split is None or split_of_key(k) == split]
+    records = {rec["rel"]: rec for rec in manifest["files"]}
+    keys = [rel[: -len(".tokens.bin")] for rel in records if rel.endswith(".tokens.bin")]
+    return manifest, records, [k for k in keys if split is None or split_of_key(k) == split]

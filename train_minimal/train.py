@@ -67,6 +67,7 @@ class Trainer:
                          for d in self.stage_dirs]
         if storage.file_size(storage.join(self.validation_dir(), INDEX_FILE)) is None:  # now, not after training
             raise SlimPajamaError(f"no packed validation split at {self.validation_dir()}: pass --validation")
+        self.splits = self.split_digests()  # the data's identity, part of every checkpoint's resume key
         self.seqs = [ds.reader.seq_len for ds in self.datasets]
         self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
         self.micro = [self._plan_micro(s) for s in range(len(self.seqs))]  # rows per forward, per process
@@ -135,7 +136,7 @@ class Trainer:
                      "data": [{"epoch": d.epoch, "rows": d.start * self.world.size, "seed": d.seed}
                               for d in self.datasets],
                      "history": self.history, "config": asdict(self.cfg), "rng": torch.get_rng_state(),
-                     "splits": self.split_digests()}
+                     "splits": self.splits}
             tmp = self.ckpt_path + ".tmp"
             torch.save(state, tmp)
             os.replace(tmp, self.ckpt_path)
@@ -157,7 +158,7 @@ class Trainer:
             raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ("
                                   f"{what or 'other stages, or an older version'}): rerun with its settings, or "
                                   "start over with --no-resume or another --out")
-        saved_splits, now = state.get("splits") or {}, self.split_digests()
+        saved_splits, now = state.get("splits") or {}, self.splits
         other = [k for k in now if saved_splits.get(k) != now[k]]
         if other:
             raise SlimPajamaError(
