@@ -17,15 +17,40 @@ class Terminated(KeyboardInterrupt):
     Ray is shut down (see `shutdown_ray`)."""
 
 
+_received: list[int] = []  # the interrupts this command received, even those a library swallowed
+
+
 def _on_sigterm(signum, frame):
+    _received.append(signum)
     raise Terminated()
 
 
+def _on_sigint(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 def install_sigterm_handler() -> None:
+    """SIGTERM unwinds like Ctrl-C (see `Terminated`); both are recorded for `swallowed_interrupt`."""
     import threading
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+
+
+def forget_interrupts() -> None:
+    _received.clear()
+
+
+def swallowed_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt a command received but never saw, if any: a KeyboardInterrupt raised while Python imported
+    a compiled module is printed as 'Exception ignored' and dropped, and the command would go on as if the user
+    had not asked it to stop."""
+    if not _received:
+        return None
+    return Terminated() if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def ray_running() -> bool:

@@ -29,16 +29,23 @@ def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
     def wrapper(*args, **kwargs):
         from slimpajama.pipelines.interrupts import (
             Terminated,
+            forget_interrupts,
             install_sigterm_handler,
             ray_running,
             shutdown_ray,
+            swallowed_interrupt,
         )
 
         install_sigterm_handler()
+        forget_interrupts()
         ray_was_up = ray_running()  # a caller's Ray (a test session, a notebook) is theirs to stop
         try:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                lost = swallowed_interrupt()
+                if lost is not None:  # the user asked to stop: the command says so, whatever it completed
+                    raise lost
+                return result
             except SystemExit as e:
                 if e.code == signal.SIGTERM:  # Ray's own handler, while ray.init was starting: the same SIGTERM
                     raise Terminated() from None
