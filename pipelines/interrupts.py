@@ -77,9 +77,24 @@ def shutdown_ray() -> None:
         with contextlib.suppress(Exception):
             ray.shutdown()
     if _owner is not None:
-        for pid in _tagged(f"{OWNER_ENV}={_owner}".encode()):
+        _kill_tagged(f"{OWNER_ENV}={_owner}".encode())
+
+
+def _kill_tagged(tag: bytes, patience_s: float = 10.0) -> None:
+    """SIGKILL every process carrying `tag`, sweeping until none is left: a raylet or worker that is still alive
+    during one sweep can fork a new process (a worker, an agent) after /proc was listed, and that child would
+    outlive the command (seen in CI with Ctrl-C during Ray's start)."""
+    import time
+
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        pids = _tagged(tag)
+        if not pids:
+            return
+        for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _tagged(tag: bytes) -> list[int]:
