@@ -1,17 +1,17 @@
 """Packing algorithms, the shard format and shard readers (installed as `slimpajama.packers`).
 
-`ShardReader` needs only numpy; `PackedDataset` imports torch, so it loads on first use.
+`ShardReader` needs numpy and pyarrow; `PackedDataset` and `PackedSampler` import torch, so they load on first use.
 """
 
 from .format import verify
 from .reader import ShardReader
 
-__all__ = ["PackedDataset", "ShardReader", "verify"]
+__all__ = ["PackedDataset", "PackedSampler", "ShardReader", "verify"]
 
 
 def __getattr__(name):
-    if name == "PackedDataset":
-        from .dataset import PackedDataset
+    if name in ("PackedDataset", "PackedSampler"):
+        from . import dataset
 
-        return PackedDataset
+        return getattr(dataset, name)
     raise AttributeError(name)

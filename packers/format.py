@@ -1,4 +1,6 @@
-"""The packed shard format: Arrow IPC stream files (uncompressed, memory-mapped, zero-copy) plus index.json.
+"""The packed shard format: Arrow IPC stream files (uncompressed, memory-mapped, zero-copy) plus an index,
+`slimpajama-index.json` (named so that no library takes it for its own: litdata's and MosaicML's readers both
+open a folder's `index.json`; splits packed before this name are still read from `index.json`).
 
 A row holds `seq_len + 1` tokens (inputs = tokens[:-1], labels = tokens[1:]), the lengths of the document
 segments it is made of (summing to seq_len + 1 - padding) and its padding (pad tokens at the end, bestfit only).
@@ -19,7 +21,17 @@ from slimpajama.io.writers import atomic_path, sha256_file, write_bytes_atomic
 
 FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1
-INDEX_FILE = "index.json"
+INDEX_FILE = "slimpajama-index.json"
+OLD_INDEX_FILE = "index.json"  # what versions before 0.2 wrote
+
+
+def index_path(directory: str) -> str | None:
+    """The index file of a packed split directory (either name), or None where there is none."""
+    for name in (INDEX_FILE, OLD_INDEX_FILE):
+        path = storage.join(directory, name)
+        if storage.file_size(path) is not None:
+            return path
+    return None
 
 
 def row_schema(seq_len: int, dtype: np.dtype) -> pa.Schema:
@@ -45,7 +57,7 @@ def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], paddin
                                                 pa.array(padding[lo:hi].astype(np.int32))], schema=schema))
 
 def write_index(directory: str, index: dict) -> str:
-    """A split's index.json (written last: its presence means the split's files are complete); its path."""
+    """A split's index (written last: its presence means the split's files are complete); its path."""
     path = storage.join(directory, INDEX_FILE)
     write_bytes_atomic(path, json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **index}, indent=1).encode())
     return path
@@ -57,8 +69,10 @@ def index_digest(index: dict) -> str:
 
 
 def read_index(directory: str) -> dict:
-    path = storage.join(directory, INDEX_FILE)
+    path = index_path(directory)
     try:
+        if path is None:
+            raise FileNotFoundError(directory)
         index = json.loads(storage.read_bytes(path))
     except FileNotFoundError:
         raise SlimPajamaError(f"not a packed shard directory (no {INDEX_FILE}): {directory}") from None

@@ -15,6 +15,7 @@ does nothing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -30,6 +31,11 @@ from slimpajama.packers.pack import check_range, in_range
 
 from .markers import output_file, run_key
 from .tokens import cache_files, token_cache
+
+log = logging.getLogger(__name__)
+# Megatron's examples split every dataset 969,30,1 and round each part's share of its documents: under this many
+# documents the last part is empty and Megatron's sample index never fills (it loops)
+MEGATRON_MIN_DOCS = 500
 
 
 def _docs(cache: str, key: str, records: dict) -> tuple[np.ndarray, list[str]]:
@@ -58,7 +64,7 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     key = run_key([records[k + s]["sha256"] for k in keys for s in (".tokens.bin", ".docs.parquet")], split,
                   list(range_), by_source, dtype.name)
     previous = _summary(prefix)
-    done = _done(previous, key)
+    done = _done(previous, key, prefix)
     if done is not None:
         return {**done, "resumed": True}
     if not storage.is_remote(prefix) and os.path.dirname(prefix):
@@ -108,23 +114,31 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
         raise SlimPajamaError(f"--range {range_[0]:g}:{range_[1]:g} holds no document of the {split} split (a range "
                               f"holds the documents whose first token lies in it; the split has {total:,} tokens): "
                               "widen it")
-    earlier = {d["prefix"] for d in previous["datasets"].values()} if previous else set()
+    earlier = {dataset_prefix(prefix, d["prefix"]) for d in previous["datasets"].values()} if previous else set()
     datasets = {}
     for group, w in sorted(writers.items()):
         sizes = {s: storage.file_size(w.prefix + s) for s in (".bin", ".idx")}
-        datasets[group or "all"] = {"prefix": w.prefix, "documents": counts[group][0], "tokens": counts[group][1],
+        # relative to PREFIX.json's folder: the export stays whole when moved or read from another directory
+        datasets[group or "all"] = {"prefix": _name(w.prefix), "documents": counts[group][0],
+                                    "tokens": counts[group][1],
                                     "bytes": sum(sizes.values()), "sizes": sizes,
                                     "sha256": {s: file_digest(w.prefix + s) for s in (".bin", ".idx")}}
+    for name, d in datasets.items():
+        if d["documents"] < MEGATRON_MIN_DOCS:
+            log.warning(f"{name}: {d['documents']} documents, too few for Megatron's usual --split 969,30,1 (its test "
+                        f"part gets none and Megatron loops): train with --split 100,0,0 and pass the validation "
+                        f"and test exports (--split validation/test here) as --valid-data-path/--test-data-path")
     tokens_out = sum(d["tokens"] for d in datasets.values())
     summary = {"format": EXPORT_FORMAT, "version": 1, "dtype": dtype.name, "cache": cache, "split": split,
                "range": list(range_), "by_source": by_source, "run_key": key,
                "documents": sum(d["documents"] for d in datasets.values()), "tokens": tokens_out,
                "bytes": sum(d["bytes"] for d in datasets.values()), "datasets": datasets,
-               # Megatron's --data-path: weight prefix pairs, the sources in the proportions of this release
-               "data_path": " ".join(f"{d['tokens'] / max(tokens_out, 1):.6f} {d['prefix']}"
-                                     for d in datasets.values())}
+               # Megatron's --data-path: weight prefix pairs, the sources in the proportions of this release;
+               # absolute (Megatron resolves it from wherever training starts), written again by every rerun
+               "data_path": " ".join(f"{d['tokens'] / max(tokens_out, 1):.6f} "
+                                     f"{_absolute(dataset_prefix(prefix, d['prefix']))}" for d in datasets.values())}
     write_bytes_atomic(prefix + ".json", json.dumps(summary, indent=1, sort_keys=True).encode())
-    for stale in earlier - {d["prefix"] for d in datasets.values()}:  # an earlier export here, e.g. --by-source
+    for stale in earlier - {dataset_prefix(prefix, d["prefix"]) for d in datasets.values()}:  # an earlier export here, e.g. --by-source
         for suffix in (".bin", ".idx"):
             if storage.stat(stale + suffix) is not None:
                 storage.remove(stale + suffix)
@@ -140,11 +154,26 @@ def _summary(prefix: str) -> dict | None:
     return summary if isinstance(summary, dict) and isinstance(summary.get("datasets"), dict) else None
 
 
-def _done(summary: dict | None, key: str) -> dict | None:
+def _done(summary: dict | None, key: str, prefix: str) -> dict | None:
     """`summary` if it is a complete export with the same run key whose files are intact, else None."""
     if summary is None or summary.get("run_key") != key:
         return None
     for d in summary["datasets"].values():  # sizes, not digests: a rerun should not read a 1 TB export back
-        if any(storage.file_size(d["prefix"] + s) != n for s, n in d["sizes"].items()):
+        if any(storage.file_size(dataset_prefix(prefix, d["prefix"]) + s) != n for s, n in d["sizes"].items()):
             return None
     return summary
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1] if storage.is_remote(path) else os.path.basename(path)
+
+
+def dataset_prefix(prefix: str, name: str) -> str:
+    """A dataset of PREFIX.json (a name in its folder; an older summary's path as written) as a path."""
+    if storage.is_remote(name) or os.path.isabs(name) or "/" in name:
+        return name
+    return storage.join(storage.parent(prefix), name)
+
+
+def _absolute(path: str) -> str:
+    return path if storage.is_remote(path) else os.path.abspath(path)

@@ -1,5 +1,5 @@
 """Pack a token cache into training shards, one Ray task per split: `<shards>/seq<N>[-<a>-<b>]/<split>/`
-part-NNNNN.arrow (Arrow IPC stream) and index.json (packers/format.py), rows in a seeded global shuffle.
+part-NNNNN.arrow (Arrow IPC stream) and slimpajama-index.json (packers/format.py), rows in a seeded global shuffle.
 """
 
 from __future__ import annotations
@@ -86,9 +86,12 @@ class PackStage(Stage):
         rows_per_file = max(BATCH_ROWS, self.file_bytes // (width * dtype.itemsize) // BATCH_ROWS * BATCH_ROWS)
         order = row_order(rows, self.seed)
         files, padding_total = [], 0
-        for k, lo in enumerate(range(0, rows, rows_per_file)):
+        # an empty split is one valid empty file, not none: a folder of index alone is no dataset to a reader
+        # (HF's load_dataset refuses a shards folder whose splits differ in their files' format)
+        for k, lo in enumerate(range(0, max(rows, 1), rows_per_file)):
             ids = order[lo: lo + rows_per_file]
-            tokens, doc_lens, padding = plan.materialize(stream, ids)
+            tokens, doc_lens, padding = plan.materialize(stream, ids) if rows else \
+                (np.zeros((0, width), dtype), [], np.zeros(0, np.int32))
             rel = f"{split}/part-{k:05d}.arrow"
             path = storage.join(out_dir, rel)
             write_rows(path, tokens, doc_lens, padding, BATCH_ROWS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
-from slimpajama.packers.format import INDEX_FILE
+from slimpajama.packers.format import INDEX_FILE, index_path
 from slimpajama.packers.megatron import EXPORT_FORMAT
 
 # what each kind is called in messages, and the command that makes it
@@ -24,7 +24,7 @@ DESCRIPTIONS = {
     "token_root": ("a token cache root (one folder per encoding)", "slimpajama tokenize"),
     "token_cache": ("a token cache", "slimpajama tokenize"),
     "packed": ("packed shards (split folders)", "slimpajama shards"),
-    "packed_split": ("one split of packed shards (index.json)", "slimpajama shards"),
+    "packed_split": (f"one split of packed shards ({INDEX_FILE})", "slimpajama shards"),
     "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
     "intermediate": ("intermediate files", None),
     "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
@@ -71,7 +71,7 @@ def what_is(path: str) -> PathKind:
             children = tuple(_subdirs(path)) if kind == "packed" else ()
             return PathKind(kind, path, stage, children)
         return PathKind("intermediate", path, stage)
-    if _isfile(storage.join(path, INDEX_FILE)):
+    if index_path(path) is not None:
         return PathKind("packed_split", path, "pack")
     if export_summaries(path):
         return PathKind("export", path, "export")
@@ -81,7 +81,7 @@ def what_is(path: str) -> PathKind:
     caches = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "tokenize"]
     if caches:
         return PathKind("token_root", path, children=tuple(caches))
-    splits = [d for d in subdirs if _isfile(storage.join(path, d, INDEX_FILE))]
+    splits = [d for d in subdirs if index_path(storage.join(path, d)) is not None]
     if splits:
         return PathKind("packed", path, "pack", tuple(splits))
     sets = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "pack"]
@@ -146,7 +146,7 @@ def inputs_text(inputs) -> str:
 
 
 def packed_splits(path: str, command: str) -> list[str]:
-    """The split folders (index.json) of a packed shard set, a split itself, or every set of a shards root."""
+    """The split folders (with an index) of a packed shard set, a split itself, or every set of a shards root."""
     found = require(path, ("packed", "packed_split", "shards_root"), command)
     if found.kind == "packed_split":
         return [path]

@@ -127,6 +127,19 @@ def test_a_negative_size_is_a_usage_error(tmp_path, flag):
     assert r.exit_code == 2 and f"Invalid value for '{flag}': '-5' is not a size like 512MB or 2GB" in r.output
 
 
+@pytest.mark.parametrize("args, expect", [
+    (["verify", "--bogus"], "error: No such option '--bogus'. (see 'slimpajama verify --help')"),
+    (["shards", "x", "--seq", "abc"], "error: Invalid value for '--seq': 'abc' is not a valid integer range. (see "
+                                      "'slimpajama shards --help')"),
+    (["bogus"], "error: No such command 'bogus'. (see 'slimpajama --help')"),
+])
+def test_a_usage_mistake_is_one_error_line_and_exit_2(args, expect):
+    """The installed command (not click's three lines, "Usage:", "Try ...", "Error: ...")."""
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'slimpajama'; "
+                        "from slimpajama.cli import run; run()", *args], capture_output=True, text=True)
+    assert (r.returncode, r.stderr, r.stdout) == (2, expect + "\n", "")
+
+
 def test_a_bad_or_unreachable_cluster_address_fails_fast(data, tmp_path):
     one_line_error(["normalize", data / "work" / "normalized", "--out", tmp_path / "n", "--ray-address",
                     "notanaddress"], "--ray-address 'notanaddress': expected HOST:PORT", fresh=True)
@@ -141,11 +154,13 @@ def test_threshold_zero_is_refused_not_replaced(data, tmp_path):
     assert r.exit_code == 2 and "0<x<1" in r.stderr.replace(" ", "")
 
 
-def test_a_mangled_index_says_what_it_is(data, tmp_path):
+@pytest.mark.parametrize("name", ["slimpajama-index.json", "index.json"])  # the old name is still read
+def test_a_mangled_index_says_what_it_is(data, tmp_path, name):
     split = tmp_path / "train"
     shutil.copytree(data / "shards" / "seq64-0-0.75" / "train", split)
-    (split / "index.json").write_text(json.dumps({"rows": 3}))
-    one_line_error(["verify", split], "not a packed shard index (no 'format' field)")
+    (split / "slimpajama-index.json").unlink()
+    (split / name).write_text(json.dumps({"rows": 3}))
+    one_line_error(["verify", split], f"{split / name}: not a packed shard index (no 'format' field)")
 
 
 def test_each_stage_reads_the_output_of_the_one_before(data, tmp_path):

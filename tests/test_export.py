@@ -72,10 +72,31 @@ def test_ranges_split_the_documents_and_sources_get_their_own_datasets(cache, tm
     assert sorted(by["datasets"]) == sources
     for s in sources:
         mine = [t for src, t in want if src == s]
-        ds = IndexedDataset(by["datasets"][s]["prefix"])
+        ds = IndexedDataset(str(tmp_path / by["datasets"][s]["prefix"]))  # a name in PREFIX.json's folder
         assert len(ds) == len(mine) and all(np.array_equal(ds[i], t) for i, t in enumerate(mine))
     weights = [float(w) for w in by["data_path"].split()[0::2]]
     assert abs(sum(weights) - 1) < 1e-4
+
+
+def test_an_export_moved_elsewhere_is_whole_and_data_path_works_from_any_directory(cache, tmp_path, monkeypatch,
+                                                                                      caplog):
+    """PREFIX.json names its datasets relative to its own folder (a moved export is still complete: no rewrite);
+    data_path, what Megatron's --data-path takes, is absolute. A source too small for Megatron's usual split is
+    said at export (Megatron would loop on it)."""
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="slimpajama"):
+        run_export(str(cache), "out/src", by_source=True)
+    small = [r.getMessage() for r in caplog.records if "too few for Megatron's usual --split 969,30,1" in r.message]
+    assert small and all("--valid-data-path" in m for m in small)
+    (tmp_path / "out").rename(tmp_path / "moved")
+    monkeypatch.chdir(cache)
+    moved = run_export(str(cache), str(tmp_path / "moved" / "src"), by_source=True)
+    assert moved["resumed"] and all("/" not in d["prefix"] for d in moved["datasets"].values())
+    fresh = run_export(str(cache), str(tmp_path / "again"), by_source=True)
+    pairs = fresh["data_path"].split()
+    assert pairs[0::2] == moved["data_path"].split()[0::2]  # the same weights
+    for path in pairs[1::2]:
+        assert path.startswith(str(tmp_path / "again")) and len(IndexedDataset(path)) > 0
 
 
 def test_an_export_replaces_what_an_earlier_one_at_its_prefix_wrote(cache, tmp_path):
@@ -198,5 +219,5 @@ def test_hugging_face_routes_read_what_datasets_reads(clean_pipeline):
     part = data / "shards" / "seq64-0-0.75" / "train" / "part-00000.arrow"
     with pa.memory_map(str(part)) as src:
         shard = ipc.open_stream(src).read_all()
-    index = json.loads((part.parent / "index.json").read_text())
+    index = json.loads((part.parent / "slimpajama-index.json").read_text())
     assert shard.num_rows == index["files"][0]["rows"] and shard.schema.field("tokens").type.list_size == 65

@@ -133,14 +133,14 @@ def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_ses
     second = run_tokenize(str(rel2), str(tokens), progress=False)  # other keys: the first run's are removed
     assert second.removed
     shards = run_shards(str(tokens / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
-    index = json.loads((tmp_path / "shards" / "seq64" / "train" / "index.json").read_text())
+    index = json.loads((tmp_path / "shards" / "seq64" / "train" / "slimpajama-index.json").read_text())
     assert index["docs"] == second.ledger.totals().docs_out and [m["key"] for m in shards.markers] == ["train"]
     # file size: many files, then one; the extra files go
     out = tmp_path / "packed"
     run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1, progress=False)
     assert len(files_under(out)) > 3
     run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1 << 30, progress=False)
-    assert files_under(out) == {"train/part-00000.arrow", "train/index.json"}
+    assert files_under(out) == {"train/part-00000.arrow", "train/slimpajama-index.json"}
 
 
 def test_3_sample_rerun_with_fewer_docs_removes_the_earlier_files(tmp_path):

@@ -143,3 +143,49 @@ def test_a_corpus_with_bad_records_says_how_many_it_left_out(tmp_path):
     r = CliRunner().invoke(main, ["stats", str(tmp_path / "raw")], terminal_width=200)
     assert r.exit_code == 0
     assert "corpus: 4 documents" in r.output and "6 bad input records not counted" in r.output, r.output
+
+
+def test_tables_fit_80_columns_with_every_figure_whole():
+    """A pipe or a log is 80 columns: no figure wrapped digit by digit, no header cut mid-word, nothing elided."""
+    import io
+
+    from rich.console import Console
+
+    from slimpajama.cli.render import count, print_stats, size
+
+    assert [count(n) for n in (0, 9_999, 10_000, 999_999, 123_456_789, 4_800_000_000_000)] == \
+        ["0", "9,999", "10k", "1M", "123M", "4.8T"]
+    assert [size(n) for n in (512, 12_345, 123_456_789, 3_400_000_000)] == ["512 B", "12.3 kB", "123 MB", "3.4 GB"]
+    names = ["RedPajamaStackExchange", "RedPajamaCommonCrawl", "RedPajamaC4"]
+    chars = {"mean": 123_456.7, "p10": 1234, "p50": 45_678, "p90": 987_654, "p99": 12_345_678, "max": 98_765_432}
+    big = {"docs_in": 987_654_321, "bad_input": 12_345, "short": 98_765_432, "duplicate": 456_789_012,
+           "decontaminated": 1_234, "kept_docs": 432_109_876, "byte_duplication_rate": 0.123456,
+           "byte_share": 0.5, "token_share": 0.456789}
+    st = {"path": "data", "corpus": {"documents": 2_000_000_000, "bytes": 4_800_000_000_000, "sampled": False,
+                                     "sources": {n: {"documents": 987_654_321, "bytes": 2_345_678_901_234,
+                                                     "chars": chars} for n in names}},
+          "pipeline": {"stages": ["normalize", "dedup", "release"], "totals": {"bytes_removed_fraction": 0.49},
+                       "sources": {n: big for n in names}},
+          "clusters": {"clusters": 123_456_789, "duplicates": 345_678_901, "size_histogram": {"2": 100_000_000,
+                                                                                                "3": 23_456_789},
+                       "largest": [{"cluster_id": 42, "size": 123_456, "kept_doc_id": "common_crawl/2023-06/"
+                                    "en_head_0000.json.gz.dedup.classifier.jsonl.zst:123456", "sources": names}]},
+          "tokens": {"gpt2": {"tokens": 627_000_000_000, "tokens_per_source": {n: 209_000_000_000 for n in names}}},
+          "shards": {"seq2048-0-0.75/validation": {"rows": 0, "tokens": 0, "seq_len": 2048, "packing": "concat",
+                                                   "padding_fraction": 0.0, "docs_per_row": None,
+                                                   "docs_cut_fraction": 0.0, "checksums_ok": True, "error": None},
+                     "seq8192-0.75-1/train": {"rows": 19_000_000, "tokens": 155_000_000_000, "seq_len": 8192,
+                                              "packing": "bestfit", "padding_fraction": 0.012345,
+                                              "docs_per_row": 3.14159, "docs_cut_fraction": 0.001,
+                                              "checksums_ok": True, "error": None}}}
+    out = io.StringIO()
+    print_stats(st, console=Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in text, text
+    for whole in ("988M", "2.3 TB", "123k", "45.7k", "12.3M", "98.8M", "457M", "12.35%", "45.68%", "3.14",
+                  "627B", "155B", "RedPajamaStackExchange", "duplicate", "decontam.",
+                  "clusters by size: 2: 100M, 3: 23.5M", "all 2 splits ok"):
+        assert whole in text, (whole, text)
+    validation = next(line for line in lines if line.startswith("seq2048-0-0.75/validation"))
+    assert "None" not in validation and validation.split()[-2:] == ["-", "0.00%"]

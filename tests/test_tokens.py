@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from slimpajama.core.release import ReleaseConfig
 from slimpajama.errors import SlimPajamaError, raise_on_bad
@@ -226,7 +225,7 @@ def packed(cache, tmp_path_factory):
 
 
 def test_dataset_items(packed):
-    ds = PackedDataset(packed, shuffle=False)
+    ds = PackedDataset(packed)
     reader = ds.reader
     for i in range(len(ds)):
         pad = reader.padding(i)
@@ -239,34 +238,3 @@ def test_dataset_items(packed):
     starts = np.cumsum(lens) - lens
     assert (item["position_ids"].numpy()[starts[starts < BF_SEQ]] == 0).all()
     assert item["position_ids"][1] == 1 or lens[0] == 1
-
-
-def test_ranks_split_without_overlap_or_gap_and_epochs_reshuffle(packed):
-    n = len(ShardReader(packed))
-    parts = [set(PackedDataset(packed, rank=r, world_size=3, seed=1).rows().tolist()) for r in range(3)]
-    assert sum(map(len, parts)) == n and set().union(*parts) == set(range(n))
-    a = PackedDataset(packed, seed=1)
-    first = a.rows().copy()
-    a.set_epoch(1)
-    assert not np.array_equal(first, a.rows()) and sorted(first) == sorted(a.rows())
-    assert np.array_equal(PackedDataset(packed, seed=1).rows(), first)
-
-
-def test_resume_yields_exactly_the_uninterrupted_batches(packed):
-    def batches(ds, n):
-        loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=PackedDataset.collate)
-        out = []
-        for b in loader:
-            out.append(b["input_ids"])
-            if len(out) == n:
-                break
-        return out
-
-    full = batches(PackedDataset(packed, seed=5, rank=1, world_size=2), 6)
-    first = PackedDataset(packed, seed=5, rank=1, world_size=2)
-    head = batches(first, 2)
-    state = first.state_dict(samples_seen=2 * 4)
-    resumed = PackedDataset(packed, seed=5, rank=1, world_size=2)
-    resumed.load_state_dict(state)
-    tail = batches(resumed, 4)
-    assert all(torch.equal(x, y) for x, y in zip(head + tail, full, strict=True))

@@ -1,4 +1,4 @@
-"""Train the BTLM-style model on packed shards through the public reader API (PackedDataset).
+"""Train the BTLM-style model on packed shards through the public reader API (PackedDataset, PackedSampler).
 
 BTLM's recipe, scaled down: AdamW(0.9, 0.95, eps 1e-8, wd 0.1), grad clip 1.0, linear warmup then linear decay to
 0.0085 x peak, and the variable context schedule: stage 1 on the short-sequence shards, stage 2 on the long ones
@@ -16,7 +16,6 @@ run, with the same or another number of processes, continues with the same losse
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import statistics
 import time
@@ -24,17 +23,17 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.packers import PackedDataset, ShardReader
-from slimpajama.packers.format import INDEX_FILE, index_digest, read_index
+from slimpajama.packers.format import index_digest, index_path, read_index
 from slimpajama.packers.pack import row_order
 
 from . import distributed
 from .attention import resolve_backend
 from .config import RESUME_KEYS, TrainConfig, lr_at
+from .feed import StageFeed
 from .loss import IGNORE_INDEX
 from .model import BTLM, doc_ids_from_lens, preset
 from .report import unigram_entropy, write_report
@@ -63,12 +62,12 @@ class Trainer:
                                   "CPU): use --attention sdpa")
         torch.manual_seed(cfg.seed)
         self.stage_dirs = [cfg.stage1] + ([cfg.stage2] if cfg.stage2 else [])
-        self.datasets = [PackedDataset(d, rank=self.world.rank, world_size=self.world.size, seed=cfg.seed)
-                         for d in self.stage_dirs]
-        if storage.file_size(storage.join(self.validation_dir(), INDEX_FILE)) is None:  # now, not after training
+        self.feeds = [StageFeed(d, rank=self.world.rank, world_size=self.world.size, seed=cfg.seed)
+                      for d in self.stage_dirs]
+        if index_path(self.validation_dir()) is None:  # now, not after training
             raise SlimPajamaError(f"no packed validation split at {self.validation_dir()}: pass --validation")
         self.splits = self.split_digests()  # the data's identity, part of every checkpoint's resume key
-        self.seqs = [ds.reader.seq_len for ds in self.datasets]
+        self.seqs = [f.reader.seq_len for f in self.feeds]
         self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
         self.micro = [self._plan_micro(s) for s in range(len(self.seqs))]  # rows per forward, per process
         longest = max(self.seqs)
@@ -95,7 +94,6 @@ class Trainer:
         self.peak, self.device_name = peak_flops(self.device, cfg.peak_tflops)
         self.step = 0
         self.history: list[dict] = []
-        self._loaders: dict[int, object] = {}
         os.makedirs(cfg.out, exist_ok=True)
 
     def _plan_micro(self, stage: int) -> int:
@@ -103,7 +101,7 @@ class Trainer:
         keeps its tokens per micro-batch (at least one row)."""
         cfg, world, rows, seq = self.cfg, self.world, self.rows[stage], self.seqs[stage]
         where = f"stage {stage + 1} (seq {seq}): --tokens-per-step {cfg.tokens_per_step:,} is {rows} rows"
-        have = len(self.datasets[stage].reader)
+        have = len(self.feeds[stage].reader)
         if have < rows:
             raise SlimPajamaError(f"{where} per step but {self.stage_dirs[stage]} holds {have} rows: lower "
                                   "--tokens-per-step or pack more data")
@@ -133,8 +131,7 @@ class Trainer:
     def save(self) -> None:
         if self.world.main:
             state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
-                     "data": [{"epoch": d.epoch, "rows": d.start * self.world.size, "seed": d.seed}
-                              for d in self.datasets],
+                     "data": [f.state() for f in self.feeds],
                      "history": self.history, "config": asdict(self.cfg), "rng": torch.get_rng_state(),
                      "splits": self.splits}
             tmp = self.ckpt_path + ".tmp"
@@ -153,7 +150,7 @@ class Trainer:
             raise SlimPajamaError(f"{self.ckpt_path} is damaged ({why}): start over with --no-resume (or restore "
                                   "the file)") from None
         changed = [k for k in RESUME_KEYS if k in saved and saved[k] != getattr(self.cfg, k)]
-        if changed or len(state["data"]) != len(self.datasets) or any("rows" not in d for d in state["data"]):
+        if changed or len(state["data"]) != len(self.feeds) or any("rows" not in d for d in state["data"]):
             what = ", ".join(f"--{k.replace('_', '-')} {saved[k]} (now {getattr(self.cfg, k)})" for k in changed)
             raise SlimPajamaError(f"{self.cfg.out} holds a checkpoint of another run ("
                                   f"{what or 'other stages, or an older version'}): rerun with its settings, or "
@@ -169,38 +166,22 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.step = state["step"]
         self.history = state["history"]
-        for ds, s in zip(self.datasets, state["data"], strict=True):
-            if s["rows"] % self.world.size:
-                raise SlimPajamaError(f"the checkpoint is {s['rows']} rows into its data, which {self.world.size} "
-                                      "processes cannot share evenly: resume with the number of processes it ran with")
-            ds.set_epoch(s["epoch"])
-            ds.advance(s["rows"] // self.world.size)
+        for feed, s in zip(self.feeds, state["data"], strict=True):
+            feed.restore(s)
         torch.set_rng_state(state["rng"])
         return True
 
     # -------------------------------------------------------------------------------------------- data
 
-    def _loader(self, stage: int):
-        """An iterator of micro-batches from the stage's current position. The DataLoader gets a snapshot of the
-        dataset: the trainer's own copy only records what was consumed (for checkpoints)."""
+    def _step_batches(self, stage: int) -> list[dict]:
+        feed = self.feeds[stage]
+        for other in self.feeds:
+            if other is not feed:
+                other.close()
         # workers keep a whole step (and one more micro-batch each) ready while the GPU computes the last one
         accumulation = self.rows[stage] // self.world.size // self.micro[stage]
-        ahead = {"prefetch_factor": -(-accumulation // self.workers) + 1} if self.workers else {}
-        return iter(DataLoader(copy.copy(self.datasets[stage]), batch_size=self.micro[stage], shuffle=False,
-                               num_workers=self.workers, pin_memory=self.cuda, collate_fn=PackedDataset.collate,
-                               persistent_workers=False, **ahead))
-
-    def _step_batches(self, stage: int) -> list[dict]:
-        ds, world = self.datasets[stage], self.world
-        if len(ds.reader) - ds.start * world.size < self.rows[stage]:  # the epoch cannot fill a step: reshuffle
-            ds.set_epoch(ds.epoch + 1)
-            self._loaders.pop(stage, None)
-        if stage not in self._loaders:
-            self._loaders = {stage: self._loader(stage)}  # the other stage's workers exit
-        per_rank = self.rows[stage] // world.size
-        batches = [next(self._loaders[stage]) for _ in range(per_rank // self.micro[stage])]
-        ds.advance(per_rank)
-        return batches
+        feed.open(self.micro[stage], self.workers, self.cuda, -(-accumulation // max(self.workers, 1)) + 1)
+        return feed.step(self.rows[stage] // self.world.size, self.micro[stage])
 
     def _to_device(self, batch: dict) -> tuple:
         ids = batch["input_ids"].to(self.device, non_blocking=True)
@@ -324,7 +305,7 @@ class Trainer:
 
     def split_digests(self) -> dict[str, str]:
         """Each packed split's identity (its index's digest): part of what a checkpoint resumes only with."""
-        out = {f"stage{i + 1}": ds.reader.digest for i, ds in enumerate(self.datasets)}
+        out = {f"stage{i + 1}": f.reader.digest for i, f in enumerate(self.feeds)}
         out["validation"] = index_digest(read_index(self.validation_dir()))
         return out
 
@@ -336,7 +317,7 @@ class Trainer:
         """Mean validation loss per token over the first eval_rows rows of the stage-1 validation split, shared
         among the processes."""
         reader_dir = self.validation_dir()
-        ds = PackedDataset(reader_dir, shuffle=False)
+        ds = PackedDataset(reader_dir)
         n = min(len(ds), self.cfg.eval_rows)
         if n == 0:
             raise SlimPajamaError(f"no validation rows in {reader_dir}")

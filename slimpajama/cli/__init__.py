@@ -1,47 +1,23 @@
-"""The `slimpajama` command: one module per subcommand, registered from the table below.
+"""The `slimpajama` command: one module per subcommand, registered in `app.py`.
 
 Shared options live in `options.py` (defined once, from `slimpajama.core.defaults`), failure handling in
 `guard.py`, tables in `render.py`. A command module imports only click and light modules at the top and the
 stages' packages inside its function, so `slimpajama train` runs where ray, ftfy or numba are not installed.
+This package's own import is nothing but `run`: a Ctrl-C while the commands load lands inside it.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 import sys
 
-import click
 
-# module (under slimpajama.cli) of each subcommand, in the order of the data flow
-COMMANDS = ("sample", "ingest", "normalize", "dedup", "release", "pipeline", "encodings", "tokens", "shards",
-            "export", "verify", "stats", "train")
+def __getattr__(name):  # `main` (the click group) and `COMMANDS`, for tests and embedding
+    if name in ("main", "COMMANDS"):
+        from . import app
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(package_name="slimpajama")
-@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error (also SLIMPAJAMA_DEBUG=1).")
-@click.option("--verbose", is_flag=True, help="Show Ray's own log lines (hidden by default).")
-def main(debug, verbose):
-    """SlimPajama data pipeline: normalize, filter, dedup, release, tokenize and pack a RedPajama-style corpus."""
-    if debug:
-        os.environ["SLIMPAJAMA_DEBUG"] = "1"
-    if verbose:
-        os.environ["SLIMPAJAMA_VERBOSE"] = "1"
-    logger = logging.getLogger("slimpajama")  # library code logs what the user should know; this prints it
-    if not any(isinstance(h, _Notices) for h in logger.handlers):
-        logger.addHandler(_Notices())
-        logger.setLevel(logging.INFO)
-
-
-class _Notices(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"notice: {record.getMessage()}", err=True)
-
-
-for _module in COMMANDS:
-    main.add_command(importlib.import_module(f"{__name__}.{_module}").command)
+        return getattr(app, name)
+    raise AttributeError(name)
 
 
 def run() -> None:
@@ -51,17 +27,33 @@ def run() -> None:
     command leaves without the interpreter's teardown, where Ray's threads have crashed it (SIGSEGV, exit 139)
     or let it die by the signal (exit -2) after the message was out."""
     try:
+        import click
+
+        from .app import main
+
         code = main.main(standalone_mode=False)
     except SystemExit as e:
         code = e.code
-    except (KeyboardInterrupt, click.Abort):
-        click.echo("error: interrupted (SIGINT) before the command started: nothing was written", err=True)
-        code = 130
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
+    except KeyboardInterrupt:
+        code = _interrupted_early()
+    except Exception as e:
+        import click
+
+        if isinstance(e, click.Abort):  # click's own turn of a KeyboardInterrupt while it parsed
+            code = _interrupted_early()
+        elif isinstance(e, click.ClickException):  # a usage mistake: one line too, exit 2 (click's code)
+            where = f" (see '{e.ctx.command_path} --help')" if isinstance(e, click.UsageError) and e.ctx else ""
+            print(f"error: {e.format_message()}{where}", file=sys.stderr)
+            code = e.exit_code
+        else:
+            raise
     if code in (130, 143):
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _interrupted_early() -> int:
+    print("error: interrupted (SIGINT) before the command started: nothing was written", file=sys.stderr)
+    return 130

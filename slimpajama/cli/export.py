@@ -34,7 +34,7 @@ from slimpajama.core import defaults
 def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, as_json):
     """Export a token cache (or a release, tokenized first) for other trainers: each document one sequence, EOS
     included; streamed, atomic, with a summary and SHA-256s in PREFIX.json."""
-    from slimpajama.pipelines.export import run_export
+    from slimpajama.pipelines.export import dataset_prefix, run_export
     from slimpajama.pipelines.paths import DOCUMENTS, what_is
 
     if what_is(path).kind in DOCUMENTS:
@@ -53,7 +53,8 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, a
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
         for name, d in summary["datasets"].items():
-            click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {d['prefix']}.bin/.idx")
+            where = dataset_prefix(prefix, d["prefix"])
+            click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {where}.bin/.idx")
         click.echo(("already complete: " if summary["resumed"] else "wrote ") + f"{prefix}.json")
 
 

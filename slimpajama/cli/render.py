@@ -14,8 +14,9 @@ def literal(text: str):
     return Text(text)
 
 
-def table(title: str, columns: list[str], names=()):
-    """A rich table readable at 80 columns: the first column (source names) whole, the figures folded."""
+def table(title: str, columns: list[str], names=(), text=()):
+    """A rich table that fits 80 columns: the first column (source names) whole, figures never wrapped (they are
+    compact: `count`, `size`, `pct`), headers on up to two lines ("a\nb"), only the `text` columns folded."""
     from rich import box
     from rich.table import Table
 
@@ -23,15 +24,41 @@ def table(title: str, columns: list[str], names=()):
         def add_row(self, *cells, **kwargs):
             super().add_row(*(literal(c) if isinstance(c, str) else c for c in cells), **kwargs)
 
-    t = LiteralTable(title=literal(title), box=box.SIMPLE_HEAD, pad_edge=False)
+    t = LiteralTable(title=literal(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                     collapse_padding=True)
     t.add_column(columns[0], no_wrap=True, min_width=max([len(columns[0]), *map(len, names)]))
     for c in columns[1:]:
-        t.add_column(c, justify="right", overflow="fold")
+        if c in text:
+            t.add_column(c, overflow="fold")
+        else:
+            t.add_column(c, justify="right", no_wrap=True)
     return t
 
 
 def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def count(n) -> str:
+    """At most 5 characters: exact below 10,000, then 3 significant digits: 45.7k, 988k, 1.23M, 627B."""
+    if n is None:
+        return "-"
+    if abs(n) < 10_000:
+        return f"{n:,}" if float(n).is_integer() else f"{n:,.1f}"
+    for unit, scale in (("k", 1e3), ("M", 1e6), ("B", 1e9), ("T", 1e12)):
+        if float(f"{n / scale:.3g}") < 1000 or unit == "T":
+            return f"{n / scale:.3g}{unit}"
+    raise AssertionError
+
+
+def size(n) -> str:
+    """Bytes in decimal units: 512 B, 12.3 kB, 123 MB, 3.4 GB."""
+    if n is None:
+        return "-"
+    for unit, scale in (("B", 1), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("PB", 1e15)):
+        if abs(n) < scale * 999.5 or unit == "PB":
+            return f"{n} B" if unit == "B" else f"{n / scale:.{1 if abs(n) < scale * 99.95 else 0}f} {unit}"
+    raise AssertionError
 
 
 def print_stats(st: dict, console=None) -> None:
@@ -45,64 +72,75 @@ def print_stats(st: dict, console=None) -> None:
     console = console or Console()
     corpus = st.get("corpus")
     if corpus:
-        title = f"corpus: {corpus['documents']:,} documents, {corpus['bytes']:,} bytes" + (
+        title = f"corpus: {count(corpus['documents'])} documents, {size(corpus['bytes'])}" + (
             f" (sampled: {corpus['files_read']} of {corpus['files']} files; estimated "
-            f"{corpus['estimated_documents']:,} documents)" if corpus["sampled"] else "") + (
-            f"; {corpus['bad_input_records']:,} bad input records not counted (their lines: `slimpajama ingest`)"
-            if corpus.get("bad_input_records") else "")
-        t = table(title, ["source", "documents", "bytes", "mean chars", "p10", "p50", "p90", "p99", "max"],
-                   corpus["sources"])
+            f"{count(corpus['estimated_documents'])} documents)" if corpus["sampled"] else "")
+        t = table(title, ["source", "docs", "bytes", "mean\nchars", "p10", "p50", "p90", "p99", "max"],
+                  corpus["sources"])
         for s, v in corpus["sources"].items():
             ch = v["chars"]
-            t.add_row(s, f"{v['documents']:,}", f"{v['bytes']:,}", f"{ch['mean']:,.0f}", f"{ch['p10']:,.0f}",
-                      f"{ch['p50']:,.0f}", f"{ch['p90']:,.0f}", f"{ch['p99']:,.0f}", f"{ch['max']:,}")
+            t.add_row(s, count(v["documents"]), size(v["bytes"]), count(round(ch["mean"])),
+                      *(count(round(ch[q])) for q in ("p10", "p50", "p90", "p99")), count(ch["max"]))
         console.print(t)
+        if corpus.get("bad_input_records"):
+            console.print(literal(f"{corpus['bad_input_records']:,} bad input records not counted (their lines: "
+                                  "`slimpajama ingest`)"))
     pipe = st.get("pipeline")
     if pipe:
-        has_tokens = any("token_share" in r for r in pipe["sources"].values())
-        t = table(f"pipeline ({', '.join(pipe['stages'])}): {pct(pipe['totals']['bytes_removed_fraction'])} of "
-                   "bytes removed", ["source", "docs in", "bad input", "short", "duplicate", "decontam.", "kept",
-                                     "byte dup. rate", "byte share"] + (["token share"] if has_tokens else []),
-                   pipe["sources"])
+        t = table(f"pipeline ({', '.join(pipe['stages'])}): documents", ["source", "in", "bad\ninput", "short",
+                                                                          "duplicate", "decontam.", "kept"],
+                  pipe["sources"])
         for s, r in pipe["sources"].items():
-            row = [s, f"{r['docs_in']:,}", f"{r['bad_input']:,}", f"{r['short']:,}", f"{r['duplicate']:,}",
-                   f"{r['decontaminated']:,}", f"{r['kept_docs']:,}", pct(r["byte_duplication_rate"]),
-                   pct(r["byte_share"])]
-            t.add_row(*(row + ([pct(r.get("token_share"))] if has_tokens else [])))
+            t.add_row(s, *(count(r[k]) for k in ("docs_in", "bad_input", "short", "duplicate", "decontaminated",
+                                                 "kept_docs")))
+        console.print(t)
+        has_tokens = any("token_share" in r for r in pipe["sources"].values())
+        t = table(f"pipeline: {pct(pipe['totals']['bytes_removed_fraction'])} of bytes removed",
+                  ["source", "byte dup.\nrate", "byte\nshare"] + (["token\nshare"] if has_tokens else []),
+                  pipe["sources"])
+        for s, r in pipe["sources"].items():
+            t.add_row(s, pct(r["byte_duplication_rate"]), pct(r["byte_share"]),
+                      *([pct(r.get("token_share"))] if has_tokens else []))
         console.print(t)
     cl = st.get("clusters")
     if cl:
-        t = table(f"duplicate clusters: {cl['clusters']:,} clusters, {cl['duplicates']:,} duplicates; "
-                   f"sizes {cl['size_histogram']}", ["cluster", "size", "kept doc", "sources"])
+        sizes = ", ".join(f"{k}: {count(v)}" for k, v in cl["size_histogram"].items())
+        t = table(f"duplicate clusters: {count(cl['clusters'])} clusters, {count(cl['duplicates'])} duplicates",
+                  ["cluster", "size", "kept doc", "sources"], text=("kept doc", "sources"))
         for c in cl["largest"]:
-            t.add_row(str(c["cluster_id"]), str(c["size"]), c["kept_doc_id"], ", ".join(c["sources"]))
+            t.add_row(str(c["cluster_id"]), count(c["size"]), c["kept_doc_id"], ", ".join(c["sources"]))
         console.print(t)
+        console.print(literal(f"clusters by size: {sizes or 'none'}"))
     rel = st.get("release")
     if rel:
-        console.print(literal("release: " + ", ".join(f"{k} {v['docs']:,} docs in {v['files']} files"
+        console.print(literal("release: " + ", ".join(f"{k} {count(v['docs'])} docs in {v['files']} files"
                                                       for k, v in rel["splits"].items())
-                              + f"; {rel['decontaminated']:,} decontaminated"))
+                              + f"; {count(rel['decontaminated'])} decontaminated"))
     for enc, v in (st.get("tokens") or {}).items():
-        t = table(f"token cache {enc}: {v['tokens']:,} tokens", ["source", "tokens", "share"],
-                   v["tokens_per_source"])
+        t = table(f"token cache {enc}: {count(v['tokens'])} tokens", ["source", "tokens", "share"],
+                  v["tokens_per_source"])
         for s, n in v["tokens_per_source"].items():
-            t.add_row(s, f"{n:,}", pct(n / max(v["tokens"], 1)))
+            t.add_row(s, count(n), pct(n / max(v["tokens"], 1)))
         console.print(t)
     for name, e in (st.get("export") or {}).items():
         t = table(f"Megatron export {name} ({e['split']} split, range {e['range'][0]:g}:{e['range'][1]:g}): "
-                  f"{e['documents']:,} documents, {e['tokens']:,} tokens", ["dataset", "documents", "tokens",
-                                                                           "prefix"], e["datasets"])
+                  f"{count(e['documents'])} documents, {count(e['tokens'])} tokens",
+                  ["dataset", "documents", "tokens", "files (PREFIX.bin/.idx)"], e["datasets"],
+                  text=("files (PREFIX.bin/.idx)",))
         for d, v in e["datasets"].items():
-            t.add_row(d, f"{v['documents']:,}", f"{v['tokens']:,}", v["prefix"])
+            t.add_row(d, count(v["documents"]), count(v["tokens"]), v["prefix"])
         console.print(t)
     if st.get("shards"):
-        t = table("packed shards", ["shards", "rows", "tokens", "seq", "packing", "padding", "docs/row", "cut docs",
-                                     "checksums"], st["shards"])
+        t = table("packed shards", ["split", "rows", "tokens", "seq", "packing", "padding", "docs/\nrow",
+                                    "cut\ndocs"], st["shards"])
         for name, v in st["shards"].items():
-            t.add_row(name, f"{v['rows']:,}", f"{v['tokens']:,}", str(v["seq_len"]), v["packing"],
-                      pct(v["padding_fraction"]), str(v["docs_per_row"]), pct(v["docs_cut_fraction"]),
-                      "ok" if v["checksums_ok"] else f"FAILED: {v['error']}")
+            t.add_row(name, count(v["rows"]), count(v["tokens"]), str(v["seq_len"]), v["packing"],
+                      pct(v["padding_fraction"]), "-" if v["docs_per_row"] is None else f"{v['docs_per_row']:.2f}",
+                      pct(v["docs_cut_fraction"]))
         console.print(t)
+        bad = {name: v["error"] for name, v in st["shards"].items() if not v["checksums_ok"]}
+        console.print(literal("checksums: " + ("; ".join(f"{n} FAILED: {e}" for n, e in bad.items()) if bad
+                                               else f"all {len(st['shards'])} splits ok")))
 
 
 def print_report(report, as_json: bool, console=None) -> None:
@@ -113,12 +151,12 @@ def print_report(report, as_json: bool, console=None) -> None:
     from rich.console import Console
 
     names = sorted(report.ledger.sources)
-    t = table(f"{report.stage}: {summary['out']}", ["source", "docs in", "docs out", "dropped", "bytes in",
-                                                     "bytes out"], names)
+    t = table(f"{report.stage}: {summary['out']}", ["source", "docs\nin", "docs\nout", "dropped", "bytes\nin",
+                                                     "bytes\nout"], names, text=("dropped",))
     for src in names:
         c = report.ledger.sources[src]
-        dropped = ", ".join(f"{r} {d:,}" for r, (d, _) in sorted(c.dropped.items())) or "-"
-        t.add_row(src, f"{c.docs_in:,}", f"{c.docs_out:,}", dropped, f"{c.bytes_in:,}", f"{c.bytes_written:,}")
+        dropped = ", ".join(f"{r} {count(d)}" for r, (d, _) in sorted(c.dropped.items())) or "-"
+        t.add_row(src, count(c.docs_in), count(c.docs_out), dropped, size(c.bytes_in), size(c.bytes_written))
     console = console or Console(stderr=False)
     console.print(t)
     skipped = f", {len(summary['skipped_files'])} files of unknown format skipped" if summary["skipped_files"] else ""

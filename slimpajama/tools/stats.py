@@ -291,11 +291,10 @@ def compute(path: str, sample: float | None = None) -> dict:
             out["release"] = {"splits": m["splits"], "byte_share_per_source": m["byte_share_per_source"],
                               "decontaminated": m["decontaminated"], "config": m["config"]}
         tok_root = os.path.join(path, "tokens")
-        if os.path.isdir(tok_root):
-            for enc in sorted(os.listdir(tok_root)):
-                tokens = _token_sources(os.path.join(tok_root, enc))
-                if tokens:
-                    break
+        if os.path.isdir(tok_root) and what_is(tok_root).kind == "token_root":
+            out["tokens"] = token_stats(tok_root)
+            # the pipeline's token shares: the first encoding's (one tokenization of the same release)
+            tokens = next((v["tokens_per_source"] for v in out["tokens"].values() if v["tokens"]), None)
         shards_root = os.path.join(path, "shards")
         if os.path.isdir(shards_root) and what_is(shards_root).kind in ("shards_root", "packed"):
             out["shards"] = _shard_stats_under(shards_root)
