@@ -17,6 +17,11 @@ PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The other libraries' readers the tests check the exports and shards with (HF datasets, litdata, MosaicML
+# streaming), in their own virtualenv: they pin what the project must not (streaming: numpy<2.2, transformers<5).
+PEERS ?= .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
+PEER_PACKAGES := datasets==5.0.1 litdata==0.2.76 mosaicml-streaming==0.13.0 zstandard
 SP    := $(BIN)/slimpajama
 # RAY_ADDRESS=<head>:6379 runs every stage on that Ray cluster (see README, "Running on a cluster").
 WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),) $(if $(RAY_ADDRESS),--ray-address $(RAY_ADDRESS),)
@@ -54,7 +59,7 @@ TRAIN_FLAGS ?=
 # The sample corpus is generated when RAW is the sample (the default) and missing.
 RAW_DEP    := $(if $(filter $(RAW),$(SAMPLE)),$(SAMPLE)/_ground_truth.json,)
 
-.PHONY: install test test-all lint sample dedup tokens shards export stats train bench clean
+.PHONY: install peers test test-all lint sample dedup tokens shards export stats train bench clean
 
 install: $(STAMP)
 
@@ -64,11 +69,18 @@ $(STAMP): pyproject.toml Makefile
 	$(SP) encodings fetch --encoding gpt2
 	touch $@
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+$(PEERS_STAMP): Makefile
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet "$(TORCH)" $(PEER_PACKAGES)
+	touch $@
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+peers: $(PEERS_STAMP)
+
+test: $(STAMP) $(PEERS_STAMP)
+	SLIMPAJAMA_PEERS=$(PEERS) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP) $(PEERS_STAMP)
+	SLIMPAJAMA_PEERS=$(PEERS) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
 """The packed shard format: Arrow IPC stream files (uncompressed, memory-mapped, zero-copy) plus an index,
-`slimpajama-index.json` (named so that no library takes it for its own: litdata's and MosaicML's readers both
-open a folder's `index.json`; splits packed before this name are still read from `index.json`).
+`.slimpajama-index.json`. No library takes it for its own: litdata's and MosaicML's readers open a folder's
+`index.json`, and HF's `load_dataset` skips hidden files, so it sees a split's Arrow files alone (and no split
+where one packed to 0 rows: HF has no empty splits, only absent ones). Splits packed before this name are still
+read from `index.json`.
 
 A row holds `seq_len + 1` tokens (inputs = tokens[:-1], labels = tokens[1:]), the lengths of the document
 segments it is made of (summing to seq_len + 1 - padding) and its padding (pad tokens at the end, bestfit only).
@@ -21,7 +23,7 @@ from slimpajama.io.writers import atomic_path, sha256_file, write_bytes_atomic
 
 FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1
-INDEX_FILE = "slimpajama-index.json"
+INDEX_FILE = ".slimpajama-index.json"
 OLD_INDEX_FILE = "index.json"  # what versions before 0.2 wrote
 
 

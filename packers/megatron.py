@@ -38,6 +38,7 @@ def megatron_dtype(token_dtype) -> np.dtype:
 class MegatronWriter:
     def __init__(self, prefix: str, dtype):
         self.prefix, self.dtype = prefix, np.dtype(dtype)
+        self.files = [prefix + ".bin", prefix + ".idx"]
         if self.dtype not in DTYPE_CODES:
             raise ValueError(f"Megatron's indexed dataset has no dtype {self.dtype}")
         self._bin_ctx, self._idx_ctx = atomic_path(prefix + ".bin"), atomic_path(prefix + ".idx")

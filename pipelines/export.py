@@ -1,4 +1,6 @@
-"""Export a token cache for the trainers people already use: Megatron-core indexed datasets (`--format megatron`).
+"""Export a token cache for the trainers people already use: Megatron-core indexed datasets (`--format
+megatron`, PREFIX.bin + PREFIX.idx), litdata's chunked tokens (`litdata`, litgpt) and MosaicML's MDS (`mds`,
+llm-foundry), the last two as a folder PREFIX/ (packers/chunked.py).
 
 Each document of the cache is one sequence, its EOS included as the cache holds it, in the cache's order (the
 release's). `--split` picks train/validation/test, `--range A:B` the documents whose first token lies in that
@@ -14,6 +16,7 @@ does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +29,7 @@ from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, write_bytes_atomic
+from slimpajama.packers.chunked import CHUNK_BYTES, LitDataWriter, MDSWriter
 from slimpajama.packers.megatron import EXPORT_FORMAT, MegatronWriter, megatron_dtype
 from slimpajama.packers.pack import check_range, in_range
 
@@ -33,6 +37,10 @@ from .markers import output_file, run_key
 from .tokens import cache_files, token_cache
 
 log = logging.getLogger(__name__)
+WRITERS = {"megatron": MegatronWriter, "litdata": LitDataWriter, "mds": MDSWriter}
+# the "format" of a PREFIX.json, by --format
+FORMATS = {"megatron": EXPORT_FORMAT, "litdata": "litdata-tokens-loader", "mds": "mosaicml-mds"}
+SUMMARY_VERSION = 2  # 2: every file with its size and SHA-256 under "files"; 1: Megatron's .bin/.idx "sizes"
 # Megatron's examples split every dataset 969,30,1 and round each part's share of its documents: under this many
 # documents the last part is empty and Megatron's sample index never fills (it loops)
 MEGATRON_MIN_DOCS = 500
@@ -48,21 +56,24 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[float, float] = (0.0, 1.0),
-               by_source: bool = False, encoding: str | None = None) -> dict:
+def run_export(path: str, prefix: str, *, fmt: str = "megatron", split: str = "train",
+               range_: tuple[float, float] = (0.0, 1.0), by_source: bool = False, encoding: str | None = None,
+               chunk_bytes: int = CHUNK_BYTES) -> dict:
+    if fmt not in WRITERS:
+        raise SlimPajamaError(f"--format must be one of {', '.join(WRITERS)}, not {fmt!r}")
     if split not in SPLITS:
         raise SlimPajamaError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
     check_range(range_)
     if not prefix or prefix.endswith(("/", os.sep)) or os.path.basename(prefix) in (".", ".."):
         raise SlimPajamaError(f"--out {prefix!r} is not a file prefix: give one such as data/export/train (the "
-                              "export writes PREFIX.bin, PREFIX.idx and PREFIX.json)")
+                              "export writes PREFIX.json beside PREFIX.bin + PREFIX.idx, or the folder PREFIX/)")
     cache = token_cache(path, encoding, command="export")
     manifest, records, keys = cache_files(cache, split)
     if not keys:
         raise SlimPajamaError(f"the token cache at {cache} has no {split} documents")
     dtype = megatron_dtype(manifest["fingerprint"]["dtype"])
     key = run_key([records[k + s]["sha256"] for k in keys for s in (".tokens.bin", ".docs.parquet")], split,
-                  list(range_), by_source, dtype.name)
+                  list(range_), by_source, dtype.name, fmt, chunk_bytes if fmt != "megatron" else None)
     previous = _summary(prefix)
     done = _done(previous, key, prefix)
     if done is not None:
@@ -73,7 +84,7 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
     token_dtype = np.dtype(manifest["fingerprint"]["dtype"])
     # the split's tokens, from the sizes of its token files: the document tables are read one file at a time
     total = sum(records[k + ".tokens.bin"]["size"] for k in keys) // token_dtype.itemsize
-    writers: dict[str, MegatronWriter] = {}
+    writers: dict = {}
     counts: dict[str, list[int]] = {}
     try:
         first = 0
@@ -94,7 +105,9 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
                 docs = np.asarray(docs)
                 out = writers.get(group)
                 if out is None:
-                    out = writers[group] = MegatronWriter(f"{prefix}_{_safe(group)}" if by_source else prefix, dtype)
+                    name = f"{prefix}_{_safe(group)}" if by_source else prefix
+                    out = writers[group] = MegatronWriter(name, dtype) if fmt == "megatron" else \
+                        WRITERS[fmt](name, dtype, chunk_bytes)
                     counts[group] = [0, 0]
                 if np.all(np.diff(docs) == 1):  # one contiguous run of documents: a slice of the file
                     part = tokens[local[docs[0]]: local[docs[-1] + 1]]
@@ -114,34 +127,40 @@ def run_export(path: str, prefix: str, *, split: str = "train", range_: tuple[fl
         raise SlimPajamaError(f"--range {range_[0]:g}:{range_[1]:g} holds no document of the {split} split (a range "
                               f"holds the documents whose first token lies in it; the split has {total:,} tokens): "
                               "widen it")
-    earlier = {dataset_prefix(prefix, d["prefix"]) for d in previous["datasets"].values()} if previous else set()
     datasets = {}
     for group, w in sorted(writers.items()):
-        sizes = {s: storage.file_size(w.prefix + s) for s in (".bin", ".idx")}
-        # relative to PREFIX.json's folder: the export stays whole when moved or read from another directory
+        # files relative to PREFIX.json's folder: the export stays whole when moved or read from elsewhere
+        files = {_relative(prefix, f): {"bytes": storage.file_size(f), "sha256": file_digest(f)} for f in w.files}
         datasets[group or "all"] = {"prefix": _name(w.prefix), "documents": counts[group][0],
-                                    "tokens": counts[group][1],
-                                    "bytes": sum(sizes.values()), "sizes": sizes,
-                                    "sha256": {s: file_digest(w.prefix + s) for s in (".bin", ".idx")}}
-    for name, d in datasets.items():
-        if d["documents"] < MEGATRON_MIN_DOCS:
-            log.warning(f"{name}: {d['documents']} documents, too few for Megatron's usual --split 969,30,1 (its test "
-                        f"part gets none and Megatron loops): train with --split 100,0,0 and pass the validation "
-                        f"and test exports (--split validation/test here) as --valid-data-path/--test-data-path")
+                                    "tokens": counts[group][1], "bytes": sum(f["bytes"] for f in files.values()),
+                                    "files": files}
+    if fmt == "megatron":
+        for name, d in datasets.items():
+            if d["documents"] < MEGATRON_MIN_DOCS:
+                log.warning(f"{name}: {d['documents']} documents, too few for Megatron's usual --split 969,30,1 (its "
+                            "test part gets none and Megatron loops): train with --split 100,0,0 and pass the "
+                            "validation and test exports (--split validation/test here) as "
+                            "--valid-data-path/--test-data-path")
     tokens_out = sum(d["tokens"] for d in datasets.values())
-    summary = {"format": EXPORT_FORMAT, "version": 1, "dtype": dtype.name, "cache": cache, "split": split,
-               "range": list(range_), "by_source": by_source, "run_key": key,
+    summary = {"format": FORMATS[fmt], "version": SUMMARY_VERSION, "dtype": dtype.name, "cache": cache,
+               "split": split, "range": list(range_), "by_source": by_source, "run_key": key,
                "documents": sum(d["documents"] for d in datasets.values()), "tokens": tokens_out,
                "bytes": sum(d["bytes"] for d in datasets.values()), "datasets": datasets,
-               # Megatron's --data-path: weight prefix pairs, the sources in the proportions of this release;
-               # absolute (Megatron resolves it from wherever training starts), written again by every rerun
-               "data_path": " ".join(f"{d['tokens'] / max(tokens_out, 1):.6f} "
-                                     f"{_absolute(dataset_prefix(prefix, d['prefix']))}" for d in datasets.values())}
+               # the sources' token shares in this release, as weights to blend them (Megatron's --data-path:
+               # weight prefix pairs, absolute: Megatron resolves it from wherever training starts)
+               "weights": {name: round(d["tokens"] / max(tokens_out, 1), 6) for name, d in datasets.items()}}
+    if fmt == "megatron":
+        summary["data_path"] = " ".join(f"{summary['weights'][name]:.6f} "
+                                        f"{_absolute(dataset_prefix(prefix, d['prefix']))}"
+                                        for name, d in datasets.items())
     write_bytes_atomic(prefix + ".json", json.dumps(summary, indent=1, sort_keys=True).encode())
-    for stale in earlier - {dataset_prefix(prefix, d["prefix"]) for d in datasets.values()}:  # an earlier export here, e.g. --by-source
-        for suffix in (".bin", ".idx"):
-            if storage.stat(stale + suffix) is not None:
-                storage.remove(stale + suffix)
+    written = {dataset_prefix(prefix, rel) for d in datasets.values() for rel in d["files"]}
+    for stale in sorted(_files(previous, prefix) - written):  # an earlier export here, e.g. --by-source
+        if storage.stat(stale) is not None:
+            storage.remove(stale)
+        if not storage.is_remote(stale):
+            with contextlib.suppress(OSError):  # a chunked dataset's folder, once empty
+                os.rmdir(os.path.dirname(stale))
     return {**summary, "resumed": False}
 
 
@@ -154,14 +173,32 @@ def _summary(prefix: str) -> dict | None:
     return summary if isinstance(summary, dict) and isinstance(summary.get("datasets"), dict) else None
 
 
+def _files(summary: dict | None, prefix: str) -> set[str]:
+    """The paths of every file an export's PREFIX.json lists (either version)."""
+    found = set()
+    for d in (summary or {}).get("datasets", {}).values():
+        if "files" in d:
+            found |= {dataset_prefix(prefix, rel) for rel in d["files"]}
+        else:  # version 1: a Megatron dataset's two files, its prefix as given to that export
+            found |= {d["prefix"] + s for s in d.get("sizes", ())}
+    return found
+
+
 def _done(summary: dict | None, key: str, prefix: str) -> dict | None:
     """`summary` if it is a complete export with the same run key whose files are intact, else None."""
-    if summary is None or summary.get("run_key") != key:
+    if summary is None or summary.get("run_key") != key or summary.get("version") != SUMMARY_VERSION:
         return None
     for d in summary["datasets"].values():  # sizes, not digests: a rerun should not read a 1 TB export back
-        if any(storage.file_size(dataset_prefix(prefix, d["prefix"]) + s) != n for s, n in d["sizes"].items()):
+        if any(storage.file_size(dataset_prefix(prefix, rel)) != f["bytes"] for rel, f in d["files"].items()):
             return None
     return summary
+
+
+def _relative(prefix: str, path: str) -> str:
+    """`path` (a file the export wrote, at or below the prefix's folder) relative to PREFIX.json's folder."""
+    folder = storage.parent(prefix)
+    full = path if storage.is_remote(path) else os.path.abspath(path)
+    return full[len(folder.rstrip("/")) + 1:]
 
 
 def _name(path: str) -> str:
@@ -169,9 +206,7 @@ def _name(path: str) -> str:
 
 
 def dataset_prefix(prefix: str, name: str) -> str:
-    """A dataset of PREFIX.json (a name in its folder; an older summary's path as written) as a path."""
-    if storage.is_remote(name) or os.path.isabs(name) or "/" in name:
-        return name
+    """A dataset or a file of PREFIX.json (named relative to its folder) as a path."""
     return storage.join(storage.parent(prefix), name)
 
 

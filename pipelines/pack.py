@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shlex
 
@@ -86,12 +87,9 @@ class PackStage(Stage):
         rows_per_file = max(BATCH_ROWS, self.file_bytes // (width * dtype.itemsize) // BATCH_ROWS * BATCH_ROWS)
         order = row_order(rows, self.seed)
         files, padding_total = [], 0
-        # an empty split is one valid empty file, not none: a folder of index alone is no dataset to a reader
-        # (HF's load_dataset refuses a shards folder whose splits differ in their files' format)
-        for k, lo in enumerate(range(0, max(rows, 1), rows_per_file)):
+        for k, lo in enumerate(range(0, rows, rows_per_file)):  # an empty split: its index alone
             ids = order[lo: lo + rows_per_file]
-            tokens, doc_lens, padding = plan.materialize(stream, ids) if rows else \
-                (np.zeros((0, width), dtype), [], np.zeros(0, np.int32))
+            tokens, doc_lens, padding = plan.materialize(stream, ids)
             rel = f"{split}/part-{k:05d}.arrow"
             path = storage.join(out_dir, rel)
             write_rows(path, tokens, doc_lens, padding, BATCH_ROWS)
@@ -121,6 +119,7 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
     return f"seq{seq}" if tuple(range_) == defaults.PACK_RANGE else f"seq{seq}-{range_[0]:g}-{range_[1]:g}"
 
 
+log = logging.getLogger(__name__)
 REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
 
 
@@ -163,6 +162,10 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     report = run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
                        ray_address=ray_address, progress=progress, verify_outputs=verify_outputs)
     report.extra = {"rows": {m["key"]: m["extra"]["rows"] for m in report.markers}}
+    for split, rows in report.extra["rows"].items():
+        if not rows:
+            log.warning(f"{shards_dir_name(seq, range_)}/{split}: 0 rows (its tokens are fewer than one row of "
+                        f"{seq + 1:,}): a larger --holdout at release, or a shorter --seq, gives it rows")
     rebuild = {"cache": cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir),
                "args": f"--seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} --seed {seed} "
                        f"--file-bytes {file_bytes}"}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
 from slimpajama.packers.format import INDEX_FILE, index_path
-from slimpajama.packers.megatron import EXPORT_FORMAT
 
 # what each kind is called in messages, and the command that makes it
 DESCRIPTIONS = {
@@ -28,7 +27,7 @@ DESCRIPTIONS = {
     "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
     "intermediate": ("intermediate files", None),
     "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
-    "export": ("a Megatron export (PREFIX.bin, PREFIX.idx, PREFIX.json)", "slimpajama export"),
+    "export": ("an export for other trainers (PREFIX.json and its datasets)", "slimpajama export"),
 }
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
                 "tokenize": "token_cache", "pack": "packed"}
@@ -96,21 +95,32 @@ def what_is(path: str) -> PathKind:
 
 
 def export_summaries(path: str) -> dict[str, dict]:
-    """The PREFIX.json summaries of the Megatron exports in folder `path`, by prefix name ({} for none)."""
+    """The PREFIX.json summaries of the exports in folder `path`, by prefix name ({} for none)."""
+    from .export import FORMATS
+
     if storage.is_remote(path):
-        names = {rel for rel, _ in storage.list_files(path) if "/" not in rel}
-    else:  # the folder's own files only: a corpus folder may hold thousands below it
-        names = {n for n in os.listdir(path) if os.path.isfile(os.path.join(path, n))}
+        listed = [rel for rel, _ in storage.list_files(path)]
+        names = {rel for rel in listed if "/" not in rel}
+        folders = {rel.split("/", 1)[0] for rel in listed if "/" in rel}
+    else:  # the folder's own entries only: a corpus folder may hold thousands below it
+        entries = os.listdir(path)
+        names = {n for n in entries if os.path.isfile(os.path.join(path, n))}
+        folders = {n for n in entries if os.path.isdir(os.path.join(path, n))}
     out = {}
     for name in sorted(n for n in names if n.endswith(".json")):
         stem = name[: -len(".json")]
-        if not any(n.startswith(stem) and n.endswith(".idx") for n in names):  # a dataset beside it, or no export
+        # a dataset beside it (Megatron's .idx, or a chunked dataset's folder), else no export: a corpus's
+        # .json files (JSON lines, up to 100 GB) are never opened
+        if not any(n.startswith(stem) and n.endswith(".idx") for n in names) and \
+                not any(f == stem or f.startswith(stem + "_") for f in folders):
+            continue
+        if (storage.file_size(storage.join(path, name)) or 0) > 64 << 20:  # no summary is that big
             continue
         try:
             summary = json.loads(storage.read_bytes(storage.join(path, name)))
         except ValueError:
             continue
-        if isinstance(summary, dict) and summary.get("format") == EXPORT_FORMAT:
+        if isinstance(summary, dict) and summary.get("format") in FORMATS.values():
             out[stem] = summary
     return out
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -217,7 +219,8 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
     stage = ShuffleStage(cfg)
     previous = previous_run(out_dir, RUN_FILE, key, stage, _shuffle_tasks)
     if previous is not None:
-        # nothing upstream changed and every release file is intact: _scatter/ is not needed (it may be deleted)
+        # nothing upstream changed and every release file is intact: the scatter files are not needed (they
+        # may be deleted)
         scatter, scatter_ledger = None, Ledger.from_dict(previous["scatter_ledger"])
         shuffle_tasks = _shuffle_tasks(previous)
     else:
@@ -245,10 +248,22 @@ def _shuffle_tasks(state: dict) -> list[ShardTask]:
     return [ShardTask(k, (), params) for k, params in state.get("shuffle", [])]
 
 
+def scatter_dir_of(out_dir: str) -> str:
+    """Where a release's intermediate scatter files go: `<parent>/work/release-<name>` (data/work/release-slimpajama
+    for data/slimpajama), beside the release, so that its folder holds only what SlimPajama publishes (and what
+    loads it: manifest.json, the ledger, _outputs.json, _state/), ready to push to the Hugging Face Hub."""
+    name = out_dir.rstrip("/").rsplit("/", 1)[-1] if storage.is_remote(out_dir) else \
+        os.path.basename(os.path.abspath(out_dir))
+    return storage.join(storage.parent(out_dir), "work", f"release-{name}")
+
+
 def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledger, list[ShardTask]]:
     """Pass 1 -> (its report, its ledger, the shuffle tasks). A shuffle task's identity is its bucket and the run
     key (every input's digest, the settings): its scatter files are side inputs."""
-    scatter_dir = storage.join(out_dir, "_scatter")
+    old = storage.join(out_dir, "_scatter")  # where releases before 0.2 kept them: no longer read
+    if not storage.is_remote(out_dir) and os.path.isdir(os.path.join(old, "_state")):
+        shutil.rmtree(old)
+    scatter_dir = scatter_dir_of(out_dir)
     scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
     holdout = np.concatenate([np.load(scatter.output_file(t.key + ".holdout.npy").local()) for t in tasks])
     holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)

@@ -11,8 +11,11 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
+import pyarrow.parquet as pq
+
 from slimpajama.core.release import ReleaseConfig
-from slimpajama.io import storage
+from slimpajama.io import outputs, storage
 from slimpajama.pipelines import ReadOptions
 from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers
 
@@ -71,3 +74,18 @@ def ledgers_balance(data) -> None:
         t = led["totals"]
         assert led["balanced"], rel
         assert t["docs_in"] == t["docs_out"] + sum(v["docs"] for v in t["dropped"].values()), rel
+
+
+def cache_documents(cache, split="train") -> list[tuple[str, np.ndarray]]:
+    """(source, tokens) of every document of a split of the token cache, in its order."""
+    manifest = outputs.read(str(cache))
+    keys = [r["rel"][: -len(".tokens.bin")] for r in manifest["files"] if r["rel"].endswith(".tokens.bin")]
+    docs = []
+    for k in keys:
+        if (k.split("/", 1)[0] if k.split("/", 1)[0] in ("validation", "test") else "train") != split:
+            continue
+        table = pq.read_table(cache / f"{k}.docs.parquet")
+        tokens = np.fromfile(cache / f"{k}.tokens.bin", dtype=np.uint16)
+        bounds = np.concatenate(([0], np.cumsum(table["tokens"].to_numpy())))
+        docs += [(s, tokens[bounds[i]: bounds[i + 1]]) for i, s in enumerate(table["source"].to_pylist())]
+    return docs

@@ -154,11 +154,11 @@ def test_threshold_zero_is_refused_not_replaced(data, tmp_path):
     assert r.exit_code == 2 and "0<x<1" in r.stderr.replace(" ", "")
 
 
-@pytest.mark.parametrize("name", ["slimpajama-index.json", "index.json"])  # the old name is still read
+@pytest.mark.parametrize("name", [".slimpajama-index.json", "index.json"])  # the old name is still read
 def test_a_mangled_index_says_what_it_is(data, tmp_path, name):
     split = tmp_path / "train"
     shutil.copytree(data / "shards" / "seq64-0-0.75" / "train", split)
-    (split / "slimpajama-index.json").unlink()
+    (split / ".slimpajama-index.json").unlink()
     (split / name).write_text(json.dumps({"rows": 3}))
     one_line_error(["verify", split], f"{split / name}: not a packed shard index (no 'format' field)")
 

@@ -1,6 +1,5 @@
 """Exports for the trainers people already use, checked by their own readers: Megatron-core's IndexedDataset reads
-our Megatron export; the Hugging Face routes are read the way `datasets` reads them (pyarrow's JSON and IPC stream
-readers: `datasets` itself is not installed here, it pulls pandas, fsspec and the Hub client)."""
+our Megatron export (litdata, MosaicML and HF datasets, which cannot share the project's virtualenv: test_peers.py)."""
 
 from __future__ import annotations
 
@@ -8,37 +7,17 @@ import json
 import warnings
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.ipc as ipc
-import pyarrow.json as pajson
-import pyarrow.parquet as pq
 import pytest
-import zstandard
 from click.testing import CliRunner
+from pipeline_helpers import cache_documents
 
 from slimpajama.cli import main
-from slimpajama.io import outputs
 from slimpajama.packers.megatron import MegatronWriter
 from slimpajama.pipelines.export import run_export
 
 with warnings.catch_warnings():  # megatron-core warns that Transformer Engine and Apex are not installed
     warnings.simplefilter("ignore")
     from megatron.core.datasets.indexed_dataset import IndexedDataset
-
-
-def cache_documents(cache, split="train") -> list[tuple[str, np.ndarray]]:
-    """(source, tokens) of every document of a split of the token cache, in its order."""
-    manifest = outputs.read(str(cache))
-    keys = [r["rel"][: -len(".tokens.bin")] for r in manifest["files"] if r["rel"].endswith(".tokens.bin")]
-    docs = []
-    for k in keys:
-        if (k.split("/", 1)[0] if k.split("/", 1)[0] in ("validation", "test") else "train") != split:
-            continue
-        table = pq.read_table(cache / f"{k}.docs.parquet")
-        tokens = np.fromfile(cache / f"{k}.tokens.bin", dtype=np.uint16)
-        bounds = np.concatenate(([0], np.cumsum(table["tokens"].to_numpy())))
-        docs += [(s, tokens[bounds[i]: bounds[i + 1]]) for i, s in enumerate(table["source"].to_pylist())]
-    return docs
 
 
 @pytest.fixture(scope="module")
@@ -122,12 +101,12 @@ def test_stats_and_the_stages_say_a_folder_holds_an_export(cache, tmp_path):
     run_export(str(cache), str(tmp_path / "e" / "train"), by_source=True)
     r = CliRunner().invoke(main, ["stats", str(tmp_path / "e")], terminal_width=200)
     assert r.exit_code == 0 and "corpus:" not in r.output
-    assert "Megatron export train (train split, range 0:1)" in r.output and "RedPajamaC4" in r.output
+    assert "megatron-mmap-indexed-dataset export train (train split, range 0:1)" in r.output and "RedPajamaC4" in r.output
     st = json.loads(CliRunner().invoke(main, ["stats", "--json", str(tmp_path / "e")]).output)
     assert st["kind"] == "export" and st["corpus"] is None
     assert st["export"]["train"]["documents"] == len(cache_documents(cache))
     r = CliRunner().invoke(main, ["normalize", str(tmp_path / "e"), "--out", str(tmp_path / "n")])
-    assert r.exit_code == 1 and "holds a Megatron export (PREFIX.bin, PREFIX.idx, PREFIX.json)" in r.stderr
+    assert r.exit_code == 1 and "holds an export for other trainers (PREFIX.json and its datasets)" in r.stderr
 
 
 READ_ONLY = """
@@ -204,20 +183,3 @@ def test_two_releases_side_by_side_get_their_own_token_caches(clean_pipeline, tm
     first = IndexedDataset(str(tmp_path / "e" / "r1"))  # the first export's cache still holds its tokens
     want = cache_documents(tmp_path / "tokens-r1" / "gpt2")
     assert len(first) == len(want) and np.array_equal(first[0], want[0][1])
-
-
-def test_hugging_face_routes_read_what_datasets_reads(clean_pipeline):
-    """`load_dataset("json", data_files=...)` decompresses the .zst and parses with pyarrow's JSON reader;
-    `Dataset.from_file(...)` opens an Arrow IPC stream: both done here directly."""
-    data, _, _ = clean_pipeline
-    release = json.loads((data / "slimpajama" / "manifest.json").read_text())
-    first = release["files"][0]
-    raw = zstandard.ZstdDecompressor().stream_reader(open(data / "slimpajama" / first["path"], "rb")).read()
-    table = pajson.read_json(pa.BufferReader(raw))
-    assert table.num_rows == first["docs"] and table.column_names == ["text", "meta"]
-    assert table["meta"].type == pa.struct([("redpajama_set_name", pa.string())])
-    part = data / "shards" / "seq64-0-0.75" / "train" / "part-00000.arrow"
-    with pa.memory_map(str(part)) as src:
-        shard = ipc.open_stream(src).read_all()
-    index = json.loads((part.parent / "slimpajama-index.json").read_text())
-    assert shard.num_rows == index["files"][0]["rows"] and shard.schema.field("tokens").type.list_size == 65

@@ -142,7 +142,7 @@ def test_same_bytes_with_1_and_2_workers_and_after_resume(shards, tmp_path):
     victims = [k for k in a if k.endswith(".zst")][:3]
     for v in victims:
         os.remove(tmp_path / "a" / v)
-    shutil.rmtree(tmp_path / "a" / "_scatter" / "RedPajamaC4")
+    shutil.rmtree(tmp_path / "work" / "release-a" / "RedPajamaC4")
     report = run_release(str(shards), str(tmp_path / "a"), CFG, progress=False)
     assert 0 < report.skipped
     assert release_files(tmp_path / "a") == b

@@ -133,14 +133,14 @@ def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_ses
     second = run_tokenize(str(rel2), str(tokens), progress=False)  # other keys: the first run's are removed
     assert second.removed
     shards = run_shards(str(tokens / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
-    index = json.loads((tmp_path / "shards" / "seq64" / "train" / "slimpajama-index.json").read_text())
+    index = json.loads((tmp_path / "shards" / "seq64" / "train" / ".slimpajama-index.json").read_text())
     assert index["docs"] == second.ledger.totals().docs_out and [m["key"] for m in shards.markers] == ["train"]
     # file size: many files, then one; the extra files go
     out = tmp_path / "packed"
     run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1, progress=False)
     assert len(files_under(out)) > 3
     run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1 << 30, progress=False)
-    assert files_under(out) == {"train/part-00000.arrow", "train/slimpajama-index.json"}
+    assert files_under(out) == {"train/part-00000.arrow"} and (out / "train" / ".slimpajama-index.json").exists()
 
 
 def test_3_sample_rerun_with_fewer_docs_removes_the_earlier_files(tmp_path):
@@ -291,10 +291,13 @@ def test_12_deleting_the_scatter_files_after_a_complete_release_recomputes_nothi
     cfg = ReleaseConfig(holdout=0.1, docs_per_file=50)
     first = run_release(str(deduped), str(out), cfg, progress=False)
     before = product(out)
-    shutil.rmtree(out / "_scatter")
+    scatter = tmp_path / "work" / "release-rel"  # beside the release: its folder holds what is published
+    assert scatter.is_dir() and {p.name for p in out.iterdir()} == {
+        "train", "validation", "test", "manifest.json", "ledger.json", "_outputs.json", "_state"}
+    shutil.rmtree(scatter)
     again = run_release(str(deduped), str(out), cfg, progress=False)
-    assert again.skipped == again.shards and not (out / "_scatter").exists()
-    assert product(out) == {k: v for k, v in before.items() if not k.startswith("_scatter")}
+    assert again.skipped == again.shards and not scatter.exists()
+    assert product(out) == before
     assert again.ledger.dumps() == first.ledger.dumps()
 
 

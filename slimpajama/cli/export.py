@@ -1,4 +1,4 @@
-"""`slimpajama export`: the token cache for other trainers (Megatron-core indexed datasets)."""
+"""`slimpajama export`: the token cache for other trainers (Megatron-core, litdata, MosaicML MDS)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,35 @@ import os
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import parse_range, range_text
+from slimpajama.cli.options import SIZE, at_least, parse_range, range_text
 from slimpajama.core import defaults
 
 
 @click.command()
 @click.argument("path", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["megatron"]), default="megatron", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["megatron", "litdata", "mds"]), default="megatron",
+              show_default=True,
               help="megatron: Megatron-core's MMap indexed dataset (PREFIX.bin + PREFIX.idx), read by Megatron-LM, "
-                   "NeMo and GPT-NeoX.")
-@click.option("--out", "-o", "prefix", required=True, help="Output prefix: writes PREFIX.bin, PREFIX.idx, PREFIX.json.")
+                   "NeMo and GPT-NeoX; litdata: the folder PREFIX/ for litdata's StreamingDataset with "
+                   "TokensLoader (litgpt); mds: the folder PREFIX/ for MosaicML's StreamingDataset (llm-foundry).")
+@click.option("--out", "-o", "prefix", required=True,
+              help="Output prefix: writes PREFIX.json and PREFIX.bin + PREFIX.idx (megatron) or PREFIX/.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
 @click.option("--range", "range_", default=range_text(defaults.PACK_RANGE), show_default=True,
               help="The documents whose first token lies in this fraction A:B of the split's tokens (as shards).")
 @click.option("--by-source", is_flag=True,
-              help="One dataset per source (PREFIX_<source>.bin/.idx); PREFIX.json gives Megatron's --data-path "
-                   "with the sources' token shares as weights.")
+              help="One dataset per source (PREFIX_<source>); PREFIX.json gives the sources' token shares as "
+                   "weights (and Megatron's --data-path with them).")
 @click.option("--encoding", default=None, help="Which token cache of a tokenize --out root (default: the only one); "
                                                 "the encoding to tokenize with when PATH is a release.")
 @click.option("--tokens", "tokens_root", default=None,
               help="Where a release given as PATH is tokenized first (default: a 'tokens-<release folder>' folder "
                    "beside it, one per release).")
+@click.option("--chunk-bytes", type=SIZE, default="64MB", show_default=True,
+              help="litdata and mds: the size of a chunk file (whole documents; a longer one is a chunk alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @fail_cleanly
-def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, as_json):
+def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, chunk_bytes, as_json):
     """Export a token cache (or a release, tokenized first) for other trainers: each document one sequence, EOS
     included; streamed, atomic, with a summary and SHA-256s in PREFIX.json."""
     from slimpajama.pipelines.export import dataset_prefix, run_export
@@ -46,15 +51,15 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, a
         tokens_root = tokens_root or os.path.join(os.path.dirname(release), f"tokens-{os.path.basename(release)}")
         run_tokenize([path], tokens_root, encoding or defaults.ENCODING)
         path = tokens_root
-    del fmt  # one format so far
-    summary = run_export(path, prefix, split=split, range_=parse_range(range_), by_source=by_source,
-                         encoding=encoding)
+    summary = run_export(path, prefix, fmt=fmt, split=split, range_=parse_range(range_), by_source=by_source,
+                         encoding=encoding, chunk_bytes=at_least("--chunk-bytes", chunk_bytes, 1 << 20,
+                                                                     "a chunk file per few documents"))
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
         for name, d in summary["datasets"].items():
-            where = dataset_prefix(prefix, d["prefix"])
-            click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {where}.bin/.idx")
+            where = dataset_prefix(prefix, d["prefix"]) + (".bin/.idx" if fmt == "megatron" else "/")
+            click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {where}")
         click.echo(("already complete: " if summary["resumed"] else "wrote ") + f"{prefix}.json")
 
 

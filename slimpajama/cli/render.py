@@ -123,10 +123,9 @@ def print_stats(st: dict, console=None) -> None:
             t.add_row(s, count(n), pct(n / max(v["tokens"], 1)))
         console.print(t)
     for name, e in (st.get("export") or {}).items():
-        t = table(f"Megatron export {name} ({e['split']} split, range {e['range'][0]:g}:{e['range'][1]:g}): "
+        t = table(f"{e['format']} export {name} ({e['split']} split, range {e['range'][0]:g}:{e['range'][1]:g}): "
                   f"{count(e['documents'])} documents, {count(e['tokens'])} tokens",
-                  ["dataset", "documents", "tokens", "files (PREFIX.bin/.idx)"], e["datasets"],
-                  text=("files (PREFIX.bin/.idx)",))
+                  ["dataset", "documents", "tokens", "files"], e["datasets"], text=("files",))
         for d, v in e["datasets"].items():
             t.add_row(d, count(v["documents"]), count(v["tokens"]), v["prefix"])
         console.print(t)

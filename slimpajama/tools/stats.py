@@ -262,7 +262,8 @@ def compute(path: str, sample: float | None = None) -> dict:
     elif kind == "tokens":
         out["tokens"] = token_stats(path)
     elif kind == "export":
-        out["export"] = {name: {k: summary[k] for k in ("split", "range", "documents", "tokens", "bytes", "cache")}
+        out["export"] = {name: {k: summary[k] for k in ("format", "split", "range", "documents", "tokens", "bytes",
+                                                        "cache")}
                          | {"datasets": {d: {k: v[k] for k in ("prefix", "documents", "tokens")}
                                          for d, v in summary["datasets"].items()}}
                          for name, summary in export_summaries(path).items()}

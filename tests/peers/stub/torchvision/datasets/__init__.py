@@ -1,0 +1,6 @@
+class VisionDataset:
+    pass
+
+
+class CIFAR10(VisionDataset):
+    pass
