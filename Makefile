@@ -106,8 +106,8 @@ tokens: dedup
 shards: tokens
 	$(SP) shards $(TOKENS)/$(ENCODING) --seq $(SEQ) $(if $(RANGE),--range $(RANGE),) $(if $(PACKING),--packing $(PACKING),) --out-root $(DATA)/shards $(WORKER_FLAG)
 
-# The token cache as a Megatron-core indexed dataset (data/export/megatron/train.bin/.idx, per source with
-# BY_SOURCE=1), for Megatron-LM / NeMo / GPT-NeoX. The earlier stages run first.
+# The token cache for other trainers: FORMAT=megatron (data/export/megatron/train.bin/.idx: Megatron-LM, NeMo,
+# GPT-NeoX, nanoGPT), litdata (litgpt) or mds (llm-foundry); per source with BY_SOURCE=1. The earlier stages run first.
 FORMAT     ?= megatron
 EXPORT_SPLIT ?= train
 BY_SOURCE  ?=

@@ -29,7 +29,7 @@ from slimpajama.packers.pack import (
     in_range,
     row_order,
 )
-from slimpajama.tokenize.encodings import get_encoding
+from slimpajama.tokenize.encodings import encoding_name, get_encoding
 
 from .markers import STATE_DIR, output_file
 from .runner import Progress, StageReport, run_stage
@@ -144,8 +144,10 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     fp = manifest["fingerprint"]
     if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
-    enc = get_encoding(fp["encoding"] if fp["encoding"] != "r50k_base" else defaults.ENCODING)
-    cache = {"encoding": fp["encoding"], "dtype": fp["dtype"], "eos": fp["eos"], "vocab_size": enc.n_vocab}
+    enc = get_encoding(fp["encoding"])
+    # the encoding as every command names it (gpt2, not tiktoken's r50k_base, which the cache's fingerprint holds)
+    cache = {"encoding": encoding_name(fp["encoding"]), "dtype": fp["dtype"], "eos": fp["eos"],
+             "vocab_size": enc.n_vocab}
     tasks = []
     for split in SPLITS:
         files = {kind: tuple(output_file(cache_dir, k + suffix, records[k + suffix])

@@ -22,14 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = Path(os.environ.get("SLIMPAJAMA_PEERS") or ROOT / ".venv-peers")
 
 
-def peer(tmp_path, *args) -> None:
-    python = PEERS / "bin" / "python"
-    if not python.exists():
+def peer_env(home) -> dict[str, str]:
+    """The environment of a process in the peers' virtualenv: offline, its caches under `home`."""
+    if not (PEERS / "bin" / "python").exists():
         pytest.fail(f"no peers' virtualenv at {PEERS}: run `make peers` (`make test` builds it)")
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"),
-           "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests" / "peers" / "stub")}
-    r = subprocess.run([str(python), str(ROOT / "tests" / "peers" / "read.py"), *map(str, args)], env=env,
-                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "HF_HOME": str(home / "hf"), "HF_DATASETS_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests" / "peers" / "stub")}
+
+
+def peer(tmp_path, *args) -> None:
+    r = subprocess.run([str(PEERS / "bin" / "python"), str(ROOT / "tests" / "peers" / "read.py"), *map(str, args)],
+                       env=peer_env(tmp_path), capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
 
 
@@ -84,6 +87,7 @@ def test_hf_load_dataset_loads_a_shards_folder_with_an_empty_split(data, tmp_pat
     assert {s: v["rows"] for s, v in got.items()} == {"train": rows["train"], "test": rows["test"]}
     assert got["train"]["columns"] == ["tokens", "doc_lens", "padding"]
     assert got["train"]["first"]["tokens"] == ShardReader(str(shards / "train"))[0].tolist()
+    assert ShardReader(str(shards / "train")).manifest["encoding"] == "gpt2"  # as every command names it
 
 
 def test_hf_load_dataset_loads_a_release_folder_whole(data, tmp_path):

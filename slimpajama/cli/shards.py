@@ -32,7 +32,8 @@ from slimpajama.core import defaults
 @RayFlags.apply
 @fail_cleanly
 def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, encoding, verify_outputs, ray: RayFlags):
-    """Pack a token cache into training shards (Arrow IPC + index.json), train and validation splits."""
+    """Pack a token cache into training shards: a folder per split (train, validation, test; a split with fewer
+    tokens than a row has none) of Arrow IPC files and an index, .slimpajama-index.json."""
     from slimpajama.pipelines.pack import run_shards
 
     report = run_shards(cache, out_root, seq, packing=packing, range_=parse_range(range_), seed=seed,

@@ -15,7 +15,7 @@ from slimpajama.errors import SlimPajamaError
 @fail_cleanly
 def verify(directories):
     """Check a packed shard directory (or a seq<N> folder holding split directories): every file's SHA-256,
-    row count and width against index.json. Fails naming the first bad file."""
+    row count and width against its index. Fails naming the first bad file."""
     from slimpajama.packers.format import verify as verify_split
     from slimpajama.pipelines.pack import rebuild_command
     from slimpajama.pipelines.paths import packed_splits
