@@ -107,9 +107,14 @@ def test_json_keys_are_stable_and_plots_are_images(data_root, tmp_path):
     assert sorted(st["shards"]["seq512/train"]) == SHARD_KEYS and st["shards"]["seq512/train"]["checksums_ok"]
     assert st["pipeline"]["stages"] == ["dedup", "normalize", "release"]
     assert st["clusters"]["duplicates"] == sum(r["duplicate"] for r in st["pipeline"]["sources"].values())
+    funnel = {step["stage"]: step["sources"] for step in st["pipeline"]["funnel"]}
+    assert list(funnel) == ["input", "normalize", "dedup", "release", "tokenize"]
+    assert st["tokens"]["gpt2"]["tokens"] == sum(v["tokens"] for v in funnel["tokenize"].values()) > 0
+    docs = [sum(v["docs"] for v in funnel[stage].values()) for stage in ("input", "normalize", "dedup", "release")]
+    assert docs == sorted(docs, reverse=True) and docs[0] == st["pipeline"]["totals"]["docs_in"]
     pngs = sorted(os.listdir(tmp_path / "plots"))
-    assert pngs == ["cluster_sizes.png", "documents_per_source.png", "duplication_per_source.png",
-                    "length_per_source.png", "padding_per_row.png", "tokens_per_source.png"]
+    assert pngs == ["cluster_sizes.png", "documents_per_source.png", "duplication_per_source.png", "funnel.png",
+                    "length_per_source.png", "padding_per_row.png", "shares.png", "tokens_per_source.png"]
     for p in pngs:
         img = matplotlib.image.imread(tmp_path / "plots" / p)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0.01  # a drawn picture, not blank
@@ -189,3 +194,10 @@ def test_tables_fit_80_columns_with_every_figure_whole():
         assert whole in text, (whole, text)
     validation = next(line for line in lines if line.startswith("seq2048-0-0.75/validation"))
     assert "None" not in validation and validation.split()[-2:] == ["-", "0.00%"]
+
+
+def test_the_padding_plot_is_for_bestfit_only(data_root, tmp_path):
+    run_shards(str(data_root / "tokens/gpt2"), str(tmp_path / "shards"), 512, progress=False)  # concat: no padding
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "shards"), "--plot", str(tmp_path / "plots")])
+    assert r.exit_code == 0, r.output
+    assert sorted(os.listdir(tmp_path / "plots")) == ["tokens_per_source.png"]

@@ -140,7 +140,18 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
             r["tokens"] = tokens_per_source.get(s, 0)
             r["token_share"] = round(tokens_per_source.get(s, 0) / total, 6)
     bytes_in = sum(r["bytes_in"] for r in rows.values())
-    return {"stages": sorted(ledgers), "sources": rows,
+    # what each stage kept, per source, in data-flow order (a list: JSON keeps it): the input first, the tokens
+    # last (the funnel plot)
+    funnel = [{"stage": "input", "sources": {s: {"docs": r["docs_in"], "bytes": r["bytes_in"]}
+                                             for s, r in rows.items()}}]
+    for stage in ("ingest", "normalize", "dedup", "release"):
+        if stage in ledgers:
+            funnel.append({"stage": stage, "sources": {
+                s: {"docs": v.get("docs_out", 0), "bytes": v.get("bytes_written", v.get("bytes_out", 0))}
+                for s, v in sorted(ledgers[stage]["sources"].items())}})
+    if tokens_per_source:
+        funnel.append({"stage": "tokenize", "sources": {s: {"tokens": n} for s, n in sorted(tokens_per_source.items())}})
+    return {"stages": sorted(ledgers), "sources": rows, "funnel": funnel,
             "totals": {"docs_in": sum(r["docs_in"] for r in rows.values()), "bytes_in": bytes_in,
                        "kept_docs": sum(r["kept_docs"] for r in rows.values()),
                        "kept_bytes": sum(r["kept_bytes"] for r in rows.values()),
