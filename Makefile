@@ -77,10 +77,10 @@ $(PEERS_STAMP): Makefile
 peers: $(PEERS_STAMP)
 
 test: $(STAMP) $(PEERS_STAMP)
-	SLIMPAJAMA_PEERS=$(PEERS) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	SLIMPAJAMA_PEERS=$(abspath $(PEERS)) $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(STAMP) $(PEERS_STAMP)
-	SLIMPAJAMA_PEERS=$(PEERS) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	SLIMPAJAMA_PEERS=$(abspath $(PEERS)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -74,6 +74,10 @@ def bench_split(single_gb: float, rp_gb: float) -> dict:
     return run("bench_split.py", "--single-gb", str(single_gb), "--rp-gb", str(rp_gb))
 
 
+def bench_startup() -> dict:
+    return run("bench_startup.py")
+
+
 def bench_export() -> dict:
     return run("bench_export.py")
 
@@ -138,6 +142,7 @@ def main():
                "end_to_end": lambda: bench_e2e(args.e2e_gb) if args.e2e_gb else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
                "export_megatron": bench_export,
+               "startup": bench_startup,
                "train": lambda: bench_train(args.loss_tokens)}
     for key in args.only.split(",") if args.only else benches:
         if key not in benches:

@@ -5,10 +5,22 @@ from __future__ import annotations
 import logging
 import os
 
+from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 
-from .interrupts import install_sigterm_handler, tag_embedded_ray
+from .interrupts import install_sigterm_handler, ray_running, tag_embedded_ray
+
+INLINE_ENV = "SLIMPAJAMA_INLINE_BYTES"
+
+
+def in_driver(nbytes: int, ray_address: str | None = None) -> bool:
+    """Whether work reading `nbytes` runs in the driver: small work, where starting Ray (6-7 s here) would cost
+    more than the work itself. Never for a cluster (--ray-address, $RAY_ADDRESS) or where Ray already runs (its
+    start is paid: the pipeline command, a notebook). $SLIMPAJAMA_INLINE_BYTES sets the size (0: always Ray)."""
+    if ray_address or os.environ.get("RAY_ADDRESS") or ray_running():
+        return False
+    return nbytes <= int(os.environ.get(INLINE_ENV) or defaults.INLINE_BYTES)
 
 
 def node_id() -> str | None:

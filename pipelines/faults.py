@@ -2,6 +2,7 @@
 
 `SLIMPAJAMA_FAULT` (read by the driver) is a comma-separated list of:
   driver:<stage>:<n>            SIGKILL the driver once <n> tasks of <stage> have completed in this run
+  interrupt:<stage>:<n>         SIGINT to the driver then (a Ctrl-C at a known point, in Ray or in the driver)
   worker:<stage>:<i>:<point>    the <i>-th task dispatched for <stage> SIGKILLs its own Ray worker, once, at <point>:
                                 `marker` (outputs written, completion marker not) or a delay in seconds after the
                                 task starts (anywhere inside the work; Ray then retries the task). The
@@ -51,15 +52,20 @@ def _parse() -> list[list[str]]:
     spec = os.environ.get(ENV, "").strip()
     items = [s.split(":") for s in spec.split(",") if s.strip()]
     for it in items:
-        ok = (it[0] == "driver" and len(it) == 3) or (it[0] == "worker" and len(it) == 4)
+        ok = (it[0] in ("driver", "interrupt") and len(it) == 3) or (it[0] == "worker" and len(it) == 4)
         if not ok:
             raise SlimPajamaError(f"{ENV}: cannot parse {':'.join(it)!r} (see pipelines/faults.py)")
     return items
 
 
-def driver_kill_after(stage: str) -> int | None:
-    """Completed tasks of `stage` after which the driver dies, or None."""
-    return next((int(it[2]) for it in _parse() if it[0] == "driver" and it[1] == stage), None)
+def interrupt_self() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def driver_fault(stage: str) -> tuple[int, Callable[[], None]] | None:
+    """(completed tasks of `stage`, what the driver then does to itself: SIGKILL or SIGINT), or None."""
+    return next(((int(it[2]), kill_self if it[0] == "driver" else interrupt_self) for it in _parse()
+                 if it[0] in ("driver", "interrupt") and it[1] == stage), None)
 
 
 def worker_faults(stage: str) -> dict[int, WorkerFault]:

@@ -30,7 +30,7 @@ from slimpajama.io.discover import InputFile
 from slimpajama.io.writers import atomic_path, remove_stale_tmp, write_bytes_atomic
 
 from . import faults, lock
-from .cluster import cluster_cpus, init_ray, node_id, ray_task
+from .cluster import cluster_cpus, in_driver, init_ray, node_id, ray_task
 from .markers import (
     MARKER_VERSION,
     STATE_DIR,
@@ -226,8 +226,36 @@ def _check_known_bad(stage, complete: list[dict], out_dir: str) -> None:
                 raise_on_bad(BadRecord(**json.loads(f.readline())))
 
 
+def runs_inline(pending: Sequence[ShardTask], stage_name: str, ray_address: str | None) -> bool:
+    """A small run executes in the driver (cluster.in_driver), the same tasks with the same bytes and interrupt
+    handling; never with injected worker faults (they kill a Ray worker)."""
+    if faults.worker_faults(stage_name):
+        return False
+    sizes = {}  # every file read once, a part of a JSON-lines file by its span
+    for t in pending:
+        for f in t.files():
+            sizes[(f.path, f.span)] = f.span[1] - f.span[0] if f.span and f.path.endswith((".jsonl", ".json")) \
+                else f.size
+    return in_driver(sum(sizes.values()), ray_address)
+
+
+def _run_inline(stage, pending, out_dir, total, skipped, progress) -> dict:
+    markers = {}
+    fault = faults.driver_fault(stage.name)
+    with (progress or no_progress)(stage.name, total, skipped) as bar:
+        for completed, task in enumerate(pending):
+            if fault and fault[0] == completed:
+                fault[1]()
+            marker = as_json(execute_shard(stage, task, out_dir, run=writers.run_id()))
+            bar.advance(marker["ledger"]["totals"]["docs_in"])
+            markers[task.key] = marker
+    return markers
+
+
 def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, progress) -> dict:
     """Run the pending tasks; their markers by key, as written (JSON)."""
+    if runs_inline(pending, stage.name, ray_address):
+        return _run_inline(stage, pending, out_dir, total, skipped, progress)
     import ray
 
     init_ray(ray_address, workers)
@@ -235,7 +263,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
     remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in t.files())])
     queue = list(pending)
     in_flight: dict = {}
-    kill_after, worker_faults = faults.driver_kill_after(stage.name), faults.worker_faults(stage.name)
+    driver_fault, worker_faults = faults.driver_fault(stage.name), faults.worker_faults(stage.name)
     dispatched = completed = 0
     markers = {}
     with (progress or no_progress)(stage.name, total, skipped) as bar:
@@ -246,8 +274,8 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                     in_flight[remote.remote(stage, task, out_dir, worker_faults.get(dispatched),
                                             writers.run_id())] = task
                     dispatched += 1
-                if kill_after == completed:
-                    faults.kill_self()
+                if driver_fault and driver_fault[0] == completed:
+                    driver_fault[1]()
                 done, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in done:
                     task = in_flight.pop(ref)

@@ -17,7 +17,7 @@ from slimpajama.io.discover import InputFile
 from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
 from slimpajama.io.writers import write_bytes_atomic
 
-from .cluster import init_ray, ray_task
+from .cluster import in_driver, init_ray, ray_task
 from .docstage import file_tasks
 from .markers import STATE_DIR
 from .stage import ShardTask
@@ -69,17 +69,20 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
 def _plan_jsonl(files: list[InputFile], task_bytes: int, workers, ray_address) -> list[list]:
     """Cut points (in the driver: a few small reads per file), then the newlines of every range counted by Ray
     tasks in parallel (one read of the file, at disk speed)."""
-    import ray
-
     bounds = [jsonl_cuts(f.path, f.size, task_bytes) for f in files]
     if all(len(b) <= 2 for b in bounds):
         return [[] for _ in files]
-    init_ray(ray_address, workers)
-    count = ray_task(count_newlines, [f.path for f in files])
-    # the newlines of every range but the last: the first line number of each next range
-    refs = [[count.remote(f.path, a, c) for a, c in itertools.pairwise(b[:-1])] for f, b in zip(files, bounds,
-                                                                                               strict=True)]
-    out = []
-    for f, b, r in zip(files, bounds, refs, strict=True):
-        out.append([list(p.span) for p in jsonl_parts(f, b, ray.get(r))] if len(b) > 2 else [])
-    return out
+    if in_driver(sum(f.size for f in files), ray_address):  # small files: counted here, no Ray to start
+        counts = [[count_newlines(f.path, a, c) for a, c in itertools.pairwise(b[:-1])] for f, b in
+                  zip(files, bounds, strict=True)]
+    else:
+        import ray
+
+        init_ray(ray_address, workers)
+        count = ray_task(count_newlines, [f.path for f in files])
+        # the newlines of every range but the last: the first line number of each next range
+        refs = [[count.remote(f.path, a, c) for a, c in itertools.pairwise(b[:-1])] for f, b in
+                zip(files, bounds, strict=True)]
+        counts = [ray.get(r) for r in refs]
+    return [[list(p.span) for p in jsonl_parts(f, b, n)] if len(b) > 2 else []
+            for f, b, n in zip(files, bounds, counts, strict=True)]

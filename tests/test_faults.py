@@ -16,16 +16,20 @@ def test_every_stage_has_tasks_to_kill(clean_pipeline):
     assert any(f.endswith(".jsonl.zst") for f in files) and any(f.endswith(".arrow") for f in files)
 
 
-def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, pipeline_corpus, tmp_path):
+@pytest.mark.parametrize("inline_bytes", ["0", ""], ids=["ray", "driver"])
+def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, pipeline_corpus, tmp_path,
+                                                                      inline_bytes):
     """One data directory; the driver dies once in each stage in turn (after a seeded number of that stage's
-    tasks completed), each rerun resuming what the previous ones left; the last run finishes."""
+    tasks completed), each rerun resuming what the previous ones left; the last run finishes. With Ray, and with
+    the tasks run in the driver (what a run this small does by default)."""
     _, want, counts = clean_pipeline
     raw, _ = pipeline_corpus
     rng = random.Random(SEED)
     data = tmp_path / "data"
     for stage in STAGES:
         n = rng.randrange(counts[stage])
-        r = pipeline_cli(raw, data, env={"SLIMPAJAMA_FAULT": f"driver:{stage}:{n}"})
+        r = pipeline_cli(raw, data, env={"SLIMPAJAMA_FAULT": f"driver:{stage}:{n}",
+                                         "SLIMPAJAMA_INLINE_BYTES": inline_bytes})
         assert r.returncode == -9, (stage, n, r.returncode, r.stderr[-2000:])
     r = pipeline_cli(raw, data)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -19,7 +19,7 @@ from slimpajama.pipelines.export import run_export
 from slimpajama.pipelines.pack import run_shards
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = Path(os.environ.get("SLIMPAJAMA_PEERS") or ROOT / ".venv-peers")
+PEERS = ROOT / os.environ.get("SLIMPAJAMA_PEERS", ".venv-peers")  # relative: to the repository
 
 
 def peer_env(home) -> dict[str, str]:

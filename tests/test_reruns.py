@@ -328,7 +328,7 @@ def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resu
     tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
     cmd = [sys.executable, "-m", "slimpajama.cli", "pipeline", str(raw), "--data", str(data), "--workers", "1",
            *CLI_ARGS]
-    env = {**os.environ, tag.split("=")[0]: tag.split("=")[1]}
+    env = {**os.environ, tag.split("=")[0]: tag.split("=")[1], "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = data / "work" / "normalized" / "_state"
     deadline = time.time() + 120
@@ -358,7 +358,7 @@ def test_13_sigint_at_any_moment_exits_130_and_leaves_no_ray_process(pipeline_co
     raw, _ = pipeline_corpus
     for attempt in range(2):
         tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
-        env = {**os.environ, tag.split("=")[0]: tag.split("=")[1]}
+        env = {**os.environ, tag.split("=")[0]: tag.split("=")[1], "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
         proc = subprocess.Popen([sys.executable, "-m", "slimpajama.cli", "normalize", str(raw), "--out",
                                  str(tmp_path / f"n{attempt}"), "--workers", "1", "--quiet"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

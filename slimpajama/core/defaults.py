@@ -28,3 +28,6 @@ TASK_BYTES = 512 << 20  # a bigger plain .jsonl or parquet file is read by sever
 PARTITION_BYTES = 256 << 20  # working set of one LSH task
 BUCKET_BYTES = 256 << 20  # text per release shuffle bucket
 SHARD_FILE_BYTES = 256 << 20  # a packed shard file
+# a run whose pending tasks read at most this much executes in the driver, without starting Ray (6-7 s here, more
+# than such a run's work); $SLIMPAJAMA_INLINE_BYTES overrides it (0: always Ray)
+INLINE_BYTES = 32 << 20
