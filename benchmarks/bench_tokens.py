@@ -70,7 +70,7 @@ def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> d
     """The same rows behind both; random row reads touching every token (a sum), best of 3."""
     from slimpajama.io.writers import sha256_file
     from slimpajama.packers import ShardReader
-    from slimpajama.packers.format import write_index, write_rows
+    from slimpajama.packers.format import same_lens, write_index, write_rows
 
     rng = np.random.default_rng(0)
     data = rng.integers(0, 50257, size=(rows, seq + 1), dtype=np.uint16)
@@ -82,7 +82,7 @@ def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> d
         for k, lo in enumerate(range(0, rows, per_file)):
             part = data[lo: lo + per_file]
             path = os.path.join(d, f"part-{k:05d}.arrow")
-            write_rows(path, part, [np.array([seq + 1], np.int32)] * len(part), np.zeros(len(part), np.int32))
+            write_rows(path, part, same_lens([seq + 1], len(part)), np.zeros(len(part), np.int32))
             files.append({"path": os.path.basename(path), "rows": len(part), "bytes": os.path.getsize(path),
                           "sha256": sha256_file(path)})
         write_index(d, {"seq_len": seq, "batch_rows": 1024, "rows": rows, "files": files})

@@ -120,7 +120,7 @@ def bench_attention() -> dict:
 def synthetic_split(root: str, seq: int, rows: int, doc_len: int, seed: int = 0) -> str:
     """A packed split of random tokens in the shard format, documents of doc_len tokens (the last one cut)."""
     from slimpajama.io.writers import sha256_file
-    from slimpajama.packers.format import write_index, write_rows
+    from slimpajama.packers.format import same_lens, write_index, write_rows
 
     d = os.path.join(root, f"seq{seq}", "train")
     os.makedirs(d, exist_ok=True)
@@ -129,7 +129,7 @@ def synthetic_split(root: str, seq: int, rows: int, doc_len: int, seed: int = 0)
     full, rest = divmod(seq + 1, doc_len)
     lens = np.array([doc_len] * full + ([rest] if rest else []), np.int32)
     path = os.path.join(d, "part-00000.arrow")
-    write_rows(path, tokens, [lens] * rows, np.zeros(rows, np.int32))
+    write_rows(path, tokens, same_lens(lens, rows), np.zeros(rows, np.int32))
     write_index(d, {"seq_len": seq, "batch_rows": 1024, "rows": rows,
                     "files": [{"path": "part-00000.arrow", "rows": rows, "bytes": os.path.getsize(path),
                                "sha256": sha256_file(path)}]})

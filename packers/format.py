@@ -41,22 +41,28 @@ def row_schema(seq_len: int, dtype: np.dtype) -> pa.Schema:
                       ("doc_lens", pa.list_(pa.int32())), ("padding", pa.int32())])
 
 
-def write_rows(path: str, tokens: np.ndarray, doc_lens: list[np.ndarray], padding: np.ndarray,
+def write_rows(path: str, tokens: np.ndarray, doc_lens: tuple[np.ndarray, np.ndarray], padding: np.ndarray,
                batch_rows: int = 1024) -> None:
-    """Rows (n, seq_len + 1) -> one IPC stream file, atomically, in record batches of `batch_rows`."""
+    """Rows (n, seq_len + 1) -> one IPC stream file, atomically, in record batches of `batch_rows`. `doc_lens`:
+    every row's document segment lengths back to back, and where each row's begin (n + 1 offsets)."""
     n, width = tokens.shape
+    values, offsets = doc_lens
     schema = row_schema(width - 1, tokens.dtype)
     with atomic_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, ipc.new_stream(sink, schema) as writer:
         for lo in range(0, n, batch_rows):
             hi = min(n, lo + batch_rows)
             flat = pa.array(np.ascontiguousarray(tokens[lo:hi]).reshape(-1))
-            lens = doc_lens[lo:hi]
-            offsets = np.zeros(len(lens) + 1, dtype=np.int32)
-            np.cumsum([len(x) for x in lens], out=offsets[1:])
-            values = np.concatenate(lens).astype(np.int32) if lens else np.zeros(0, np.int32)
-            writer.write_batch(pa.record_batch([pa.FixedSizeListArray.from_arrays(flat, width),
-                                                pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+            lens = pa.ListArray.from_arrays(pa.array((offsets[lo: hi + 1] - offsets[lo]).astype(np.int32)),
+                                            pa.array(values[offsets[lo]: offsets[hi]].astype(np.int32)))
+            writer.write_batch(pa.record_batch([pa.FixedSizeListArray.from_arrays(flat, width), lens,
                                                 pa.array(padding[lo:hi].astype(np.int32))], schema=schema))
+
+
+def same_lens(lens: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """`write_rows`' doc_lens for `rows` rows that share one list of segment lengths."""
+    lens = np.asarray(lens, dtype=np.int32)
+    return np.tile(lens, rows), np.arange(rows + 1, dtype=np.int64) * len(lens)
+
 
 def write_index(directory: str, index: dict) -> str:
     """A split's index (written last: its presence means the split's files are complete); its path."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import uuid
 
 OWNER_ENV = "SLIMPAJAMA_RAY_OWNER"
@@ -30,6 +31,16 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def _redeliver_swallowed(unraisable) -> None:
+    """An interrupt raised where Python cannot raise it (inside an import's abc machinery, a finalizer) is
+    'ignored': printed with a traceback and dropped. Not printed here, and the signal is sent again, so that it
+    lands at the next point that can raise it and the command stops now, not after its work."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received:
+        os.kill(os.getpid(), _received[-1])
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def install_sigterm_handler() -> None:
     """SIGTERM unwinds like Ctrl-C (see `Terminated`); both are recorded for `swallowed_interrupt`."""
     import threading
@@ -38,6 +49,7 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _on_sigint)
+        sys.unraisablehook = _redeliver_swallowed
 
 
 def forget_interrupts() -> None:

@@ -1,5 +1,6 @@
 """The Ray stage runner, proven with the ingest stage (identity transform)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -109,7 +110,8 @@ def test_sigkill_of_the_driver_then_rerun_gives_the_same_bytes(tmp_path, ray_ses
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-stage
     proc.wait()
-    os.killpg(proc.pid, signal.SIGKILL)  # then its embedded Ray, as when the machine goes down
+    with contextlib.suppress(ProcessLookupError):  # then its embedded Ray (if the run used one), as when the
+        os.killpg(proc.pid, signal.SIGKILL)         # machine goes down
     done_when_killed = len(list(state.rglob("*.json")))
     assert 2 <= done_when_killed < 12
     assert not (out / "ledger.json").exists()

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from slimpajama.packers import PackedDataset, PackedSampler
-from slimpajama.packers.format import write_index, write_rows
+from slimpajama.packers.format import same_lens, write_index, write_rows
 
 SEQ, ROWS, BATCH = 16, 101, 4  # an odd number of rows: two ranks cannot share them evenly
 
@@ -24,7 +24,7 @@ def split(tmp_path_factory):
     files = []
     for k, (lo, hi) in enumerate([(0, 40), (40, ROWS)]):  # two files, several record batches
         path = d / f"part-{k:05d}.arrow"
-        write_rows(str(path), tokens[lo:hi], [np.array([SEQ + 1], np.int32)] * (hi - lo),
+        write_rows(str(path), tokens[lo:hi], same_lens([SEQ + 1], hi - lo),
                    np.zeros(hi - lo, np.int32), batch_rows=8)
         files.append({"path": path.name, "rows": hi - lo, "bytes": path.stat().st_size})
     write_index(str(d), {"seq_len": SEQ, "batch_rows": 8, "rows": ROWS, "files": files})

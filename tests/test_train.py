@@ -156,10 +156,10 @@ def test_unigram_entropy_by_hand(tmp_path):
     import json
 
     from slimpajama.io.writers import sha256_file
-    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, write_rows
+    from slimpajama.packers.format import FORMAT, FORMAT_VERSION, same_lens, write_rows
 
     rows = np.array([[0, 1, 1, 2], [0, 2, 2, 2]], dtype=np.uint16)  # labels (row[1:]): 1 1 2 2 2 2
-    write_rows(str(tmp_path / "part-00000.arrow"), rows, [np.array([4], np.int32)] * 2, np.zeros(2, np.int32))
+    write_rows(str(tmp_path / "part-00000.arrow"), rows, same_lens([4], 2), np.zeros(2, np.int32))
     f = tmp_path / "part-00000.arrow"
     (tmp_path / "index.json").write_text(json.dumps({
         "format": FORMAT, "version": FORMAT_VERSION, "seq_len": 3, "batch_rows": 1024, "rows": 2,
