@@ -1,4 +1,4 @@
-"""The fixed cost of a stage command: each stage of `make dedup` / `make shards` on a 10-document corpus, as the
+"""The fixed cost of a stage command: each stage of `make dedup` / `make shards` on a 200-document corpus, as the
 user runs it (a new process), against the time to import that stage's libraries in a new process; the command
 with its tasks in the driver (the default for a run this small) and with Ray (SLIMPAJAMA_INLINE_BYTES=0).
 Best of 3 each."""
@@ -38,7 +38,7 @@ def best(fn, repeat: int = 3) -> float:
 def main():
     work = tempfile.mkdtemp(prefix="bench-startup-")
     try:
-        generate_corpus(os.path.join(work, "raw"), seed=1, docs=10)
+        generate_corpus(os.path.join(work, "raw"), seed=1, docs=200)  # the smallest sample corpus (~1 MB)
         out = {}
         for name, args, written, module in STAGES:
             imports = best(lambda m=module: subprocess.run([sys.executable, "-c", f"import slimpajama.cli.app, {m}"],

@@ -10,6 +10,7 @@ import click
 
 from slimpajama.cli.guard import fail_cleanly
 from slimpajama.cli.options import SIZE
+from slimpajama.core import defaults
 
 MiB = 1 << 20
 
@@ -17,7 +18,7 @@ MiB = 1 << 20
 @click.command()
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--docs", type=click.IntRange(min=200), default=None, help="Number of documents (default 2000).")
+@click.option("--docs", type=click.IntRange(min=defaults.SAMPLE_MIN_DOCS), default=None, help="Number of documents (default 2000).")
 @click.option("--bytes", "nbytes", type=SIZE, default=None,
               help="Approximate uncompressed size instead of --docs, e.g. 1GB.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")

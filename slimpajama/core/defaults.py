@@ -31,3 +31,4 @@ SHARD_FILE_BYTES = 256 << 20  # a packed shard file
 # a run whose pending tasks read at most this much executes in the driver, without starting Ray (6-7 s here, more
 # than such a run's work); $SLIMPAJAMA_INLINE_BYTES overrides it (0: always Ray)
 INLINE_BYTES = 32 << 20
+SAMPLE_MIN_DOCS = 200  # `slimpajama sample`: fewer slots than its planted documents need

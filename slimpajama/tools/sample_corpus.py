@@ -31,6 +31,7 @@ import ftfy
 import orjson
 import zstandard
 
+from slimpajama.core import defaults
 from slimpajama.core.textnorm import clean_text
 from slimpajama.io.writers import ReleaseChunkWriter, write_bytes_atomic
 from slimpajama.tools.sample_text import (
@@ -78,6 +79,9 @@ def _mean_chars(shape: SourceShape) -> float:
 def docs_for_bytes(nbytes: int) -> int:
     per_doc = sum(s.share * _mean_chars(s) for s in SHAPES.values())
     return max(200, int(nbytes / per_doc))
+
+
+MIN_DOCS = defaults.SAMPLE_MIN_DOCS
 
 
 def make_plan(seed: int, counts: dict[str, int]) -> dict[tuple[str, int], Plant]:
@@ -178,6 +182,8 @@ def generate_corpus(out: str, *, seed: int = 0, docs: int | None = None, nbytes:
                     workers: int = 1, progress=None) -> dict:
     """Write the corpus under `out`; returns the ground truth (also written to `<out>/_ground_truth.json`)."""
     docs = docs or (docs_for_bytes(nbytes) if nbytes else 2000)
+    if docs < MIN_DOCS:  # fewer slots than the planted documents need: the plan would never complete
+        raise ValueError(f"a sample corpus has at least {MIN_DOCS} documents, not {docs}")
     counts = _counts(docs)
     plan = make_plan(seed, counts)
     jobs = []
