@@ -102,7 +102,7 @@ def test_fast_path_is_active_on_installed_ftfy(monkeypatch):
 
 @settings(max_examples=500, deadline=None)
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300)
-       | st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\u00a0\u3000aZ.,!İΣ", max_size=100))
+       | st.text(alphabet=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\u00a0\u3000\u2028\ud800aZ.,!İΣ", max_size=100))
 def test_clean_text_matches_reference(text):
     assert clean_text(text) == clean_text_reference(text)
 

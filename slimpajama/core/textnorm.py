@@ -149,19 +149,19 @@ def normalize_reference(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ cleaned view
 
-_PUNCT = re.compile("[" + re.escape(string.punctuation) + "]")
-_WHITESPACE_RUN = re.compile(r"\s+")
 _ASCII_PUNCT = string.punctuation.encode()
-_ASCII_WHITESPACE_RUN = re.compile(rb"[ \t\n\r\x0b\x0c]+")
 _UNICODE_ONLY_ASCII_SPACE = re.compile("[\x1c-\x1f]")  # str.isspace but not bytes whitespace
 
 
 def clean_text(text: str) -> str:
+    """`clean_text_reference`, without a regex substitution per match: punctuation (ASCII) is deleted from the
+    UTF-8 bytes, where no ASCII byte is ever part of another character, and strip + collapsing whitespace runs is
+    split + join (both use str.isspace, as the reference's regex does)."""
     if text.isascii() and not _UNICODE_ONLY_ASCII_SPACE.search(text):
-        # Same result through bytes, where lower/translate/strip run in C without per-character dispatch.
-        b = text.encode("ascii").lower().translate(None, _ASCII_PUNCT).strip()
-        return _ASCII_WHITESPACE_RUN.sub(b" ", b).decode("ascii")
-    return _WHITESPACE_RUN.sub(" ", _PUNCT.sub("", text.lower()).strip())
+        # bytes: lower/translate/split in C without per-character dispatch (bytes whitespace is the ASCII one)
+        return b" ".join(text.encode("ascii").lower().translate(None, _ASCII_PUNCT).split()).decode("ascii")
+    lowered = text.lower().encode("utf-8", "surrogatepass").translate(None, _ASCII_PUNCT)
+    return " ".join(lowered.decode("utf-8", "surrogatepass").split())
 
 
 def clean_text_reference(text: str) -> str:
