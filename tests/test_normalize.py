@@ -58,6 +58,8 @@ FRAGMENTS = [
     "\u212b", "n\u0303o", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "🙂👍🏽", "\U0001F1EB\U0001F1F7", "café", "naïve", "Ã©", "Ã¨", "â€™", "â€œ",
     "Ã¢â‚¬â„¢", "Ã ", "Â ", "Â£", "\x80", "\x9d", "×²", "Ð¿Ñ€Ð¸Ð²ÐµÑ‚", "ĂŠ", "∂", "½", "文字", "テスト", "\n",
     " ", "\t", "—", "–", "…", "©", "°", "µ", "Œ1", "\u00a0", "\u00ad",
+    # entities around the first line with a "<" (ftfy stops unescaping there), and ones that fixes form
+    "<b>\n", "x < y", "＜", "＆ａｍｐ；", "&ａｍｐ;", "&#x2019;", "&amp", "＆",
 ]
 
 
@@ -83,6 +85,9 @@ text_strategy = st.one_of(
 @given(text_strategy)
 @example("Â \nÃ ok")  # `^` in the badness regex: a line start, not only the text start
 @example("x" * 20 + "\u2019" + "y" * 20 + "Ã©")
+@example("a &amp; b\n<p>x &amp; y")  # unescaped before the first "<" line only
+@example("AT&T ﬁ\n<p>&amp;</p>\n&ａｍｐ;")
+@example("&ａｍｐ;\n<p>&amp;</p>")  # a fix forms an entity before the "<" line
 def test_identical_to_ftfy_property(text):
     assert normalize_text(text) == ftfy.fix_text(text, normalization="NFC")
 

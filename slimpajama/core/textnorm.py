@@ -114,11 +114,31 @@ def _fits_ftfy_segments(text: str) -> bool:
     return len(text) <= _FTFY_MAX_SEGMENT or max(map(len, text.split("\n"))) < _FTFY_MAX_SEGMENT
 
 
+# ftfy.fix_text stops unescaping HTML entities at the first segment (line) holding a "<", for that segment and
+# every later one (it replaces its config; ftfy 6.x): entities from there on stay as they are. Before it, only
+# "&" or a character some fix turns into one could ever form an entity.
+_AMP_SOURCES = re.compile("[&" + "".join(re.escape(chr(k)) for k, v in sorted(_LOCAL_TABLE.items()) if "&" in v) + "]")
+
+
+def _unescaped_before(text: str) -> int:
+    """Where ftfy stops unescaping HTML entities in `text` (its length if nowhere)."""
+    lt = text.find("<")
+    return len(text) if lt < 0 else text.rfind("\n", 0, lt) + 1
+
+
 def _fast_fix(text: str) -> str | None:
     """ftfy's result for `text`, or None where only ftfy itself can say."""
+    limit = _unescaped_before(text)
+    # a fix that changes the text may form an entity next to an "&" where ftfy unescapes: then ftfy decides
+    amp_before = limit < len(text) and _AMP_SOURCES.search(text, 0, limit) is not None
     cur = text
-    for _ in range(8):
-        if _BAIL.search(cur) or _HTML_ENTITY.search(cur) or (not cur.isascii() and _looks_bad(cur)):
+    for i in range(8):
+        if _BAIL.search(cur) or (not cur.isascii() and _looks_bad(cur)):
+            return None
+        if limit == len(text):  # entities unescaped everywhere, in every pass
+            if _HTML_ENTITY.search(cur):
+                return None
+        elif (_HTML_ENTITY.search(cur, 0, limit) is not None) if i == 0 else amp_before:
             return None
         nxt = cur
         if _LOCAL_CHARS.search(nxt):  # sparse: a regex pass beats str.translate's per-character dict lookups
@@ -133,8 +153,9 @@ def _fast_fix(text: str) -> str | None:
 
 def normalize_text(text: str) -> str:
     """Exactly `ftfy.fix_text(text, normalization="NFC")`, faster."""
-    if text.isascii() and not _ASCII_TRIGGERS.search(text) and not _HTML_ENTITY.search(text):
-        return text  # ASCII without entities, \r or control characters: every ftfy step is a no-op
+    if text.isascii() and not _ASCII_TRIGGERS.search(text) and not _HTML_ENTITY.search(text, 0,
+                                                                                     _unescaped_before(text)):
+        return text  # ASCII without \r, control characters or entities ftfy unescapes: every step is a no-op
     if _fits_ftfy_segments(text):
         fixed = _fast_fix(text)
         if fixed is not None:
