@@ -193,7 +193,8 @@ def test_stats_says_what_it_sees(data, tmp_path):
     assert r.exit_code == 0 and "holds intermediate files of stage minhash: no figures" in r.stdout
     r = CliRunner().invoke(main, ["stats", str(data / "work" / "normalized"), "--plot", str(tmp_path / "p")])
     assert r.exit_code == 0, r.output
-    assert sorted(os.listdir(tmp_path / "p")) == ["documents_per_source.png", "length_per_source.png"]
+    assert sorted(os.listdir(tmp_path / "p")) == ["documents_per_source.png", "funnel.png", "length_per_source.png",
+                                                  "shares.png"]
     r = CliRunner().invoke(main, ["stats", str(data / "work" / "dedup" / "_minhash"), "--plot", str(tmp_path / "q")])
     assert r.exit_code == 0 and "no plots apply to" in r.output
 
