@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import shutil
@@ -282,7 +283,8 @@ def test_sigkill_mid_dedup_then_rerun_gives_the_same_bytes(normalized, tmp_path)
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # its embedded Ray, if this small run started one
+        os.killpg(proc.pid, signal.SIGKILL)
     assert not (out / "dedup" / "ledger.json").exists()
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert tree_bytes(out / "dedup").keys() == tree_bytes(clean / "dedup").keys()
