@@ -75,6 +75,8 @@ def _mojibake(s: str) -> str:
 
 text_strategy = st.one_of(
     st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join),
+    # lines, some of them mojibake: ftfy takes those lines alone, the fast path the rest (textnorm._by_parts)
+    st.lists(st.lists(st.sampled_from(FRAGMENTS), max_size=6).map("".join), max_size=12).map("\n".join),
     st.lists(st.sampled_from(FRAGMENTS), max_size=20).map("".join).map(_mojibake),
     st.text(max_size=200),
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300),

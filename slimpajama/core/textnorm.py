@@ -126,9 +126,10 @@ def _unescaped_before(text: str) -> int:
     return len(text) if lt < 0 else text.rfind("\n", 0, lt) + 1
 
 
-def _fast_fix(text: str) -> str | None:
-    """ftfy's result for `text`, or None where only ftfy itself can say."""
-    limit = _unescaped_before(text)
+def _fast_fix(text: str, limit: int | None = None) -> str | None:
+    """ftfy's result for `text`, or None where only ftfy itself can say. `limit`: where ftfy stops unescaping
+    entities (by default found in `text`; a part of a text gets its whole text's)."""
+    limit = _unescaped_before(text) if limit is None else limit
     # a fix that changes the text may form an entity next to an "&" where ftfy unescapes: then ftfy decides
     amp_before = limit < len(text) and _AMP_SOURCES.search(text, 0, limit) is not None
     cur = text
@@ -157,10 +158,40 @@ def normalize_text(text: str) -> str:
                                                                                      _unescaped_before(text)):
         return text  # ASCII without \r, control characters or entities ftfy unescapes: every step is a no-op
     if _fits_ftfy_segments(text):
+        if "\n" in text[:-1]:  # several lines (ftfy's segments): the fast path on every run of them it can take
+            return _by_parts(text)
         fixed = _fast_fix(text)
         if fixed is not None:
             return fixed
     return ftfy.fix_text(text, normalization="NFC")
+
+
+def _by_parts(text: str) -> str:
+    """ftfy's result for a text the fast path refused whole. ftfy fixes every line on its own, so the fast path
+    takes the runs of lines it can and ftfy only the lines it cannot (a refused run is halved until one line is
+    left), each part with the entity rule of its place in the text: a few mojibake lines no longer send a long
+    document through ftfy whole."""
+    limit = _unescaped_before(text)
+    out: list[str] = []
+    for part, unescape in ((text[:limit], True), (text[limit:], False)):
+        if part:
+            _fix_lines(part, unescape, out)
+    return "".join(out)
+
+
+def _fix_lines(run: str, unescape: bool, out: list[str]) -> None:
+    fixed = _fast_fix(run, len(run) if unescape else 0)
+    if fixed is not None:
+        out.append(fixed)
+        return
+    cut = run.find("\n", len(run) // 2)
+    if cut < 0 or cut == len(run) - 1:
+        cut = run.rfind("\n", 0, len(run) - 1)
+    if cut < 0:  # one line: ftfy itself, with the entity rule of its place
+        out.append(ftfy.fix_text(run, normalization="NFC", unescape_html="auto" if unescape else False))
+        return
+    _fix_lines(run[: cut + 1], unescape, out)
+    _fix_lines(run[cut + 1:], unescape, out)
 
 
 def normalize_reference(text: str) -> str:
