@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import orjson
 import pyarrow.parquet as pq
@@ -304,17 +303,19 @@ def test_12_deleting_the_scatter_files_after_a_complete_release_recomputes_nothi
 # ------------------------------------------------------------------------------------------------ 13: signals
 
 
-def _tagged_processes(tag: str) -> list[int]:
-    """Processes whose environment carries `tag` (the driver's Ray processes inherit it)."""
+def _session_processes(sid: int) -> list[int]:
+    """The live processes of session `sid`: a driver started as a session leader and every process it or its
+    Ray started (whatever their environment shows: Ray's processes rewrite it), orphans included."""
     pids = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    if tag.encode() in f.read():
-                        pids.append(int(pid))
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
             except OSError:
-                pass
+                continue
+            if fields[0] != b"Z" and int(fields[4]) == sid:
+                pids.append(int(pid))
     return pids
 
 
@@ -325,11 +326,11 @@ def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resu
     _, want, _ = clean_pipeline
     raw, _ = pipeline_corpus
     data = tmp_path / "data"
-    tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
     cmd = [sys.executable, "-m", "slimpajama.cli", "pipeline", str(raw), "--data", str(data), "--workers", "1",
            *CLI_ARGS]
-    env = {**os.environ, tag.split("=")[0]: tag.split("=")[1], "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     state = data / "work" / "normalized" / "_state"
     deadline = time.time() + 120
     while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
@@ -340,9 +341,9 @@ def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resu
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "error: interrupted (SIGTERM)" in err
     deadline = time.time() + 30
-    while _tagged_processes(tag) and time.time() < deadline:
+    while _session_processes(proc.pid) and time.time() < deadline:
         time.sleep(0.5)
-    assert _tagged_processes(tag) == []
+    assert _session_processes(proc.pid) == []
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert product(data) == want
@@ -357,11 +358,10 @@ def test_13_sigint_at_any_moment_exits_130_and_leaves_no_ray_process(pipeline_co
     PID 1 for a minute after it."""
     raw, _ = pipeline_corpus
     for attempt in range(2):
-        tag = f"SLIMPAJAMA_TEST_TAG={uuid.uuid4().hex}"
-        env = {**os.environ, tag.split("=")[0]: tag.split("=")[1], "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
+        env = {**os.environ, "SLIMPAJAMA_INLINE_BYTES": "0"}  # with Ray
         proc = subprocess.Popen([sys.executable, "-m", "slimpajama.cli", "normalize", str(raw), "--out",
                                  str(tmp_path / f"n{attempt}"), "--workers", "1", "--quiet"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
@@ -371,6 +371,6 @@ def test_13_sigint_at_any_moment_exits_130_and_leaves_no_ray_process(pipeline_co
         assert proc.returncode == 130, err
         assert err.strip().splitlines()[-1].startswith("error: interrupted (SIGINT)") and "Traceback" not in err
         deadline = time.time() + 5
-        while _tagged_processes(tag) and time.time() < deadline:
+        while _session_processes(proc.pid) and time.time() < deadline:
             time.sleep(0.2)
-        assert _tagged_processes(tag) == [], delay
+        assert _session_processes(proc.pid) == [], delay
