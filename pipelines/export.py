@@ -131,7 +131,7 @@ def run_export(path: str, prefix: str, *, fmt: str = "megatron", split: str = "t
     for group, w in sorted(writers.items()):
         # files relative to PREFIX.json's folder: the export stays whole when moved or read from elsewhere
         files = {_relative(prefix, f): {"bytes": storage.file_size(f), "sha256": file_digest(f)} for f in w.files}
-        datasets[group or "all"] = {"prefix": _name(w.prefix), "documents": counts[group][0],
+        datasets[group or "all"] = {"prefix": _relative(prefix, w.prefix), "documents": counts[group][0],
                                     "tokens": counts[group][1], "bytes": sum(f["bytes"] for f in files.values()),
                                     "files": files}
     if fmt == "megatron":
@@ -195,14 +195,11 @@ def _done(summary: dict | None, key: str, prefix: str) -> dict | None:
 
 
 def _relative(prefix: str, path: str) -> str:
-    """`path` (a file the export wrote, at or below the prefix's folder) relative to PREFIX.json's folder."""
+    """`path` (a dataset or a file the export wrote, at or below the prefix's folder) relative to PREFIX.json's
+    folder."""
     folder = storage.parent(prefix)
     full = path if storage.is_remote(path) else os.path.abspath(path)
     return full[len(folder.rstrip("/")) + 1:]
-
-
-def _name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1] if storage.is_remote(path) else os.path.basename(path)
 
 
 def dataset_prefix(prefix: str, name: str) -> str:

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from slimpajama.tools.units import count, size
+
 
 def literal(text: str):
     """Text printed as it is: a source name or path like `[bold]x[/bold]` is not rich markup."""
@@ -37,28 +39,6 @@ def table(title: str, columns: list[str], names=(), text=()):
 
 def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
-
-
-def count(n) -> str:
-    """At most 5 characters: exact below 10,000, then 3 significant digits: 45.7k, 988k, 1.23M, 627B."""
-    if n is None:
-        return "-"
-    if abs(n) < 10_000:
-        return f"{n:,}" if float(n).is_integer() else f"{n:,.1f}"
-    for unit, scale in (("k", 1e3), ("M", 1e6), ("B", 1e9), ("T", 1e12)):
-        if float(f"{n / scale:.3g}") < 1000 or unit == "T":
-            return f"{n / scale:.3g}{unit}"
-    raise AssertionError
-
-
-def size(n) -> str:
-    """Bytes in decimal units: 512 B, 12.3 kB, 123 MB, 3.4 GB."""
-    if n is None:
-        return "-"
-    for unit, scale in (("B", 1), ("kB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("PB", 1e15)):
-        if abs(n) < scale * 999.5 or unit == "PB":
-            return f"{n} B" if unit == "B" else f"{n / scale:.{1 if abs(n) < scale * 99.95 else 0}f} {unit}"
-    raise AssertionError
 
 
 def print_stats(st: dict, console=None) -> None:

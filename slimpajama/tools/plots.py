@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
+from slimpajama.tools.units import count, size  # noqa: E402
+
 # SlimPajama's published share of each source in its 627B tokens (the dataset card, cerebras/SlimPajama-627B)
 SLIMPAJAMA_SHARES = {"RedPajamaCommonCrawl": 0.522, "RedPajamaC4": 0.267, "RedPajamaGithub": 0.052,
                      "RedPajamaBook": 0.042, "RedPajamaArXiv": 0.046, "RedPajamaWikipedia": 0.038,
@@ -29,24 +31,9 @@ def _save(fig, out_dir: str, name: str, layout: bool = True) -> str:
     return path
 
 
-def _compact(x, _pos=None) -> str:
-    """Axis labels for counts and bytes: 1.2k, 3.4M, 5.6B."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.0f}"
-
-
-def _bytes(x, _pos=None) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g} {unit}"
-    return f"{x:.0f} B"
-
-
 def _counts(axis, bytes_: bool = False) -> None:
     axis.set_major_locator(MaxNLocator(integer=True))
-    axis.set_major_formatter(FuncFormatter(_bytes if bytes_ else _compact))
+    axis.set_major_formatter(FuncFormatter(lambda x, _pos: size(x) if bytes_ else count(x)))
 
 
 def write_plots(stats: dict, out_dir: str) -> list[str]:
@@ -191,7 +178,7 @@ def _clusters(stats, out_dir):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a cluster has 2, 3, ... documents, never 2.5
     ax.set(yscale="log", xlabel="cluster size (documents)", ylabel="clusters", title="Duplicate cluster sizes")
     ax.set_ylim(bottom=0.7)  # a size with one cluster still shows a bar
-    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda x, _pos: count(x)))
     ax.yaxis.set_minor_formatter(NullFormatter())
     return _save(fig, out_dir, "cluster_sizes.png")
 
