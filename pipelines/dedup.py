@@ -225,7 +225,7 @@ class RemoveStage(DocumentStage):
             self._audit.append(pa.table([batch.column("doc_id").filter(sel), batch.column("source").filter(sel),
                                          pa.array(root[in_cluster]), pa.array(~duplicate[in_cluster])],
                                         schema=AUDIT_SCHEMA))
-        return batch.filter(pa.array(~duplicate)), {DUPLICATE: duplicate}
+        return (batch.filter(pa.array(~duplicate)) if duplicate.any() else batch), {DUPLICATE: duplicate}
 
     def finish_shard(self, task, out_dir):
         rel = f"_audit/{task.key}.parquet"

@@ -96,11 +96,11 @@ class DocumentStage(Stage):
         for reason, mask in drops.items():
             mask = np.asarray(mask, dtype=bool) & keep  # a row is dropped once, for its first reason
             if mask.any():
-                ledger.batch_dropped(batch.filter(pa.array(mask)), reason)
+                ledger.batch_dropped(batch, reason, where=mask)
             keep &= ~mask
         if out.num_rows != int(keep.sum()):
             raise AssertionError(f"{self.name}: transform returned {out.num_rows} rows, expected {int(keep.sum())}")
         written = sizes_by_source(out)
-        for s, (d, b) in sizes_by_source(batch.filter(pa.array(keep)) if not keep.all() else batch).items():
+        for s, (d, b) in sizes_by_source(batch, where=None if keep.all() else keep).items():
             ledger.count_out(s, d, b, written.get(s, (0, 0))[1])
         return out

@@ -2,10 +2,10 @@
 
   scatter (per input shard)     every document gets a split (train / validation / test), a number of copies
                                 (sampling weights) and a shuffle bucket per copy; written as one Arrow IPC file per
-                                shard whose record batches each hold one (split, bucket), plus the SHA-256 of the
-                                shard's holdout texts. Memory: one input batch.
+                                shard whose record batches each hold one (split, bucket), plus the length and SHA-256
+                                of the shard's holdout texts. Memory: one input batch.
   shuffle (per split x bucket)  gathers its bucket's batches from every scatter file (random access), drops train
-                                documents whose text's SHA-256 equals a holdout text's (decontamination), shuffles
+                                documents whose text equals a holdout text (same length, then same SHA-256), shuffles
                                 the bucket in memory and writes its range of release files. Memory: one bucket.
 Then `<out>/ledger.json` (in = train + validation + test + decontaminated + sampled_out, per source) and
 `<out>/manifest.json` (counts, bytes, per-source proportions, config, SHA-256 of every file).
@@ -31,8 +31,8 @@ from slimpajama.core.release import (
     bucket_order,
     copies_of,
     file_path,
+    holdout_keys,
     split_of,
-    text_digest,
 )
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io import storage
@@ -70,41 +70,53 @@ class ScatterStage(Stage):
         self.cfg, self.buckets = cfg, buckets
 
     def fingerprint(self) -> dict:
-        return {"stage": self.name, **self.cfg.to_dict(), "buckets": self.buckets}
+        # format 2: holdout keys carry each text's length (release.holdout_keys)
+        return {"stage": self.name, **self.cfg.to_dict(), "buckets": self.buckets, "format": 2}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         (shard,) = task.inputs
         ledger = Ledger("release")
-        tags, digests = [], []
+        tags, holdout = [], []
         counts: dict[str, list[int]] = {s: [0] * self.buckets[s] for s in SPLITS}
         rel = task.key + ".arrow"
         with atomic_path(storage.join(out_dir, rel)) as tmp, ipc.new_file(tmp, SCATTER_SCHEMA) as writer:
             for batch in read_documents(shard, raise_on_bad):
                 ledger.batch_in(batch)
-                rows: dict[tuple[int, int], list[tuple[int, int]]] = {}
-                ids, sources, texts = (batch.column(c).to_pylist() for c in ("doc_id", "source", "text"))
+                rows, copies, groups, held, sampled_out = [], [], [], [], []
+                ids, sources = batch.column("doc_id").to_pylist(), batch.column("source").to_pylist()
                 for i, (doc_id, source) in enumerate(zip(ids, sources, strict=True)):
                     split = split_of(doc_id, self.cfg)
                     n = 1 if split != "train" else copies_of(doc_id, source, self.cfg)
                     if n == 0:
-                        ledger.count_dropped(source, SAMPLED_OUT, 1, len(texts[i].encode("utf-8")))
-                        continue
-                    if split != "train":
-                        digests.append(text_digest(texts[i]))
+                        sampled_out.append(i)
+                    elif split != "train":
+                        held.append(i)
                     for c in range(n):
-                        b = bucket_of(doc_id, c, self.buckets[split], self.cfg)
-                        rows.setdefault((SPLITS.index(split), b), []).append((i, c))
-                for (s, b), members in sorted(rows.items()):
-                    idx = pa.array([i for i, _ in members], pa.int64())
-                    sub = pa.record_batch([batch.column("doc_id").take(idx), batch.column("source").take(idx),
-                                           batch.column("text").take(idx),
-                                           pa.array([c for _, c in members], pa.int32())], schema=SCATTER_SCHEMA)
-                    writer.write_batch(sub)
-                    tags.append((s, b))
-                    counts[SPLITS[s]][b] += len(members)
+                        rows.append(i)
+                        copies.append(c)
+                        groups.append(SPLITS.index(split) * (1 << 32) + bucket_of(doc_id, c, self.buckets[split],
+                                                                                 self.cfg))
+                if sampled_out:
+                    mask = np.zeros(batch.num_rows, dtype=bool)
+                    mask[sampled_out] = True
+                    ledger.batch_dropped(batch, SAMPLED_OUT, where=mask)
+                holdout.append(holdout_keys(batch.column("text").take(pa.array(held, pa.int64()))))
+                # one take of the batch in (split, bucket) order (stable: rows keep their order in a group), then
+                # one record batch per group
+                groups_ = np.asarray(groups, dtype=np.int64)
+                order = np.argsort(groups_, kind="stable")
+                taken = batch.select(["doc_id", "source", "text"]).take(pa.array(np.asarray(rows)[order]))
+                copy = pa.array(np.asarray(copies, dtype=np.int32)[order])
+                keys, starts = np.unique(groups_[order], return_index=True)
+                ends = [*starts[1:].tolist(), len(order)]
+                for g, lo, hi in zip(keys.tolist(), starts.tolist(), ends, strict=True):
+                    s_, b_ = divmod(g, 1 << 32)
+                    writer.write_batch(pa.record_batch([*taken.slice(lo, hi - lo).columns, copy.slice(lo, hi - lo)],
+                                                       schema=SCATTER_SCHEMA))
+                    tags.append((s_, b_))
+                    counts[SPLITS[s_]][b_] += hi - lo
         save_npy_atomic(storage.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
-        save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"),
-                        np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 32))
+        save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"), np.concatenate(holdout))
         return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
                             extra={"counts": counts})
 
@@ -132,13 +144,13 @@ class ShuffleStage(Stage):
                 with pa.memory_map(arrow_file.local()) as source:
                     reader = ipc.open_file(source)
                     parts.extend(reader.get_batch(int(i)) for i in wanted)
+        # one contiguous copy of the bucket (the batches are memory-mapped): a take over many chunks is 10x slower
         table = pa.Table.from_batches(parts, schema=SCATTER_SCHEMA).combine_chunks()
         del parts
         ledger = Ledger("release")
         if split == "train" and table.num_rows:
             table = self._decontaminate(table, np.load(holdout_file.local()), ledger)
-        firsts = table.filter(pc.equal(table["copy"], 0))
-        for src, (d, b) in sizes_by_source(firsts).items():
+        for src, (d, b) in sizes_by_source(table, where=table["copy"].to_numpy() == 0).items():
             ledger.count_out(src, d, b)
         table = table.take(pa.array(bucket_order(table.num_rows, split, bucket, self.cfg)))
         outputs, files = [], []
@@ -161,13 +173,15 @@ class ShuffleStage(Stage):
     def _decontaminate(table: pa.Table, holdout: np.ndarray, ledger: Ledger) -> pa.Table:
         if not len(holdout):
             return table
-        held = {bytes(d) for d in holdout}  # the holdout is small (0.17% of documents)
-        drop = np.fromiter((text_digest(t) in held for t in table["text"].to_pylist()), dtype=bool,
-                           count=table.num_rows)
+        held = {bytes(k) for k in holdout}  # the holdout is small (0.17% of documents)
+        # only texts as long as a holdout text can equal one: the others are never hashed
+        sizes = pc.binary_length(table["text"]).to_numpy(zero_copy_only=False).astype(np.int64)
+        candidates = np.flatnonzero(np.isin(sizes, holdout[:, :8].copy().view("<i8").ravel()))
+        keys = holdout_keys(table["text"].take(pa.array(candidates, pa.int64())))
+        drop = np.zeros(table.num_rows, dtype=bool)
+        drop[candidates[[bytes(k) in held for k in keys]]] = True
         if drop.any():
-            dropped = table.filter(pa.array(drop & (table["copy"].to_numpy() == 0)))
-            for src, (d, b) in sizes_by_source(dropped).items():
-                ledger.count_dropped(src, DECONTAMINATED, d, b)
+            ledger.batch_dropped(table, DECONTAMINATED, where=drop & (table["copy"].to_numpy() == 0))
             table = table.filter(pa.array(~drop))
         return table
 
@@ -266,8 +280,8 @@ def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledge
     scatter_dir = scatter_dir_of(out_dir)
     scatter = run_stage(ScatterStage(cfg, buckets), tasks, scatter_dir, **run)
     holdout = np.concatenate([np.load(scatter.output_file(t.key + ".holdout.npy").local()) for t in tasks])
-    holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 32)
-    holdout_rel = "holdout_sha256.npy"
+    holdout = np.unique(holdout, axis=0) if len(holdout) else holdout.reshape(0, 40)
+    holdout_rel = "holdout.npy"
     save_npy_atomic(storage.join(scatter_dir, holdout_rel), holdout)
 
     side = {"scatter": tuple(scatter.output_file(t.key + ".arrow") for t in tasks),

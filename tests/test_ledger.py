@@ -1,3 +1,4 @@
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -28,3 +29,20 @@ def test_merge_balance_and_round_trip():
     merged.count_in("b", 1, 1)
     with pytest.raises(LedgerImbalance, match="source 'b'"):
         merged.check_balanced()
+
+
+def test_sizes_by_source_over_chunks_and_a_row_mask_equals_counting_row_by_row():
+    rows = [("a", "xy"), ("b", "é"), ("a", "🙂"), ("c", ""), ("b", "long text"), ("a", "z")]
+    table = pa.concat_tables([pa.table({"source": [s for s, _ in part], "text": [t for _, t in part]})
+                              for part in (rows[:2], rows[2:3], rows[3:])])
+    assert table["source"].num_chunks == 3
+    mask = np.array([True, False, True, True, False, True])
+    expected: dict[str, list[int]] = {}
+    for (s, t), keep in zip(rows, mask, strict=True):
+        if keep:
+            acc = expected.setdefault(s, [0, 0])
+            acc[0] += 1
+            acc[1] += len(t.encode())
+    assert sizes_by_source(table, where=mask) == {s: tuple(v) for s, v in expected.items()}
+    assert sizes_by_source(table.combine_chunks().to_batches()[0], where=mask) == sizes_by_source(table, where=mask)
+    assert sizes_by_source(table, where=np.zeros(6, dtype=bool)) == {}

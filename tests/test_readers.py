@@ -218,3 +218,21 @@ def test_blank_lines_are_not_records(tmp_path):
     write_lines(tmp_path / "s" / "a.jsonl", [doc("one"), b"", b"   ", doc("two")])
     rows, bad = collect(str(tmp_path))
     assert [r["doc_id"] for r in rows] == ["s/a.jsonl:1", "s/a.jsonl:4"] and bad == []
+
+
+def test_own_shards_pass_through_and_rows_needing_repair_are_still_repaired(tmp_path):
+    """Our own shards are read without a text becoming a Python object; a DOC_SCHEMA file whose rows need the
+    repairs (empty source or meta, invalid UTF-8, a text over the limit) gets them, batch by batch."""
+    (tmp_path / "s").mkdir()
+    clean = pa.table({"doc_id": ["a:1", "a:2"], "source": ["RedPajamaBook", "RedPajamaC4"], "text": ["one", "twö"],
+                      "meta": ["{}", '{"k": 1}']}, schema=DOC_SCHEMA)
+    pq.write_table(clean, tmp_path / "s" / "clean.parquet")
+    text = pa.array([b"fine", b"bad \xff", b"x" * 40], pa.binary()).view(pa.string())
+    odd = pa.table({"doc_id": ["b:1", "b:2", "b:3"], "source": ["", "RedPajamaC4", "RedPajamaC4"], "text": text,
+                    "meta": ["", "{}", "{}"]}, schema=DOC_SCHEMA)
+    pq.write_table(odd, tmp_path / "s" / "odd.parquet")
+    rows, bad = collect(str(tmp_path / "s" / "clean.parquet"))
+    assert rows == clean.to_pylist() and bad == []
+    rows, bad = collect(str(tmp_path / "s" / "odd.parquet"), max_doc_bytes=32, source="RedPajamaWikipedia")
+    assert rows == [{"doc_id": "b:1", "source": "RedPajamaWikipedia", "text": "fine", "meta": "{}"}]
+    assert sorted((b.line, b.reason) for b in bad) == [(2, "invalid_utf8"), (3, "too_large")]

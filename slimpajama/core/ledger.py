@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -63,15 +64,35 @@ class SourceCounts:
                    {r: [v["docs"], v["bytes"]] for r, v in d.get("dropped", {}).items()})
 
 
-def sizes_by_source(batch: pa.RecordBatch | pa.Table, text_column: str = "text") -> dict[str, tuple[int, int]]:
-    """{source: (docs, utf8 bytes of text)} for a batch with `source` and `text` columns."""
+def sizes_by_source(batch: pa.RecordBatch | pa.Table, text_column: str = "text",
+                    where: np.ndarray | None = None) -> dict[str, tuple[int, int]]:
+    """{source: (docs, utf8 bytes of text)} for a batch with `source` and `text` columns (only the rows `where`
+    is true, if given: no filtered copy of the texts). Counted with numpy over the source column's dictionary (a
+    group_by plan costs milliseconds per batch, several times per batch)."""
     if batch.num_rows == 0:
         return {}
-    table = pa.table({"source": batch.column("source"),
-                      "n": pc.binary_length(batch.column(text_column)).cast(pa.int64())})
-    agg = table.group_by("source").aggregate([("n", "count"), ("n", "sum")])
-    return {s: (c, b) for s, c, b in zip(agg["source"].to_pylist(), agg["n_count"].to_pylist(),
-                                         agg["n_sum"].to_pylist(), strict=True)}
+    source, text = batch.column("source"), batch.column(text_column)
+    chunks = zip(source.chunks, text.chunks, strict=True) if isinstance(source, pa.ChunkedArray) else \
+        [(source, text)]  # a table's columns, chunk by chunk: combining them would copy the texts
+    out: dict[str, list[int]] = {}
+    start = 0
+    for src, txt in chunks:
+        sizes = pc.binary_length(txt).to_numpy(zero_copy_only=False).astype(np.int64)
+        enc = src if pa.types.is_dictionary(src.type) else src.dictionary_encode()
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        if where is not None:
+            sel = where[start: start + len(src)]
+            codes, sizes = codes[sel], sizes[sel]
+        start += len(src)
+        docs = np.bincount(codes, minlength=len(enc.dictionary))
+        nbytes = np.zeros(len(enc.dictionary), dtype=np.int64)
+        np.add.at(nbytes, codes, sizes)
+        for s, d, b in zip(enc.dictionary.to_pylist(), docs, nbytes, strict=True):
+            if d:
+                acc = out.setdefault(s, [0, 0])
+                acc[0] += int(d)
+                acc[1] += int(b)
+    return {s: (d, b) for s, (d, b) in out.items()}
 
 
 class Ledger:
@@ -106,8 +127,8 @@ class Ledger:
         for s, (d, b) in sizes_by_source(batch).items():
             self.count_out(s, d, b)
 
-    def batch_dropped(self, batch, reason: str) -> None:
-        for s, (d, b) in sizes_by_source(batch).items():
+    def batch_dropped(self, batch, reason: str, where: np.ndarray | None = None) -> None:
+        for s, (d, b) in sizes_by_source(batch, where=where).items():
             self.count_dropped(s, reason, d, b)
 
     def merge(self, other: Ledger) -> Ledger:

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from slimpajama.core import defaults
 
@@ -97,8 +99,14 @@ def bucket_order(n: int, split: str, bucket: int, cfg: ReleaseConfig) -> np.ndar
     return np.random.default_rng([cfg.seed, SPLITS.index(split), bucket]).permutation(n)
 
 
-def text_digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
+def holdout_keys(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """(n, 40) uint8: each text's UTF-8 length (8 bytes, little-endian) and SHA-256. The length lets the shuffle
+    hash only the train texts that could equal a holdout text."""
+    out = np.empty((len(texts), 40), dtype=np.uint8)
+    out[:, :8] = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype("<i8").reshape(-1, 1).view(np.uint8)
+    for i, t in enumerate(texts.cast(pa.binary()).to_pylist()):
+        out[i, 8:] = np.frombuffer(hashlib.sha256(t).digest(), dtype=np.uint8)
+    return out
 
 
 def file_path(split: str, k: int, cfg: ReleaseConfig) -> str:
