@@ -44,3 +44,101 @@ def timed(fn, repeat: int = 3):
         result = fn()
         best = min(best, time.perf_counter() - t)
     return best, result
+
+
+# text no one here wrote, found on any machine that runs the benchmarks: the shared corpora's samples (Common
+# Crawl pages, arXiv LaTeX), the bundled UDHR translations (every script), the Python standard library and
+# installed packages' sources and docs, and the system's documentation
+def _real_files() -> list[tuple[str, str]]:
+    import sysconfig
+
+    shared = os.path.join(HERE, "..", "..", "shared", "corpora")
+    out = [(os.path.join(shared, n), s) for n, s in (("cc-en-head-sample.jsonl", "RedPajamaCommonCrawl"),
+                                                      ("redpajama-arxiv-sample.jsonl", "RedPajamaArXiv"))]
+    out.append((os.path.join(HERE, "..", "slimpajama", "data", "multilingual.txt"), "RedPajamaWikipedia"))
+    roots = [(sysconfig.get_paths()["stdlib"], "RedPajamaGithub"), (sysconfig.get_paths()["purelib"], "RedPajamaGithub"),
+             ("/usr/share/doc", "RedPajamaStackExchange"), ("/usr/share/common-licenses", "RedPajamaBook")]
+    for root, source in roots:
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames.sort()
+            out.extend((os.path.join(dirpath, f), source) for f in sorted(files)
+                       if f.endswith((".py", ".txt", ".md", ".rst", ".html", ".gz")) or "copyright" in f
+                       or root.endswith("licenses"))
+    return out
+
+
+def _real_docs(path: str, source: str):
+    import gzip
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if path.endswith(".gz"):
+            data = gzip.decompress(data)
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
+        return
+    if path.endswith(".jsonl"):
+        for line in text.splitlines():
+            if line.strip():
+                yield json.loads(line)["text"], source
+    elif path.endswith("multilingual.txt"):
+        yield from ((block, source) for block in text.split("\n\n") if len(block) > 200)
+    elif len(text) > 200:
+        yield text, source
+
+
+def _cycle_docs(paths: list[str], source: str):
+    while True:
+        for path in paths:
+            for text, _ in _real_docs(path, source):
+                yield text
+
+
+def real_corpus(mb: float, file_mb: float = 40.0) -> str:
+    """A RedPajama-style corpus (`<out>/<source>/part-*.jsonl.zst`, `meta.redpajama_set_name`) of `mb` MB of the
+    real text above, cycled (a repeat is an exact duplicate, as real crawls hold), made once and reused."""
+    import orjson
+    import zstandard
+
+    out = os.path.join(CACHE, f"real-{mb:g}MB")
+    done = os.path.join(out, ".complete")
+    if os.path.exists(done):
+        return out
+    files, written, n = _real_files(), 0, {}  # n: files per source so far
+    writers: dict[str, tuple] = {}
+
+    def writer(source):
+        fh, zw, size = writers.get(source, (None, None, 0))
+        if fh is None or size >= file_mb * 1e6:
+            if zw is not None:
+                zw.close()
+                fh.close()
+            os.makedirs(os.path.join(out, source), exist_ok=True)
+            n[source] = n.get(source, -1) + 1
+            fh = open(os.path.join(out, source, f"part-{n[source]:05d}.jsonl.zst"), "wb")
+            zw, size = zstandard.ZstdCompressor(level=3).stream_writer(fh, closefd=False), 0
+        writers[source] = (fh, zw, size)
+        return source
+
+    by_source: dict[str, list[str]] = {}
+    for path, source in files:
+        by_source.setdefault(source, []).append(path)
+    avail = {s: sum(os.path.getsize(p) for p in ps if os.path.exists(p)) or 1 for s, ps in by_source.items()}
+    streams = {s: _cycle_docs(ps, s) for s, ps in by_source.items()}
+    done_by = dict.fromkeys(by_source, 0)
+    while written < mb * 1e6:  # the source furthest behind its share of what this machine holds goes next
+        src = min(done_by, key=lambda s: done_by[s] / avail[s])
+        text = next(streams[src])
+        line = orjson.dumps({"text": text, "meta": {"redpajama_set_name": src}}) + b"\n"
+        fh, zw, size = writers[writer(src)]
+        zw.write(line)
+        writers[src] = (fh, zw, size + len(text.encode()))
+        written += len(text.encode())
+        done_by[src] += len(text.encode())
+    for fh, zw, _ in writers.values():
+        zw.close()
+        fh.close()
+    open(done, "w").close()
+    return out

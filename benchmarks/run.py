@@ -66,8 +66,11 @@ def bench_tokens(docs: int) -> dict:
             "reader_random_access": run("bench_tokens.py", "--reader")}
 
 
-def bench_e2e(gb: float) -> dict:
-    return run("bench_e2e.py", "--gb", str(gb))
+def bench_e2e(gb: float, real_mb: float) -> dict:
+    out = run("bench_e2e.py", "--gb", str(gb)) if gb else {}
+    if real_mb:
+        out["real_text"] = run("bench_e2e.py", "--real-mb", str(real_mb))
+    return out
 
 
 def bench_split(single_gb: float, rp_gb: float) -> dict:
@@ -128,6 +131,8 @@ def main():
                     help="tokens in the loss benchmark (the plain baseline holds 2 x tokens x 50,257 floats)")
     ap.add_argument("--e2e-gb", type=float, default=2.0,
                     help="GB of text in the end-to-end run of every stage (0 to skip)")
+    ap.add_argument("--e2e-real-mb", type=float, default=200,
+                    help="MB of real text (benchmarks/common.real_corpus) in a second end-to-end run (0 to skip)")
     ap.add_argument("--split-gb", type=float, default=1.0,
                     help="GB of the single plain .jsonl normalized with and without --task-bytes (0 to skip)")
     ap.add_argument("--rp-gb", type=float, default=0.3,
@@ -139,7 +144,8 @@ def main():
                "normalize_filter": lambda: bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s]),
                "dedup": lambda: bench_dedup(args.lsh_docs),
                "tokenize_pack": lambda: bench_tokens(args.docs),
-               "end_to_end": lambda: bench_e2e(args.e2e_gb) if args.e2e_gb else None,
+               "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb) if args.e2e_gb or args.e2e_real_mb
+               else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
                "export_megatron": bench_export,
                "startup": bench_startup,

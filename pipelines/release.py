@@ -116,7 +116,8 @@ class ScatterStage(Stage):
                     tags.append((s_, b_))
                     counts[SPLITS[s_]][b_] += hi - lo
         save_npy_atomic(storage.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
-        save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"), np.concatenate(holdout))
+        save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"),
+                        np.concatenate(holdout) if holdout else np.zeros((0, 40), dtype=np.uint8))
         return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
                             extra={"counts": counts})
 

@@ -1,0 +1,140 @@
+"""Whole dedup (signatures, LSH, clusters, the deduplicated documents written) against its peers, on the same
+normalized real text (common.real_corpus, normalized once), one core each, MB/s of text in:
+
+    python benchmarks/bench_dedup_peers.py --method ours --mb 20
+    python benchmarks/bench_dedup_peers.py --method reference --mb 20      SlimPajama's algorithm: its clean view,
+                                       datasketch MinHash updated shingle by shingle (to_minhash.py), datasketch
+                                       MinHashLSH at its threshold for the pairs, union-find over them
+    PEER_PYTHON=.../bin/python python benchmarks/bench_dedup_peers.py --method datatrove --mb 20
+                                       HF datatrove's four MinHash steps (signature, buckets, cluster, filter) with
+                                       one local worker, in a virtualenv of its own (never a project dependency)
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import CACHE, peak_rss_mb, real_corpus  # noqa: E402
+
+DATATROVE = r'''
+import sys, time
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup import MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
+                                              MinhashDedupFilter)
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers.jsonl import JsonlWriter
+from datatrove.utils.hashing import HashConfig
+
+src, work = sys.argv[1], sys.argv[2]
+cfg = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=9, hashes_per_bucket=13)
+run = dict(tasks=1, workers=1, logging_dir=None, skip_completed=False)
+t = time.perf_counter()
+LocalPipelineExecutor([JsonlReader(src), MinhashDedupSignature(f"{work}/sig", config=cfg)], **run).run()
+LocalPipelineExecutor([MinhashDedupBuckets(f"{work}/sig", f"{work}/buckets", config=cfg)],
+                      **{**run, "tasks": cfg.num_buckets}).run()
+LocalPipelineExecutor([MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=cfg)], **run).run()
+LocalPipelineExecutor([JsonlReader(src), MinhashDedupFilter(f"{work}/remove"), JsonlWriter(f"{work}/out")],
+                      **run).run()
+print(time.perf_counter() - t)
+'''
+
+
+def normalized(mb: float) -> str:
+    """The real corpus normalized (once), and its documents as one JSON lines file for the peers."""
+    out = os.path.join(CACHE, f"real-{mb:g}MB-normalized")
+    if not os.path.exists(os.path.join(out, "docs.jsonl")):
+        import pyarrow.parquet as pq
+
+        from slimpajama.io.reading import ReadOptions
+        from slimpajama.pipelines.docstage import file_tasks
+        from slimpajama.pipelines.normalize import NormalizeStage
+        from slimpajama.pipelines.runner import run_stage
+        from slimpajama.io.discover import discover
+
+        run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(real_corpus(mb))), os.path.join(out, "n"),
+                  progress=False)
+        with open(os.path.join(out, "docs.jsonl.tmp"), "w") as f:
+            for shard in sorted(discover(os.path.join(out, "n")), key=lambda s: s.rel):
+                for row in pq.read_table(shard.path, columns=["doc_id", "text"]).to_pylist():
+                    f.write(json.dumps({"id": row["doc_id"], "text": row["text"]}) + "\n")
+        os.replace(os.path.join(out, "docs.jsonl.tmp"), os.path.join(out, "docs.jsonl"))
+    return out
+
+
+def text_mb(folder: str) -> float:
+    with open(os.path.join(folder, "docs.jsonl")) as f:
+        return sum(len(json.loads(line)["text"].encode()) for line in f) / 1e6
+
+
+def ours(folder: str, work: str) -> dict:
+    os.environ["SLIMPAJAMA_INLINE_BYTES"] = str(1 << 40)  # in this process, one core, like the peers
+    from slimpajama.pipelines.dedup import run_dedup
+
+    t = time.perf_counter()
+    report = run_dedup(os.path.join(folder, "n"), os.path.join(work, "d"), progress=False)
+    return {"seconds": time.perf_counter() - t, "removed": report.ledger.totals().dropped["duplicate"][0]}
+
+
+def reference(folder: str, work: str) -> dict:
+    from datasketch import MinHash, MinHashLSH
+
+    from slimpajama.core import defaults
+    from slimpajama.core.lsh import clusters, new_forest, union_edges
+    from slimpajama.core.textnorm import clean_text_reference
+
+    import numpy as np
+
+    t = time.perf_counter()
+    lsh = MinHashLSH(threshold=defaults.THRESHOLD, num_perm=defaults.NUM_PERM)
+    pairs = []
+    with open(os.path.join(folder, "docs.jsonl")) as f:
+        for i, line in enumerate(f):
+            s = clean_text_reference(json.loads(line)["text"])
+            m = MinHash(num_perm=defaults.NUM_PERM)
+            for k in range(len(s) - defaults.NGRAM + 1):  # SlimPajama's to_minhash.py: one update per shingle
+                m.update(s[k: k + defaults.NGRAM].encode("utf-8"))
+            pairs += [(j, i) for j in lsh.query(m)]
+            lsh.insert(i, m)
+    parent = new_forest(i + 1)
+    if pairs:
+        a, b = np.array(pairs, dtype=np.uint32).T
+        union_edges(parent, np.ascontiguousarray(a), np.ascontiguousarray(b))
+    members, roots = clusters(parent)
+    return {"seconds": time.perf_counter() - t, "removed": int(len(members) - len(np.unique(roots)))}
+
+
+def datatrove(folder: str, work: str) -> dict:
+    python = os.environ.get("PEER_PYTHON")
+    if not python:
+        sys.exit("set PEER_PYTHON to a virtualenv's python with datatrove installed")
+    src = os.path.join(work, "src")
+    os.makedirs(src)
+    os.symlink(os.path.join(folder, "docs.jsonl"), os.path.join(src, "docs.jsonl"))
+    out = subprocess.run([python, "-c", DATATROVE, src, work], check=True, capture_output=True, text=True)
+    return {"seconds": float(out.stdout.strip().splitlines()[-1])}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--method", choices=("ours", "reference", "datatrove"), required=True)
+    ap.add_argument("--mb", type=float, default=20)
+    args = ap.parse_args()
+    folder = normalized(args.mb)
+    with tempfile.TemporaryDirectory() as work:
+        result = {"ours": ours, "reference": reference, "datatrove": datatrove}[args.method](folder, work)
+    mb = text_mb(folder)
+    print(json.dumps({"method": args.method, "text_mb": round(mb, 1), **result,
+                      "mb_per_s": round(mb / result["seconds"], 3), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+if __name__ == "__main__":
+    main()
