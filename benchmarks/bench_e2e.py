@@ -58,7 +58,7 @@ def stage_figures(by_stage: dict[str, list[dict]], base: float) -> dict:
     # stages without a document ledger work on the documents of the stage before them
     text_in["lsh"] = text_in["components"] = text_in["minhash"]
     text_in["release-shuffle"] = text_in["release-scatter"]
-    text_in["pack"] = text_in["tokenize"]
+    text_in["pack"] = text_in["pack-plan"] = text_in["tokenize"]
     tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
     out = {}
     for stage, ms in by_stage.items():

@@ -1,5 +1,7 @@
-"""Pack a token cache into training shards, one Ray task per split: `<shards>/seq<N>[-<a>-<b>]/<split>/`
-part-NNNNN.arrow (Arrow IPC stream) and slimpajama-index.json (packers/format.py), rows in a seeded global shuffle.
+"""Pack a token cache into training shards: `<shards>/seq<N>[-<a>-<b>]/<split>/` part-NNNNN.arrow (Arrow IPC
+stream) and .slimpajama-index.json (packers/format.py), rows in a seeded global shuffle. Two stages: a plan task
+per split (rows from the documents' lengths, `_plan/`), then pack tasks over ranges of each split's files (as many
+as --task-bytes makes), which read the tokens; the driver then writes each split's index from their files.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
-from slimpajama.io.writers import file_digest, write_bytes_atomic
+from slimpajama.io.writers import file_digest, save_npy_atomic, write_bytes_atomic
 from slimpajama.packers.format import INDEX_FILE, write_index, write_rows
 from slimpajama.packers.pack import (
+    BestFitPlan,
+    ConcatPlan,
     TokenStream,
     bestfit_plan,
     check_range,
@@ -37,82 +41,117 @@ from .stage import ShardOutcome, ShardTask, Stage
 from .tokens import DOCS_SCHEMA, cache_files, split_of_key, token_cache
 
 BATCH_ROWS = 1024  # rows per record batch in packed files; files hold a multiple of it
+PLAN_DIR = "_plan"  # <shards>/_plan: each split's row plan, what the pack tasks share
 
 
+class PlanStage(Stage):
+    """One task per split: the split's rows planned from the cache's document lengths alone (no token is read),
+    saved for the pack tasks: the row shuffle (`<split>.order.npy`) and either the documents' stream positions
+    (concat) or the rows' pieces (bestfit)."""
 
-class PackStage(Stage):
-    name = "pack"
-    keeps_ledger = False  # rows of tokens, not documents
+    name = "pack-plan"
+    keeps_ledger = False
 
-    def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int, file_bytes: int):
+    def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int):
         if packing not in ("concat", "bestfit"):
             raise SlimPajamaError(f"--packing must be concat or bestfit, not {packing!r}")
-        self.seq, self.packing, self.seed, self.file_bytes = seq, packing, seed, file_bytes
+        self.seq, self.packing, self.seed = seq, packing, seed
         self.range = check_range(range_)
 
     def fingerprint(self) -> dict:
         return {"stage": self.name, "seq": self.seq, "packing": self.packing, "range": list(self.range),
-                "seed": self.seed, "file_bytes": self.file_bytes}
+                "seed": self.seed}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         split = task.key
         cache = task.params["cache"]
-        tok_files, doc_files = task.side["tokens"], task.side["docs"]
-        dtype = np.dtype(cache["dtype"])
-        arrays = [np.memmap(f.local(), dtype=dtype, mode="r") if f.size else np.zeros(0, dtype) for f in tok_files]
-        stream = TokenStream(arrays)
-        docs = pa.concat_tables([storage.open_parquet(f.path).read() for f in doc_files]) if doc_files else DOCS_SCHEMA.empty_table()
+        doc_files = task.side["docs"]
+        docs = pa.concat_tables([storage.open_parquet(f.path).read() for f in doc_files]) if doc_files \
+            else DOCS_SCHEMA.empty_table()
         lens = docs["tokens"].to_numpy().astype(np.int64)
         starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
         # sources as small integer codes: 2 bytes per document instead of a Python string each
         encoded = docs["source"].combine_chunks().dictionary_encode() if docs.num_rows else None
         source_names = encoded.dictionary.to_pylist() if encoded is not None else []
         source_codes = encoded.indices.to_numpy() if encoded is not None else np.zeros(0, np.int32)
+        del docs
         total = int(lens.sum())
-        sel = in_range(starts, total, self.range if split == "train" else defaults.PACK_RANGE)
+        range_ = self.range if split == "train" else defaults.PACK_RANGE
+        sel = in_range(starts, total, range_)
         d0, d1 = (int(np.argmax(sel)), int(len(sel) - np.argmax(sel[::-1]))) if sel.any() else (0, 0)
         t0, t1 = (int(starts[d0]), int(starts[d1 - 1] + lens[d1 - 1])) if d1 > d0 else (0, 0)
         s_starts, s_lens, s_src = starts[d0:d1], lens[d0:d1], source_codes[d0:d1]
         concat_cut = concat_cut_docs(s_starts, s_starts + s_lens, t0, self.seq)
+        arrays = {}
         if self.packing == "concat":
             plan = concat_plan(s_starts, t0, t1, self.seq)
             used_end = t0 + plan.rows * self.seq + 1 if plan.rows else t0
             per_doc = np.clip(np.minimum(s_starts + s_lens, used_end) - s_starts, 0, None)
-            cut = concat_cut
+            cut, padding = concat_cut, 0
+            arrays["doc_starts"] = s_starts
         else:
             plan, cut = bestfit_plan(s_starts, s_lens, self.seq, pad_id=cache["eos"])
-            per_doc = s_lens
-        rows = plan.rows
-        width = self.seq + 1
-        rows_per_file = max(BATCH_ROWS, self.file_bytes // (width * dtype.itemsize) // BATCH_ROWS * BATCH_ROWS)
-        order = row_order(rows, self.seed)
+            per_doc, padding = s_lens, int(plan.padding().sum())
+            arrays.update(piece_start=plan.piece_start, piece_len=plan.piece_len, row_ptr=plan.row_ptr)
+        arrays["order"] = row_order(plan.rows, self.seed)
+        outputs = []
+        for name, array in arrays.items():
+            rel = f"{split}.{name}.npy"
+            save_npy_atomic(storage.join(out_dir, rel), np.ascontiguousarray(array))
+            outputs.append(rel)
+        sums = np.bincount(s_src, weights=per_doc, minlength=len(source_names)) if len(s_src) else []
+        per_source = {name: int(n) for name, n in zip(source_names, sums, strict=False) if n}
+        extra = {"rows": plan.rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
+                 "docs_cut": cut, "concat_cut": concat_cut, "cache_tokens": total, "range_tokens": t1 - t0,
+                 "tokens_per_source": dict(sorted(per_source.items()))}
+        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=extra)
+
+
+class PackStage(Stage):
+    """One task per range of a split's shard files: the rows of its files, gathered from the token cache by the
+    split's plan, written as Arrow IPC files. A file's rows depend only on its number, so the files are the same
+    bytes however they are divided among tasks."""
+
+    name = "pack"
+    keeps_ledger = False  # rows of tokens, not documents
+
+    def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int, file_bytes: int):
+        self.plan_stage = PlanStage(seq, packing, range_, seed)
+        self.seq, self.packing, self.file_bytes = seq, packing, file_bytes
+
+    def fingerprint(self) -> dict:
+        return {**self.plan_stage.fingerprint(), "stage": self.name, "file_bytes": self.file_bytes}
+
+    def rows_per_file(self, dtype: np.dtype) -> int:
+        return max(BATCH_ROWS, self.file_bytes // ((self.seq + 1) * dtype.itemsize) // BATCH_ROWS * BATCH_ROWS)
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        p = task.params
+        split, (k0, k1), cache = p["split"], p["files"], p["cache"]
+        dtype = np.dtype(cache["dtype"])
+        tokens = [np.memmap(f.local(), dtype=dtype, mode="r") if f.size else np.zeros(0, dtype)
+                  for f in task.side["tokens"]]
+        stream = TokenStream(tokens)
+        plan_files = {f.rel.split(".")[-2]: np.load(f.local(), mmap_mode="r") for f in task.side["plan"]}
+        rows = len(plan_files["order"])
+        if self.packing == "concat":
+            plan = ConcatPlan(t0=p["t0"], seq=self.seq, rows=rows, doc_starts=plan_files["doc_starts"])
+        else:
+            plan = BestFitPlan(self.seq, plan_files["piece_start"], plan_files["piece_len"], plan_files["row_ptr"],
+                               pad_id=cache["eos"])
+        per_file = self.rows_per_file(dtype)
         files, padding_total = [], 0
-        for k, lo in enumerate(range(0, rows, rows_per_file)):  # an empty split: its index alone
-            ids = order[lo: lo + rows_per_file]
-            tokens, doc_lens, padding = plan.materialize(stream, ids)
+        for k in range(k0, k1):
+            ids = np.asarray(plan_files["order"][k * per_file: (k + 1) * per_file])
+            toks, doc_lens, padding = plan.materialize(stream, ids)
             rel = f"{split}/part-{k:05d}.arrow"
             path = storage.join(out_dir, rel)
-            write_rows(path, tokens, doc_lens, padding, BATCH_ROWS)
+            write_rows(path, toks, doc_lens, padding, BATCH_ROWS)
             padding_total += int(padding.sum())
             files.append({"path": rel.rsplit("/", 1)[1], "rows": len(ids), "bytes": storage.file_size(path),
                           "sha256": file_digest(path)})
-        sums = np.bincount(s_src, weights=per_doc, minlength=len(source_names)) if len(s_src) else []
-        per_source = {name: int(n) for name, n in zip(source_names, sums, strict=False) if n}
-        n_docs = int(d1 - d0)
-        index = {
-            "split": split, "encoding": cache["encoding"],
-            "vocab_size": cache["vocab_size"], "eos_id": cache["eos"], "dtype": dtype.name, "seq_len": self.seq,
-            "packing": self.packing, "range": list(self.range if split == "train" else defaults.PACK_RANGE),
-            "seed": self.seed, "batch_rows": BATCH_ROWS, "rows": rows, "tokens": rows * width,
-            "padding_tokens": padding_total, "padding_fraction": round(padding_total / max(rows * width, 1), 6),
-            "docs": n_docs, "docs_cut": cut, "docs_cut_fraction": round(cut / max(n_docs, 1), 6),
-            "concat_comparison": {"padding_fraction": 0.0, "docs_cut_fraction": round(concat_cut / max(n_docs, 1), 6)},
-            "cache_tokens": total, "range_tokens": t1 - t0, "tokens_per_source": dict(sorted(per_source.items())),
-            "input_fingerprint": task.params["fingerprint"], "files": files,
-        }
-        write_index(storage.join(out_dir, split), index)
-        return ShardOutcome(outputs=[f"{split}/{f['path']}" for f in files] + [f"{split}/{INDEX_FILE}"],
-                            ledger=Ledger(self.name), extra={"rows": rows, "padding_fraction": index["padding_fraction"]})
+        return ShardOutcome(outputs=[f"{split}/{f['path']}" for f in files], ledger=Ledger(self.name),
+                            extra={"files": files, "padding_tokens": padding_total})
 
 
 def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
@@ -121,6 +160,28 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
 
 log = logging.getLogger(__name__)
 REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
+
+
+def _write_index(out: str, split: str, cache: dict, stage: PackStage, plan: dict, parts: list[dict],
+                 fingerprint: str) -> dict:
+    """A split's index from its plan and its pack tasks' files (in file order); -> the summary figures."""
+    files = [f for part in parts for f in part["files"]]
+    rows, width, n_docs = plan["rows"], stage.seq + 1, plan["docs"]
+    padding = sum(part["padding_tokens"] for part in parts)
+    index = {
+        "split": split, "encoding": cache["encoding"],
+        "vocab_size": cache["vocab_size"], "eos_id": cache["eos"], "dtype": cache["dtype"], "seq_len": stage.seq,
+        "packing": stage.packing, "range": plan["range"],
+        "seed": stage.plan_stage.seed, "batch_rows": BATCH_ROWS, "rows": rows, "tokens": rows * width,
+        "padding_tokens": padding, "padding_fraction": round(padding / max(rows * width, 1), 6),
+        "docs": n_docs, "docs_cut": plan["docs_cut"], "docs_cut_fraction": round(plan["docs_cut"] / max(n_docs, 1), 6),
+        "concat_comparison": {"padding_fraction": 0.0,
+                              "docs_cut_fraction": round(plan["concat_cut"] / max(n_docs, 1), 6)},
+        "cache_tokens": plan["cache_tokens"], "range_tokens": plan["range_tokens"],
+        "tokens_per_source": plan["tokens_per_source"], "input_fingerprint": fingerprint, "files": files,
+    }
+    write_index(storage.join(out, split), index)
+    return {"rows": rows, "padding_fraction": index["padding_fraction"], "files": len(files)}
 
 
 def rebuild_command(shards_dir: str) -> str | None:
@@ -138,7 +199,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
                range_: tuple[float, float] = defaults.PACK_RANGE, seed: int = 0,
                file_bytes: int = defaults.SHARD_FILE_BYTES, out_dir: str | None = None, workers: int | None = None,
                ray_address: str | None = None, progress: Progress | None = None, verify_outputs: bool = False,
-               encoding: str | None = None) -> StageReport:
+               encoding: str | None = None, task_bytes: int = defaults.TASK_BYTES) -> StageReport:
+    """`task_bytes`: rows per pack task, in bytes of shard files (at least one file; 0: one task per split)."""
     cache_dir = token_cache(cache_dir, encoding)
     manifest, records, keys = cache_files(cache_dir)
     fp = manifest["fingerprint"]
@@ -148,28 +210,50 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     # the encoding as every command names it (gpt2, not tiktoken's r50k_base, which the cache's fingerprint holds)
     cache = {"encoding": encoding_name(fp["encoding"]), "dtype": fp["dtype"], "eos": fp["eos"],
              "vocab_size": enc.n_vocab}
-    tasks = []
+    plan_tasks = []
     for split in SPLITS:
         files = {kind: tuple(output_file(cache_dir, k + suffix, records[k + suffix])
                              for k in keys if split_of_key(k) == split)
                  for kind, suffix in (("tokens", ".tokens.bin"), ("docs", ".docs.parquet"))}
         if not files["tokens"]:
             continue
-        # the task's identity: the cache's fingerprint and every file it reads (as side inputs, named)
+        # the split's identity: the cache's fingerprint and every file it reads (as side inputs, named)
         fingerprint = hashlib.sha256(json.dumps(
             [fp, [f.identity() for pair in zip(files["tokens"], files["docs"], strict=True) for f in pair]]
         ).encode()).hexdigest()
-        tasks.append(ShardTask(split, (), {"cache": cache, "fingerprint": fingerprint}, side=files))
+        plan_tasks.append(ShardTask(split, (), {"cache": cache, "fingerprint": fingerprint}, side=files))
     out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
-    report = run_stage(PackStage(seq, packing, range_, seed, file_bytes), tasks, out, workers=workers,
-                       ray_address=ray_address, progress=progress, verify_outputs=verify_outputs)
-    report.extra = {"rows": {m["key"]: m["extra"]["rows"] for m in report.markers}}
+    run = dict(workers=workers, ray_address=ray_address, progress=progress)
+    stage = PackStage(seq, packing, range_, seed, file_bytes)
+    plans = run_stage(stage.plan_stage, plan_tasks, storage.join(out, PLAN_DIR), verify_outputs=verify_outputs,
+                      **run)
+    per_file = stage.rows_per_file(np.dtype(cache["dtype"]))
+    files_per_task = max(1, (task_bytes or 0) // (per_file * (seq + 1) * np.dtype(cache["dtype"]).itemsize))
+    tasks = []
+    for t, m in zip(plan_tasks, plans.markers, strict=True):
+        n_files = -(-m["extra"]["rows"] // per_file)
+        plan = tuple(plans.output_file(rel) for rel in m["outputs"])
+        step = files_per_task if task_bytes else max(n_files, 1)
+        for k in range(0, n_files, step):
+            part = [k, min(n_files, k + step)]
+            tasks.append(ShardTask(f"{t.key}/part-{part[0]:05d}", (),
+                                   {**t.params, "split": t.key, "files": part, "t0": m["extra"]["t0"]},
+                                   side={"tokens": t.side["tokens"], "plan": plan}))
+    for t in plan_tasks:  # an index says its split is complete: none while its files are rewritten
+        storage.remove(storage.join(out, t.key, INDEX_FILE))
+    report = run_stage(stage, tasks, out, verify_outputs=verify_outputs, **run)
+    splits = {}
+    for t, m in zip(plan_tasks, plans.markers, strict=True):
+        parts = [pm["extra"] for pt, pm in zip(tasks, report.markers, strict=True) if pt.params["split"] == t.key]
+        splits[t.key] = _write_index(out, t.key, cache, stage, m["extra"], parts, t.params["fingerprint"])
+    report.extra = {"splits": splits, "rows": {s: v["rows"] for s, v in splits.items()}}
+    report.seconds += plans.seconds
     for split, rows in report.extra["rows"].items():
         if not rows:
             log.warning(f"{shards_dir_name(seq, range_)}/{split}: 0 rows (its tokens are fewer than one row of "
                         f"{seq + 1:,}): a larger --holdout at release, or a shorter --seq, gives it rows")
     rebuild = {"cache": cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir),
                "args": f"--seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} --seed {seed} "
-                       f"--file-bytes {file_bytes}"}
+                       f"--file-bytes {file_bytes} --task-bytes {task_bytes}"}
     write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps(rebuild).encode())
     return report

@@ -37,7 +37,9 @@ class PipelineConfig:
     # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
     shards: tuple[tuple[int, tuple[float, float]], ...] = ((defaults.SEQ, defaults.PACK_RANGE),)
     packing: str = "concat"
-    task_bytes: int = defaults.TASK_BYTES  # parts of big plain .jsonl / parquet inputs (0: one task per file)
+    file_bytes: int = defaults.SHARD_FILE_BYTES  # a packed shard file
+    # parts of big plain .jsonl / parquet inputs, and shard files per pack task (0: one task per file / split)
+    task_bytes: int = defaults.TASK_BYTES
 
 
 def paths(data: str, encoding: str = defaults.ENCODING) -> dict[str, str]:
@@ -72,5 +74,6 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
                                 **run))
     for seq, range_ in cfg.shards:
-        reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_, **run))
+        reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_,
+                                  file_bytes=cfg.file_bytes, task_bytes=cfg.task_bytes, **run))
     return reports

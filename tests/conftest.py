@@ -55,3 +55,21 @@ def clean_pipeline(pipeline_corpus, tmp_path_factory, ray_session):
     pipeline(raw, data)
     ledgers_balance(data)
     return data, product(data), task_counts(data)
+
+
+@pytest.fixture(scope="session")
+def cache(sample_corpus, tmp_path_factory, ray_session):
+    """The sample corpus normalized, released (holdout 0.05) and tokenized: `<root>/tokens/gpt2`, read-only."""
+    from slimpajama.core.release import ReleaseConfig
+    from slimpajama.io.discover import discover
+    from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+    from slimpajama.pipelines.release import run_release
+    from slimpajama.pipelines.tokens import run_tokenize
+
+    raw, _ = sample_corpus
+    root = tmp_path_factory.mktemp("tok")
+    run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(str(raw))), str(root / "n"), progress=False)
+    run_release(str(root / "n"), str(root / "release"), ReleaseConfig(holdout=0.05, docs_per_file=100),
+                progress=False)
+    run_tokenize(str(root / "release"), str(root / "tokens"), progress=False)
+    return root

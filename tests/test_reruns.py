@@ -120,7 +120,7 @@ def test_3_release_reruns_leave_exactly_the_manifest(deduped, tmp_path, ray_sess
     tok = run_tokenize(str(out), str(tmp_path / "tokens"), progress=False)
     assert tok.ledger.totals().docs_in == report.ledger.totals().docs_out
     shards = run_shards(str(tmp_path / "tokens" / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
-    assert [m["key"] for m in shards.markers] == ["train"]
+    assert list(shards.extra["splits"]) == ["train"]
 
 
 def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_session):
@@ -133,7 +133,7 @@ def test_3_tokenize_and_shards_read_only_the_last_run(deduped, tmp_path, ray_ses
     assert second.removed
     shards = run_shards(str(tokens / "gpt2"), str(tmp_path / "shards"), 64, progress=False)
     index = json.loads((tmp_path / "shards" / "seq64" / "train" / ".slimpajama-index.json").read_text())
-    assert index["docs"] == second.ledger.totals().docs_out and [m["key"] for m in shards.markers] == ["train"]
+    assert index["docs"] == second.ledger.totals().docs_out and list(shards.extra["splits"]) == ["train"]
     # file size: many files, then one; the extra files go
     out = tmp_path / "packed"
     run_shards(str(tokens / "gpt2"), "", 64, out_dir=str(out), file_bytes=1, progress=False)

@@ -25,17 +25,6 @@ SEQ = 64
 BF_SEQ = 1024  # most sample documents fit a row: what bestfit is for
 
 
-@pytest.fixture(scope="module")
-def cache(sample_corpus, tmp_path_factory, ray_session):
-    raw, _ = sample_corpus
-    root = tmp_path_factory.mktemp("tok")
-    run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(str(raw))), str(root / "n"), progress=False)
-    run_release(str(root / "n"), str(root / "release"), ReleaseConfig(holdout=0.05, docs_per_file=100),
-                progress=False)
-    run_tokenize(str(root / "release"), str(root / "tokens"), progress=False)
-    return root
-
-
 def release_texts(release_dir, split="train"):
     """Documents of a split in token-cache order (files sorted by path, lines in order)."""
     return [t for f in discover(os.path.join(release_dir, split)) for b in read_documents(f, raise_on_bad)

@@ -25,12 +25,14 @@ from slimpajama.errors import SlimPajamaError
               help="Sequence length of a packed output; repeat with --range for BTLM's schedule.")
 @click.option("--range", "ranges", multiple=True, default=None, help="Train range A:B per --seq (default 0:1).")
 @click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
+@click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
+              help="Target size of a packed shard file.")
 @click.option("--encoding", default=defaults.ENCODING, show_default=True)
 @ReadFlags.apply
 @RayFlags.apply
 @fail_cleanly
-def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, encoding,
-             read: ReadFlags, ray: RayFlags):
+def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes,
+             encoding, read: ReadFlags, ray: RayFlags):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     from slimpajama.core.release import ReleaseConfig
@@ -42,6 +44,7 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
                          release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
                          encoding=encoding, packing=packing, task_bytes=read.task_bytes or 0,
+                         file_bytes=file_bytes or 1,
                          shards=tuple(zip(seqs, [parse_range(r) for r in ranges] if ranges else
                                           [defaults.PACK_RANGE] * len(seqs), strict=True)))
     reports = run_pipeline(list(inputs), data, cfg, verify_inputs=read.verify_inputs, **ray.run())

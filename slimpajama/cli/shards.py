@@ -24,6 +24,9 @@ from slimpajama.core import defaults
               help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a shard file.")
+@click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
+              help="Shard files per pack task, in bytes (at least one file; 0: one task per split). Never changes "
+                   "the output.")
 @click.option("--encoding", default=None,
               help="Which token cache, when CACHE is a tokenize --out root holding several (default: the only one).")
 @click.option("--verify-outputs", is_flag=True,
@@ -31,15 +34,16 @@ from slimpajama.core import defaults
                    "that changed; `verify` suggests it for a damaged file.")
 @RayFlags.apply
 @fail_cleanly
-def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, encoding, verify_outputs, ray: RayFlags):
+def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, task_bytes, encoding, verify_outputs,
+           ray: RayFlags):
     """Pack a token cache into training shards: a folder per split (train, validation, test; a split with fewer
     tokens than a row has none) of Arrow IPC files and an index, .slimpajama-index.json."""
     from slimpajama.pipelines.pack import run_shards
 
     report = run_shards(cache, out_root, seq, packing=packing, range_=parse_range(range_), seed=seed,
                         file_bytes=file_bytes or 1, out_dir=out, verify_outputs=verify_outputs, encoding=encoding,
-                        **ray.run())
-    summary = {"out": report.out_dir, "splits": {m["key"]: m["extra"] for m in report.markers}}
+                        task_bytes=task_bytes, **ray.run())
+    summary = {"out": report.out_dir, "splits": report.extra["splits"]}
     click.echo(json.dumps(summary, indent=2) if ray.as_json else
                "\n".join(f"{k}: {v['rows']:,} rows, padding {v['padding_fraction']:.2%}"
                          for k, v in summary["splits"].items()) + f"\nwrote {report.out_dir}")
