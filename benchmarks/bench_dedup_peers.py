@@ -54,11 +54,11 @@ def normalized(mb: float) -> str:
     if not os.path.exists(os.path.join(out, "docs.jsonl")):
         import pyarrow.parquet as pq
 
+        from slimpajama.io.discover import discover
         from slimpajama.io.reading import ReadOptions
         from slimpajama.pipelines.docstage import file_tasks
         from slimpajama.pipelines.normalize import NormalizeStage
         from slimpajama.pipelines.runner import run_stage
-        from slimpajama.io.discover import discover
 
         run_stage(NormalizeStage(ReadOptions()), file_tasks(discover(real_corpus(mb))), os.path.join(out, "n"),
                   progress=False)
@@ -85,13 +85,12 @@ def ours(folder: str, work: str) -> dict:
 
 
 def reference(folder: str, work: str) -> dict:
+    import numpy as np
     from datasketch import MinHash, MinHashLSH
 
     from slimpajama.core import defaults
     from slimpajama.core.lsh import clusters, new_forest, union_edges
     from slimpajama.core.textnorm import clean_text_reference
-
-    import numpy as np
 
     t = time.perf_counter()
     lsh = MinHashLSH(threshold=defaults.THRESHOLD, num_perm=defaults.NUM_PERM)

@@ -7,16 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from slimpajama.core.release import ReleaseConfig
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
 from slimpajama.packers import PackedDataset, ShardReader, verify
 from slimpajama.packers.pack import row_order
-from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
 from slimpajama.pipelines.pack import run_shards
-from slimpajama.pipelines.release import run_release
-from slimpajama.pipelines.tokens import run_tokenize
 from slimpajama.tokenize import encodings
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import get_encoding
