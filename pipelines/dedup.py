@@ -47,10 +47,11 @@ from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
-from .docstage import DocumentStage, file_tasks
+from .docstage import DocumentStage
 from .markers import previous_run, run_key, save_run
 from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
+from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
 
 DUPLICATE = "duplicate"
@@ -72,7 +73,7 @@ class MinhashStage(Stage):
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         (shard,) = task.inputs
-        n = storage.open_parquet(shard.path).metadata.num_rows
+        n = shard_rows(shard)
         base = storage.join(out_dir, task.key)
         ledger = Ledger(self.name)
         with atomic_path(base + ".sig.npy") as sig_tmp:
@@ -239,6 +240,12 @@ class RemoveStage(DocumentStage):
 # ------------------------------------------------------------------------------------------------ driver
 
 
+def shard_rows(f) -> int:
+    """Rows of a parquet shard, or of the row groups a part of one reads."""
+    md = storage.open_parquet(f.path).metadata
+    return sum(md.row_group(g).num_rows for g in range(*f.span[:2])) if f.span else md.num_rows
+
+
 def lsh_partitions(n_docs: int, partition_bytes: int) -> int:
     """Key ranges per band so that one LSH task's working set fits `partition_bytes` (a power of two)."""
     need = max(1, math.ceil(n_docs * LSH_BYTES_PER_ENTRY / max(partition_bytes, 1)))
@@ -259,7 +266,10 @@ def write_audit(out_dir: str, keys: list[str]) -> None:
 
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
-              progress: Progress | None = None, partition_bytes: int = defaults.PARTITION_BYTES) -> StageReport:
+              progress: Progress | None = None, partition_bytes: int = defaults.PARTITION_BYTES,
+              task_bytes: int | None = defaults.TASK_BYTES) -> StageReport:
+    """`task_bytes`: shards bigger than this are read by several tasks, runs of whole row groups (0: one each);
+    the documents kept and their order never change."""
     cfg = cfg or MinHashConfig()
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
     require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
@@ -267,10 +277,10 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     if not files:
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not normalized documents: run "
                               "`slimpajama normalize` on it first")
-    tasks = file_tasks(files)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
     with lock.hold(out_dir):
-        rows = [storage.open_parquet(f.path).metadata.num_rows for f in files]
+        tasks = split_tasks(files, out_dir, task_bytes, workers=workers, ray_address=ray_address)
+        rows = [shard_rows(t.inputs[0]) for t in tasks]
         offsets = [0, *np.cumsum(rows).tolist()]
         n_docs = offsets[-1]
         if n_docs > MAX_DOCS:

@@ -68,8 +68,8 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     reports = [run_documents(NormalizeStage(cfg.read, cfg.min_chars), raw, p["normalized"], command="pipeline",
                              verify_inputs=verify_inputs, task_bytes=cfg.task_bytes, **run)]
     reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
-                             **run))
-    reports.append(run_release(p["dedup"], p["release"], cfg.release, **run))
+                             task_bytes=cfg.task_bytes, **run))
+    reports.append(run_release(p["dedup"], p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
     # the same read options as the first stage: --on-error fail, --batch-rows, --max-doc-bytes hold here too
     reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
                                 **run))

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from slimpajama.core import defaults
 from slimpajama.core.ledger import Ledger, sizes_by_source
 from slimpajama.core.release import (
     SPLITS,
@@ -47,10 +48,10 @@ from slimpajama.io.writers import (
 )
 
 from . import lock
-from .docstage import file_tasks
 from .markers import output_file, previous_run, run_key, save_run
 from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
+from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
 
 DECONTAMINATED = "decontaminated"
@@ -211,7 +212,10 @@ def _text_bytes(files: list[InputFile]) -> int:
 
 
 def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, workers: int | None = None,
-                ray_address: str | None = None, progress: Progress | None = None) -> StageReport:
+                ray_address: str | None = None, progress: Progress | None = None,
+                task_bytes: int | None = defaults.TASK_BYTES) -> StageReport:
+    """`task_bytes`: shards bigger than this are scattered by several tasks, runs of whole row groups (0: one
+    each); the release never changes."""
     cfg = cfg or ReleaseConfig()
     require_inputs(inputs, ("dedup", "normalized", "ingested", "corpus"), "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
@@ -219,17 +223,19 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not deduplicated documents: run "
                               "`slimpajama normalize` and `slimpajama dedup` on it first")
     with lock.hold(out_dir):
-        return _release(files, out_dir, cfg, dict(workers=workers, ray_address=ray_address, progress=progress))
+        return _release(files, out_dir, cfg, dict(workers=workers, ray_address=ray_address, progress=progress),
+                        task_bytes)
 
 
-def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict) -> StageReport:
+def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict, task_bytes) -> StageReport:
     _check_weights(cfg, files)
     nbytes = _text_bytes(files)
     mean_weight = max([1.0, *cfg.weights.values()])
     buckets = {"train": max(1, math.ceil(nbytes * mean_weight / cfg.bucket_bytes)),
                "validation": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes)),
                "test": max(1, math.ceil(nbytes * cfg.holdout / 2 / cfg.bucket_bytes))}
-    tasks = file_tasks(files)
+    tasks = split_tasks(files, scatter_dir_of(out_dir), task_bytes, workers=run["workers"],
+                        ray_address=run["ray_address"])
     key = run_key([f.identity() for f in files], cfg.to_dict(), buckets)
     stage = ShuffleStage(cfg)
     previous = previous_run(out_dir, RUN_FILE, key, stage, _shuffle_tasks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, at_least, size_text
+from slimpajama.cli.options import SIZE, RayFlags, at_least, size_text, task_bytes_option
 from slimpajama.cli.render import print_report
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
@@ -33,10 +33,11 @@ from slimpajama.errors import SlimPajamaError
               help="Drop candidate pairs whose signature-estimated Jaccard is below the threshold.")
 @click.option("--partition-bytes", type=SIZE, default=size_text(defaults.PARTITION_BYTES), show_default=True,
               help="Working-set budget of one LSH task: sets how many key ranges each band is split into.")
+@task_bytes_option("Shards bigger than this are read by several tasks, runs of whole row groups")
 @RayFlags.apply
 @fail_cleanly
 def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, hash_mode, verify, partition_bytes,
-          ray: RayFlags):
+          task_bytes, ray: RayFlags):
     """Global near-duplicate removal with MinHash LSH over normalized parquet shards (within and across sources);
     one document per duplicate cluster is kept: the first in corpus order (shards by path, then row)."""
     from slimpajama.core.minhash import MinHashConfig
@@ -54,7 +55,8 @@ def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, has
         raise SlimPajamaError(str(e)) from None
     report = run_dedup(list(inputs), out, minhash_dir=minhash_dir, cfg=cfg, verify=verify,
                        partition_bytes=at_least("--partition-bytes", partition_bytes, 1 << 20,
-                                                "it sets the number of LSH tasks per band"), **ray.run())
+                                                "it sets the number of LSH tasks per band"),
+                       task_bytes=task_bytes, **ray.run())
     print_report(report, ray.as_json)
 
 

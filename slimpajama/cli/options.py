@@ -104,6 +104,12 @@ class OptionGroup:
         return command
 
 
+def task_bytes_option(what: str):
+    """--task-bytes of a stage that splits its work (`what`: what one task takes)."""
+    return click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
+                        help=f"{what} (0: one task per file). Never changes the output.")
+
+
 @dataclasses.dataclass(frozen=True)
 class ReadFlags(OptionGroup):
     """How a command reads a corpus: what `slimpajama.io.reading.ReadOptions` and the task split take."""
@@ -126,9 +132,8 @@ class ReadFlags(OptionGroup):
                          help="Extra source names for folders and red_pajama_subset values: NAME=SOURCE,... or a "
                               "JSON file (RedPajama-1T's arxiv/book/c4/common_crawl/github/stackexchange/wikipedia "
                               "map to SlimPajama's names by default)."),
-            click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
-                         help="Split plain .jsonl and parquet files bigger than this into parts read by separate "
-                              "tasks (0: one task per file). Never changes the output."),
+            task_bytes_option("Split plain .jsonl and parquet files bigger than this into parts read by separate "
+                              "tasks"),
             click.option("--max-doc-bytes", type=SIZE, default=size_text(defaults.MAX_DOC_BYTES), show_default=True,
                          help="Records larger than this are bad input (0: no limit)."),
             click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,

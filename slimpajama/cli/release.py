@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, check_bucket_bytes, size_text
+from slimpajama.cli.options import SIZE, RayFlags, check_bucket_bytes, size_text, task_bytes_option
 from slimpajama.cli.render import print_report
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
@@ -27,9 +27,10 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
 @click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True,
               help="Text per shuffle bucket (what one pass-2 task holds in memory).")
+@task_bytes_option("Shards bigger than this are scattered by several tasks, runs of whole row groups")
 @RayFlags.apply
 @fail_cleanly
-def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_bytes, ray: RayFlags):
+def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_bytes, task_bytes, ray: RayFlags):
     """Shuffle the deduplicated shards into SlimPajama's layout with a decontaminated holdout: train documents
     whose text equals a validation or test document's (SHA-256) are dropped."""
     from slimpajama.core.release import ReleaseConfig, parse_weights
@@ -40,7 +41,7 @@ def release(inputs, out, seed, holdout, weights, chunks, docs_per_file, bucket_b
                             docs_per_file=docs_per_file, bucket_bytes=check_bucket_bytes(bucket_bytes))
     except ValueError as e:
         raise SlimPajamaError(str(e)) from None
-    report = run_release(list(inputs), out, cfg, **ray.run())
+    report = run_release(list(inputs), out, cfg, task_bytes=task_bytes, **ray.run())
     print_report(report, ray.as_json)
 
 

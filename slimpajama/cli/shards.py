@@ -7,7 +7,7 @@ import json
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, parse_range, range_text, size_text
+from slimpajama.cli.options import SIZE, RayFlags, parse_range, range_text, size_text, task_bytes_option
 from slimpajama.core import defaults
 
 
@@ -24,9 +24,7 @@ from slimpajama.core import defaults
               help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a shard file.")
-@click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
-              help="Shard files per pack task, in bytes (at least one file; 0: one task per split). Never changes "
-                   "the output.")
+@task_bytes_option("Shard files per pack task, in bytes (at least one file; 0: one task per split)")
 @click.option("--encoding", default=None,
               help="Which token cache, when CACHE is a tokenize --out root holding several (default: the only one).")
 @click.option("--verify-outputs", is_flag=True,
