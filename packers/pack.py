@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from slimpajama.errors import SlimPajamaError
@@ -55,19 +56,30 @@ class TokenStream:
         return np.concatenate(parts) if len(parts) != 1 else np.array(parts[0])
 
     def windows(self, starts: np.ndarray, width: int) -> np.ndarray:
-        """Rows `stream[s: s + width]` for every s in `starts`, gathered per array (no Python per row); a row
-        that crosses from one array into the next (a handful per pack) is sliced."""
+        """Rows `stream[s: s + width]` for every s in `starts` (no Python per row)."""
         out = np.empty((len(starts), width), dtype=self.arrays[0].dtype)
+        self.copy_runs(np.asarray(starts, dtype=np.int64), np.full(len(starts), width, dtype=np.int64),
+                       out.reshape(-1), np.arange(len(starts), dtype=np.int64) * width)
+        return out
+
+    def copy_runs(self, starts: np.ndarray, lens: np.ndarray, out: np.ndarray, dst: np.ndarray) -> None:
+        """out[dst[k]: dst[k] + lens[k]] = stream[starts[k]: starts[k] + lens[k]] for every k: runs inside one
+        array by a compiled loop, per array (a fancy-indexed gather measured 8x slower on 1 GB of rows); the few
+        that cross from one array into the next are sliced."""
         which = np.searchsorted(self.starts, starts, side="right") - 1
-        inside = starts + width <= self.starts[which + 1]
+        inside = starts + lens <= self.starts[which + 1]
         order = np.flatnonzero(inside)[np.argsort(which[inside], kind="stable")]
         arrays, bounds = np.unique(which[order], return_index=True)
-        for i, rows in zip(arrays.tolist(), np.split(order, bounds[1:]) if len(order) else [], strict=True):
-            view = np.lib.stride_tricks.sliding_window_view(self.arrays[i], width)
-            out[rows] = view[starts[rows] - self.starts[i]]
-        for j in np.flatnonzero(~inside).tolist():
-            out[j] = self.slice(int(starts[j]), int(starts[j]) + width)
-        return out
+        for i, runs in zip(arrays.tolist(), np.split(order, bounds[1:]) if len(order) else [], strict=True):
+            _copy_runs(self.arrays[i], starts[runs] - self.starts[i], lens[runs], out, dst[runs])
+        for k in np.flatnonzero(~inside).tolist():
+            out[dst[k]: dst[k] + lens[k]] = self.slice(int(starts[k]), int(starts[k] + lens[k]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _copy_runs(src, starts, lens, out, dst):
+    for k in range(starts.shape[0]):
+        out[dst[k]: dst[k] + lens[k]] = src[starts[k]: starts[k] + lens[k]]
 
 
 def ragged(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -135,9 +147,7 @@ class BestFitPlan:
         rows = np.repeat(np.arange(len(row_ids)), per_row)
         cols = np.cumsum(lens) - lens
         cols -= np.repeat(cols[seg_offsets[:-1][per_row > 0]], per_row[per_row > 0])  # from each row's start
-        for j, c, s, n in zip(rows.tolist(), cols.tolist(), self.piece_start[pieces].tolist(), lens.tolist(),
-                              strict=True):
-            tokens[j, c: c + n] = stream.slice(s, s + n)
+        stream.copy_runs(self.piece_start[pieces], lens, tokens.reshape(-1), rows * (self.seq + 1) + cols)
         return tokens, (lens.astype(np.int32), seg_offsets), self.padding()[row_ids]
 
 
