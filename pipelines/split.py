@@ -23,6 +23,7 @@ from .markers import STATE_DIR
 from .stage import ShardTask
 
 SPANS_FILE = "_spans.json"
+PARQUET_MAX_RATIO = 8
 log = logging.getLogger(__name__)  # the command line prints its records as "notice: ..."
 
 
@@ -42,7 +43,8 @@ def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *,
     plans: dict[str, list] = {}
     jsonl_todo = []
     for f in files:
-        if f.size <= task_bytes:
+        # a parquet file is cut by its text (row groups' uncompressed bytes), up to ~8x its size on disk
+        if f.size * (PARQUET_MAX_RATIO if f.is_parquet else 1) <= task_bytes:
             continue
         if not splittable(f):
             log.warning("%s (%s MiB) is one compressed stream: one task reads it all (store it as plain .jsonl or "

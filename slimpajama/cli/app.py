@@ -9,7 +9,7 @@ import os
 import click
 
 # module (under slimpajama.cli) of each subcommand, in the order of the data flow
-COMMANDS = ("sample", "ingest", "normalize", "dedup", "release", "pipeline", "encodings", "tokens", "shards",
+COMMANDS = ("sample", "plan", "ingest", "normalize", "dedup", "release", "pipeline", "encodings", "tokens", "shards",
             "export", "verify", "stats", "train")
 
 

@@ -1,0 +1,82 @@
+"""`slimpajama plan`: what the whole run takes on a corpus, before renting the cluster."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from slimpajama.cli.guard import fail_cleanly
+from slimpajama.cli.options import SIZE, size_text, task_bytes_option
+from slimpajama.core import defaults
+
+
+@click.command()
+@click.argument("raw")
+@click.option("--cores", type=click.IntRange(min=1), required=True, help="Cores of the cluster to plan for.")
+@click.option("--calibrate", type=SIZE, default="32MB", show_default=True,
+              help="Text of the corpus run through every stage on this node to measure the rates (RAW must be the "
+                   "corpus itself, not a listing).")
+@click.option("--rates", "rates_file", type=click.Path(dir_okay=False), default=None,
+              help="Use these rates instead of calibrating: an earlier `plan --json` output or make bench's "
+                   "benchmarks/results.json.")
+@task_bytes_option("Parts of big plain files and shards, as the stages would cut them")
+@click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True)
+@click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
+@click.option("--layouts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Packed layouts (--seq runs of shards): BTLM's 2k + 8k is 2.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (per stage and in total: core_hours, "
+              "longest_task and wall in seconds; the rates it used).")
+@fail_cleanly
+def plan(raw, cores, calibrate, rates_file, task_bytes, bucket_bytes, docs_per_file, layouts, as_json):
+    """Estimate the whole run on RAW (a corpus folder, an object-store prefix, or a listing file of '<size>
+    <path>' lines such as `aws s3 ls --recursive` prints) at --cores: per stage the text in, the tasks, core-hours,
+    the longest task, the wall time, peak memory per task; disk and the components node's memory."""
+    from slimpajama.errors import SlimPajamaError
+    from slimpajama.tools import plan as planner
+
+    corpus = planner.list_corpus(raw)
+    if rates_file:
+        rates = planner.read_rates(rates_file)
+    elif planner.is_listing(raw):
+        raise SlimPajamaError(f"{raw} is a listing: there is nothing to calibrate on; give --rates (an earlier "
+                              "`plan --json` output, or benchmarks/results.json from make bench)")
+    else:
+        rates = planner.calibrate(raw, calibrate or 1)
+    result = planner.model(corpus, rates, planner.Settings(cores, task_bytes or 0, bucket_bytes or 1,
+                                                          docs_per_file, layouts))
+    result["rates"] = rates
+    if as_json:
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        _print(result)
+
+
+def _print(result: dict) -> None:
+    from rich.console import Console
+
+    from slimpajama.cli.render import table
+    from slimpajama.tools.units import count, size
+
+    def hours(secs: float) -> str:
+        return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
+
+    t = table(f"plan: {count(result['files'])} files, {size(result['text_bytes'])} of text, "
+              f"{result['cores']} cores", ["stage", "text in", "tasks", "core-\nhours", "longest\ntask", "wall",
+                                          "peak RSS\nper task"], names=list(result["stages"]))
+    for name, s in result["stages"].items():
+        rss = s["peak_rss_mb_per_task"]
+        t.add_row(name, size(s["text_bytes_in"]), count(s["tasks"]), f"{s['core_hours']:,.1f}",
+                  hours(s["longest_task"]), hours(s["wall"]), f"{rss:,.0f} MB" if rss else "-")
+    tot = result["total"]
+    t.add_row("total", "", "", f"{tot['core_hours']:,.1f}", hours(tot["longest_task"]), hours(tot["wall"]), "")
+    console = Console()
+    console.print(t)
+    d = result["disk"]
+    click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}; the components task "
+               f"needs a node with ~{size(result['components_node_memory'])} of RAM; disk: signatures "
+               f"{size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, shards "
+               f"{size(d['packed_shards'])}")
+
+
+command = plan
