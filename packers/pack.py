@@ -10,9 +10,9 @@ Rows are then written in a seeded global shuffle; every row keeps the lengths of
 from __future__ import annotations
 
 import bisect
+import functools
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from slimpajama.errors import SlimPajamaError
@@ -71,15 +71,23 @@ class TokenStream:
         order = np.flatnonzero(inside)[np.argsort(which[inside], kind="stable")]
         arrays, bounds = np.unique(which[order], return_index=True)
         for i, runs in zip(arrays.tolist(), np.split(order, bounds[1:]) if len(order) else [], strict=True):
-            _copy_runs(self.arrays[i], starts[runs] - self.starts[i], lens[runs], out, dst[runs])
+            _copy_runs()(self.arrays[i], starts[runs] - self.starts[i], lens[runs], out, dst[runs])
         for k in np.flatnonzero(~inside).tolist():
             out[dst[k]: dst[k] + lens[k]] = self.slice(int(starts[k]), int(starts[k] + lens[k]))
 
 
-@numba.njit(cache=True, nogil=True)
-def _copy_runs(src, starts, lens, out, dst):
-    for k in range(starts.shape[0]):
-        out[dst[k]: dst[k] + lens[k]] = src[starts[k]: starts[k] + lens[k]]
+@functools.cache
+def _copy_runs():
+    """The compiled copy loop, built on first use: the shard readers import this package on GPU machines, which
+    have no numba (only packing, a pipeline stage, calls it)."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def copy_runs(src, starts, lens, out, dst):
+        for k in range(starts.shape[0]):
+            out[dst[k]: dst[k] + lens[k]] = src[starts[k]: starts[k] + lens[k]]
+
+    return copy_runs
 
 
 def ragged(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
