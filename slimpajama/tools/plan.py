@@ -120,8 +120,11 @@ def calibrate(path: str, slice_bytes: int) -> dict:
         level = notices.level
         notices.setLevel(logging.ERROR)  # the slice's own stages' notices are not the user's
         try:
-            t = time.perf_counter()
             cfg = PipelineConfig(release=ReleaseConfig(holdout=0.0))
+            # twice, the first run discarded: it pays what a process pays once (compiled kernels loaded from
+            # their cache, the BPE read), which a slice this small would count as the stages' work
+            run_pipeline(raw, os.path.join(tmp, "warm-up"), cfg, progress=False)
+            t = time.perf_counter()
             reports = run_pipeline(raw, data, cfg, progress=False)
             wall = time.perf_counter() - t
         finally:
@@ -132,6 +135,10 @@ def calibrate(path: str, slice_bytes: int) -> dict:
                 os.environ["SLIMPAJAMA_INLINE_BYTES"] = previous
         rates = rates_from_markers(stage_markers(data), reports)
         rates["calibration"] = {"text_bytes": reports[0].ledger.totals().bytes_in, "seconds": round(wall, 2)}
+        # what a stage costs beyond its tasks (planning, markers, indexes, the driver's bookkeeping): felt only by
+        # small runs
+        task_seconds = sum(m["seconds"] for ms in stage_markers(data).values() for m in ms)
+        rates["driver_seconds_per_stage"] = round(max(0.0, wall - task_seconds) / len(STAGES), 3)
         rates["text_per_file_byte"] = {**TEXT_PER_FILE_BYTE, **{k: round(sorted(v)[len(v) // 2], 3)
                                                                 for k, v in ratios.items()}}
     return rates
@@ -245,7 +252,7 @@ def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
     for stage in STAGES:
         rate = max(rates["mb_per_s_per_core"].get(stage, 0), 1e-6) * 1e6
         secs = [t / rate for t in tasks[stage]]
-        wall = schedule(secs, s.cores)
+        wall = schedule(secs, s.cores) + rates.get("driver_seconds_per_stage", 0.0)
         stages[stage] = {"text_bytes_in": round(sum(tasks[stage]) / (s.layouts if stage.startswith("pack") else 1)),
                          "tasks": len(secs), "core_hours": round(sum(secs) / 3600, 6),
                          "longest_task": round(max(secs), 1), "wall": round(wall, 1),
