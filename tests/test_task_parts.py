@@ -2,6 +2,9 @@
 in minhash, remove and scatter. The documents kept, their order, the duplicates and the release never change."""
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -73,3 +76,28 @@ def test_a_rerun_with_another_task_size_leaves_only_its_outputs(small_groups, tm
 
 def _duplicates(folder) -> list[dict]:
     return pq.read_table(folder / "duplicates.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("stage", ["minhash", "dedup", "release-scatter"])
+def test_a_driver_killed_among_the_parts_resumes_to_the_same_outputs(small_groups, tmp_path, stage):
+    clean = tmp_path / "clean"
+    run_dedup(str(small_groups), str(clean / "d"), task_bytes=SPLITS["mid-shard"], progress=False)
+    run_release(str(clean / "d"), str(clean / "r"), CFG, task_bytes=SPLITS["mid-shard"], progress=False)
+    out = tmp_path / "killed"
+    dedup = [sys.executable, "-m", "slimpajama.cli", "dedup", str(small_groups), "--out", str(out / "d"),
+             "--task-bytes", str(SPLITS["mid-shard"]), "--quiet"]
+    release = [sys.executable, "-m", "slimpajama.cli", "release", str(out / "d"), "--out", str(out / "r"),
+               "--holdout", str(CFG.holdout), "--docs-per-file", str(CFG.docs_per_file), "--bucket-bytes",
+               str(CFG.bucket_bytes), "--task-bytes", str(SPLITS["mid-shard"]), "--quiet"]
+    fault = {**os.environ, "SLIMPAJAMA_FAULT": f"driver:{stage}:5"}  # SIGKILL once 5 of its tasks are done
+    killed = []
+    for cmd in (dedup, release):
+        r = subprocess.run(cmd, env=fault, capture_output=True, text=True, timeout=300)
+        if r.returncode == -9:  # killed in this command: the rerun resumes it
+            killed.append(cmd[3])
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert killed == ["release" if stage.startswith("release") else "dedup"]
+    assert documents(out / "d") == documents(clean / "d")
+    assert _duplicates(out / "d") == _duplicates(clean / "d")
+    assert digests(out / "r") == digests(clean / "r")
