@@ -46,3 +46,9 @@ def test_sizes_by_source_over_chunks_and_a_row_mask_equals_counting_row_by_row()
     assert sizes_by_source(table, where=mask) == {s: tuple(v) for s, v in expected.items()}
     assert sizes_by_source(table.combine_chunks().to_batches()[0], where=mask) == sizes_by_source(table, where=mask)
     assert sizes_by_source(table, where=np.zeros(6, dtype=bool)) == {}
+
+
+def test_sizes_by_source_of_columns_chunked_apart():
+    table = pa.table({"source": pa.chunked_array([["a", "b"], ["a"]]), "text": pa.chunked_array([["x"], ["yy", "zzz"]])})
+    assert sizes_by_source(table, where=np.array([True, True, False])) == {"a": (1, 1), "b": (1, 2)}
+    assert sizes_by_source(table) == {"a": (2, 4), "b": (1, 2)}

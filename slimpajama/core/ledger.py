@@ -72,8 +72,11 @@ def sizes_by_source(batch: pa.RecordBatch | pa.Table, text_column: str = "text",
     if batch.num_rows == 0:
         return {}
     source, text = batch.column("source"), batch.column(text_column)
+    if isinstance(source, pa.ChunkedArray):  # a table's columns, chunk by chunk: combining would copy the texts
+        if [len(c) for c in source.chunks] != [len(c) for c in text.chunks]:
+            source, text = source.combine_chunks(), text.combine_chunks()  # chunked apart: aligned once
     chunks = zip(source.chunks, text.chunks, strict=True) if isinstance(source, pa.ChunkedArray) else \
-        [(source, text)]  # a table's columns, chunk by chunk: combining them would copy the texts
+        [(source, text)]
     out: dict[str, list[int]] = {}
     start = 0
     for src, txt in chunks:
