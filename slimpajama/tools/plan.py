@@ -28,7 +28,9 @@ from slimpajama.io import storage
 
 STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "release-scatter", "release-shuffle", "tokenize",
           "pack-plan", "pack")
-COMPONENT_BYTES_PER_DOC = 33  # union-find over every document, measured at 1e6 documents (bench_dedup)
+# components: a parent per document (4 bytes) and member and root (8 + 8) per document in a cluster of 2+; 5.9
+# bytes per document measured at 1e8 documents with 5% copies (bench_dedup --lsh-docs)
+PARENT_BYTES, CLUSTER_BYTES = 4, 16
 MINHASH_BYTES_PER_DOC = 584  # signatures 512 + band keys 72 (deletable after a complete dedup)
 # text bytes per byte of a file, where no file of the kind was read whole: RedPajama's plain JSON lines (the text
 # and a small meta) and its Common Crawl .jsonl.zst (about 5 GB of text per 1.4 GB file)
@@ -266,6 +268,7 @@ def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
             "stages": stages, "total": total,
             "disk": {"minhash_signatures": round(docs * MINHASH_BYTES_PER_DOC), "token_cache": round(token_bytes),
                      "packed_shards": round(token_bytes * s.layouts)},
-            "components_node_memory": round(docs * COMPONENT_BYTES_PER_DOC),
+            # every removed document is in a cluster, and so is each cluster's kept root (at most one per removed)
+            "components_node_memory": round(docs * (PARENT_BYTES + CLUSTER_BYTES * min(1.0, 2 * (1 - keep_d)))),
             "settings": {"task_bytes": tb, "bucket_bytes": s.bucket_bytes, "docs_per_file": s.docs_per_file,
                          "layouts": s.layouts}}
