@@ -66,6 +66,17 @@ def bench_tokens(docs: int) -> dict:
             "reader_random_access": run("bench_tokens.py", "--reader")}
 
 
+def bench_dedup_peers(mb: float) -> dict:
+    """The whole dedup against SlimPajama's algorithm, and against datatrove where $PEER_PYTHON has it."""
+    out = {m: run("bench_dedup_peers.py", "--method", m, "--mb", str(mb)) for m in ("ours", "reference")}
+    if os.environ.get("PEER_PYTHON"):
+        out["datatrove"] = run("bench_dedup_peers.py", "--method", "datatrove", "--mb", str(mb))
+    for m in ("reference", "datatrove"):
+        if m in out:
+            out[f"speedup_vs_{m}"] = round(out["ours"]["mb_per_s"] / out[m]["mb_per_s"], 1)
+    return out
+
+
 def bench_e2e(gb: float, real_mb: float) -> dict:
     out = run("bench_e2e.py", "--gb", str(gb)) if gb else {}
     if real_mb:
@@ -133,6 +144,11 @@ def main():
                     help="GB of text in the end-to-end run of every stage (0 to skip)")
     ap.add_argument("--e2e-real-mb", type=float, default=200,
                     help="MB of real text (benchmarks/common.real_corpus) in a second end-to-end run (0 to skip)")
+    ap.add_argument("--dedup-peers-mb", type=float, default=20,
+                    help="MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
+                         "$PEER_PYTHON) datatrove (0 to skip)")
+    ap.add_argument("--pack-gb", type=float, default=1.0,
+                    help="GB of tokens packed with 1 and 2 workers (0 to skip)")
     ap.add_argument("--split-gb", type=float, default=1.0,
                     help="GB of the single plain .jsonl normalized with and without --task-bytes (0 to skip)")
     ap.add_argument("--rp-gb", type=float, default=0.3,
@@ -147,6 +163,8 @@ def main():
                "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb) if args.e2e_gb or args.e2e_real_mb
                else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
+               "dedup_vs_peers": lambda: bench_dedup_peers(args.dedup_peers_mb) if args.dedup_peers_mb else None,
+               "pack_parallel": lambda: run("bench_pack.py", "--gb", str(args.pack_gb)) if args.pack_gb else None,
                "export_megatron": bench_export,
                "startup": bench_startup,
                "train": lambda: bench_train(args.loss_tokens)}
