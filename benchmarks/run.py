@@ -147,8 +147,8 @@ def main():
     ap.add_argument("--dedup-peers-mb", type=float, default=20,
                     help="MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
                          "$PEER_PYTHON) datatrove (0 to skip)")
-    ap.add_argument("--pack-gb", type=float, default=1.0,
-                    help="GB of tokens packed with 1 and 2 workers (0 to skip)")
+    ap.add_argument("--pack-gb", type=float, default=8.0,
+                    help="GB of tokens packed with 1 and 2 workers (0 to skip; twice that on disk)")
     ap.add_argument("--split-gb", type=float, default=1.0,
                     help="GB of the single plain .jsonl normalized with and without --task-bytes (0 to skip)")
     ap.add_argument("--rp-gb", type=float, default=0.3,

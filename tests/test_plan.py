@@ -76,3 +76,20 @@ def test_plan_mistakes_get_one_error_line(tmp_path):
     bad.write_text("100 a/b.jsonl\nnot a size\n")
     r = plan_cli(bad, "--cores", 8, "--rates", tmp_path / "none.json")
     assert r.returncode == 1 and "line 2" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_rates_from_make_bench_results(tmp_path):
+    """make bench's results.json: the real-text end-to-end stages, and the pack plan timed on gigabytes of tokens
+    (a calibration slice times it in milliseconds of mostly fixed cost)."""
+    stages = {s: {"mb_per_s_per_core": 10.0 + i, "text_mb_in": 100.0, "peak_rss_mb_per_task": 500}
+              for i, s in enumerate(STAGES)}
+    stages["release-scatter"]["text_mb_in"] = 50.0
+    results = {"end_to_end": {"real_text": {"stages": stages, "docs": 1000, "bytes_per_token": 2.5}},
+               "pack_parallel": {"gb_tokens": 8.0, "plan_seconds": 0.25}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    from slimpajama.tools.plan import read_rates
+
+    rates = read_rates(str(tmp_path / "results.json"))
+    assert rates["mb_per_s_per_core"]["minhash"] == 11.0 and rates["keep_dedup"] == 0.5
+    assert rates["mb_per_s_per_core"]["pack-plan"] == pytest.approx(4e9 * 2.5 / 1e6 / 0.25)
+    assert rates["bytes_per_doc"] == 1e5

@@ -190,6 +190,10 @@ def read_rates(path: str) -> dict:
         raise SlimPajamaError(f"--rates {path}: neither a `plan --json` output nor make bench's results.json")
     st = e2e["stages"]
     rate = {s: st.get(s, st.get("pack", {})).get("mb_per_s_per_core", 0) for s in STAGES}
+    pack = data.get("pack_parallel") or {}
+    if pack.get("plan_seconds"):  # the pack plan measured on gigabytes of tokens, not on a slice's milliseconds
+        tokens = pack["gb_tokens"] * 1e9 / 2  # uint16
+        rate["pack-plan"] = round(tokens * e2e["bytes_per_token"] / 1e6 / pack["plan_seconds"], 1)
     return {"mb_per_s_per_core": rate, "peak_rss_mb": {s: st.get(s, {}).get("peak_rss_mb_per_task", 0)
                                                        for s in STAGES},
             "keep_normalize": st["minhash"]["text_mb_in"] / st["normalize"]["text_mb_in"],
