@@ -116,10 +116,13 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
             edges += r.extra["edges"]
     lsh_peak = current_peak_rss_mb()
     edge_files = tuple(InputFile(os.path.join(lsh_out, f), f, 0) for f in sorted(os.listdir(lsh_out)))
+    t1 = time.perf_counter()
     comp = ComponentsStage().run_shard(ShardTask("c", edge_files, {"docs": n_docs}), os.path.join(root, "comp"))
+    components_seconds = time.perf_counter() - t1
     peak = current_peak_rss_mb()
     return {"docs": n_docs, "lsh_partitions_per_band": parts, "edges": edges,
             "duplicates": comp.extra["duplicates"], "seconds": round(time.perf_counter() - t0, 2),
+            "components_seconds": round(components_seconds, 2),
             "baseline_rss_mb": round(baseline, 1), "peak_rss_mb": round(peak, 1),
             "lsh_bytes_per_doc": round((lsh_peak - baseline) * 2**20 / n_docs, 1),
             "lsh_components_bytes_per_doc": round((peak - baseline) * 2**20 / n_docs, 1)}

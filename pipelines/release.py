@@ -106,10 +106,11 @@ class ScatterStage(Stage):
                 # one record batch per group
                 groups_ = np.asarray(groups, dtype=np.int64)
                 order = np.argsort(groups_, kind="stable")
-                taken = batch.select(["doc_id", "source", "text"]).take(pa.array(np.asarray(rows)[order]))
+                rows_ = np.asarray(rows, dtype=np.int64)[order]
+                taken = batch.select(["doc_id", "source", "text"]).take(pa.array(rows_))
                 copy = pa.array(np.asarray(copies, dtype=np.int32)[order])
                 keys, starts = np.unique(groups_[order], return_index=True)
-                ends = [*starts[1:].tolist(), len(order)]
+                ends = [*starts[1:].tolist(), len(order)] if len(starts) else []
                 for g, lo, hi in zip(keys.tolist(), starts.tolist(), ends, strict=True):
                     s_, b_ = divmod(g, 1 << 32)
                     writer.write_batch(pa.record_batch([*taken.slice(lo, hi - lo).columns, copy.slice(lo, hi - lo)],

@@ -146,3 +146,12 @@ def test_same_bytes_with_1_and_2_workers_and_after_resume(shards, tmp_path):
     report = run_release(str(shards), str(tmp_path / "a"), CFG, progress=False)
     assert 0 < report.skipped
     assert release_files(tmp_path / "a") == b
+
+
+def test_a_zero_weight_samples_a_whole_source_out(shards, tmp_path):
+    cfg = ReleaseConfig(holdout=0.0, weights=parse_weights("RedPajamaBook=0"))
+    report = run_release(str(shards), str(tmp_path / "r"), cfg, progress=False)
+    inp, out = docs(shards), docs(tmp_path / "r" / "train")
+    book = sum(v for k, v in inp.items() if k[1] == "RedPajamaBook")
+    assert book and not any(k[1] == "RedPajamaBook" for k in out)
+    assert report.ledger.sources["RedPajamaBook"].dropped["sampled_out"][0] == book and report.ledger.balanced()
