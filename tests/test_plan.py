@@ -65,7 +65,7 @@ def test_plan_calibrates_on_the_corpus_and_prints_json(pipeline_corpus, clean_pi
     (tmp_path / "rates.json").write_text(r.stdout)
     r = plan_cli(LISTING, "--cores", 512, "--rates", tmp_path / "rates.json")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "normalize" in r.stdout and "total" in r.stdout and "components task needs" in r.stdout
+    assert "normalize" in r.stdout and "total" in r.stdout and "components: one task, a node with" in r.stdout
 
 
 def test_plan_mistakes_get_one_error_line(tmp_path):

@@ -73,10 +73,10 @@ def _print(result: dict) -> None:
     console = Console()
     console.print(t)
     d = result["disk"]
-    click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}; the components task "
-               f"needs a node with ~{size(result['components_node_memory'])} of RAM; disk: signatures "
-               f"{size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, shards "
-               f"{size(d['packed_shards'])}")
+    click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}\n"
+               f"components: one task, a node with ~{size(result['components_node_memory'])} of RAM\n"
+               f"disk: signatures {size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, "
+               f"packed shards {size(d['packed_shards'])}")
 
 
 command = plan
