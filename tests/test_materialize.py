@@ -73,3 +73,23 @@ def test_bestfit_rows_equal_the_plain_version(seed):
     want = plain_bestfit(plan, stream, ids)
     same(plan.materialize(stream, ids), want)
     same(plan.materialize(stream, ids[:0]), plain_bestfit(plan, stream, ids[:0]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_bestfit_plan_equals_the_plain_one(seed):
+    """Same pieces, same rows, same cut count: documents longer than a row, of exactly a row, empty ones, buffers
+    of 7 documents to the default."""
+    from slimpajama.packers.pack import bestfit_plan_reference
+
+    rng = np.random.default_rng(seed)
+    seq = [16, 64, 256, 2048, 16, 64][seed]
+    lens = rng.lognormal(np.log(seq / 3), 1.2, size=int(rng.integers(1, 4000))).astype(np.int64)
+    lens[rng.random(len(lens)) < 0.05] = 0
+    lens[rng.random(len(lens)) < 0.05] = seq + 1
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+    for buffer_docs in (7, 64, 8192):
+        got, cut = bestfit_plan(starts, lens, seq, pad_id=0, buffer_docs=buffer_docs)
+        want, want_cut = bestfit_plan_reference(starts, lens, seq, pad_id=0, buffer_docs=buffer_docs)
+        assert cut == want_cut and got.rows == want.rows
+        for field in ("piece_start", "piece_len", "row_ptr"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), field
