@@ -25,6 +25,7 @@ from common import CACHE, real_corpus  # noqa: E402
 from slimpajama.io.discover import discover  # noqa: E402
 from slimpajama.pipelines.memory import peak_rss_mb  # noqa: E402
 from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline, stage_markers  # noqa: E402
+from slimpajama.tools.plan import stage_text_in  # noqa: E402
 from slimpajama.tools.sample_corpus import GROUND_TRUTH_FILE, generate_corpus  # noqa: E402
 
 MB = 1e6
@@ -54,11 +55,7 @@ def baseline_mb_per_s(raw: str, limit_bytes: float = 300e6) -> float:
 
 
 def stage_figures(by_stage: dict[str, list[dict]], base: float) -> dict:
-    text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) / MB for s, ms in by_stage.items()}
-    # stages without a document ledger work on the documents of the stage before them
-    text_in["lsh"] = text_in["components"] = text_in["minhash"]
-    text_in["release-shuffle"] = text_in["release-scatter"]
-    text_in["pack"] = text_in["pack-plan"] = text_in["tokenize"]
+    text_in = {s: n / MB for s, n in stage_text_in(by_stage).items()}
     tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
     out = {}
     for stage, ms in by_stage.items():

@@ -193,8 +193,8 @@ def bestfit_plan(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id:
 @functools.cache
 def _bestfit_kernel():
     """Best-fit decreasing per buffer, compiled on first use (see `_copy_runs` for why not at import): the bins'
-    remaining capacities and ids live in one sorted int64 array (capacity << 32 | bin), searched by bisection
-    and shifted on insert and delete, as the reference's sorted list is."""
+    remaining capacities and ids live in one sorted int64 array (capacity << 32 | bin), searched by bisection;
+    a placed bin moves down to its new place by one shift, as in the reference's sorted list."""
     import numba
 
     @numba.njit(cache=True, nogil=True)
@@ -233,14 +233,8 @@ def _bestfit_kernel():
             for j in range(k):
                 i = order[j]
                 n = p_len[i]
-                target = n << 32
-                a, b = 0, n_rem
-                while a < b:  # the first bin with capacity >= n (the smallest id among equal capacities)
-                    mid = (a + b) // 2
-                    if rem[mid] < target:
-                        a = mid + 1
-                    else:
-                        b = mid
+                # the first bin with capacity >= n (the smallest id among equal capacities)
+                a = np.searchsorted(rem[:n_rem], n << 32)
                 if a < n_rem:  # that bin, now with less room, moves down to its place among [0, a]
                     key = rem[a]
                     bin_id = key & 0xFFFFFFFF
@@ -251,13 +245,7 @@ def _bestfit_kernel():
                     new, end = (w - n) << 32 | bin_id, n_rem
                     n_rem += 1
                 bin_of[j] = bin_id
-                a, b = 0, end
-                while a < b:
-                    mid = (a + b) // 2
-                    if rem[mid] < new:
-                        a = mid + 1
-                    else:
-                        b = mid
+                a = np.searchsorted(rem[:end], new)
                 for t in range(end, a, -1):  # shift [a, end) up by one, no allocation
                     rem[t] = rem[t - 1]
                 rem[a] = new

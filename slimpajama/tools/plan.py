@@ -135,7 +135,7 @@ def calibrate(path: str, slice_bytes: int) -> dict:
                 os.environ.pop("SLIMPAJAMA_INLINE_BYTES")
             else:
                 os.environ["SLIMPAJAMA_INLINE_BYTES"] = previous
-        rates = rates_from_markers(stage_markers(data), reports)
+        rates = rates_from_markers(stage_markers(data))
         rates["calibration"] = {"text_bytes": reports[0].ledger.totals().bytes_in, "seconds": round(wall, 2)}
         # what a stage costs beyond its tasks (planning, markers, indexes, the driver's bookkeeping): felt only by
         # small runs
@@ -151,26 +151,32 @@ def _kind(rel: str) -> str:
     return "parquet" if low.endswith(".parquet") else "plain" if low.endswith((".jsonl", ".json")) else "compressed"
 
 
-def rates_from_markers(by_stage: dict[str, list[dict]], reports) -> dict:
+def stage_text_in(by_stage: dict[str, list[dict]]) -> dict[str, int]:
+    """Text bytes each stage of a run read, from its task markers (`stage_markers`): a stage's ledgers, or, for the
+    stages without a document ledger, those of the stage whose documents they work on."""
+    text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) for s, ms in by_stage.items()}
+    text_in["lsh"] = text_in["components"] = text_in["minhash"]
+    text_in["release-shuffle"] = text_in["release-scatter"]
+    text_in["pack"] = text_in["pack-plan"] = text_in["tokenize"]
+    return text_in
+
+
+def rates_from_markers(by_stage: dict[str, list[dict]]) -> dict:
     """MB/s of text per core of each stage (its text in / the summed seconds of its tasks), what the filter and
     dedup keep, document and token sizes, and each stage's peak RSS per task."""
-    norm_t, dedup_t = (r.ledger.totals() for r in reports[:2])
+    text_in = stage_text_in(by_stage)
     tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
-    release_in = sum(m["ledger"]["totals"]["bytes_in"] for m in by_stage["tokenize"])
-    text_in = {"normalize": norm_t.bytes_in, "minhash": norm_t.bytes_out, "lsh": norm_t.bytes_out,
-               "components": norm_t.bytes_out, "dedup": norm_t.bytes_out, "release-scatter": dedup_t.bytes_out,
-               "release-shuffle": dedup_t.bytes_out, "tokenize": release_in, "pack-plan": release_in,
-               "pack": release_in}
+    kept_docs = sum(m["ledger"]["totals"]["docs_out"] for m in by_stage["normalize"])
     out = {"mb_per_s_per_core": {}, "peak_rss_mb": {}}
     for stage in STAGES:
         ms = by_stage.get(stage, [])
         secs = max(sum(m["seconds"] for m in ms), 1e-3)
         out["mb_per_s_per_core"][stage] = round(text_in[stage] / 1e6 / secs, 3)
         out["peak_rss_mb"][stage] = max([m.get("peak_rss_mb") or 0 for m in ms] or [0])
-    out["keep_normalize"] = round(norm_t.bytes_out / max(norm_t.bytes_in, 1), 4)
-    out["keep_dedup"] = round(dedup_t.bytes_out / max(dedup_t.bytes_in, 1), 4)
-    out["bytes_per_doc"] = round(norm_t.bytes_out / max(norm_t.docs_out, 1), 1)
-    out["bytes_per_token"] = round(release_in / max(tokens, 1), 3)
+    out["keep_normalize"] = round(text_in["minhash"] / max(text_in["normalize"], 1), 4)
+    out["keep_dedup"] = round(text_in["release-scatter"] / max(text_in["dedup"], 1), 4)
+    out["bytes_per_doc"] = round(text_in["minhash"] / max(kept_docs, 1), 1)
+    out["bytes_per_token"] = round(text_in["tokenize"] / max(tokens, 1), 3)
     out["text_per_file_byte"] = dict(TEXT_PER_FILE_BYTE)
     return out
 
