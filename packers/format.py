@@ -118,4 +118,11 @@ def verify(directory: str) -> dict:
         rows += table.num_rows
     if rows != index["rows"]:
         raise SlimPajamaError(f"{directory}: files hold {rows} rows, index says {index['rows']}")
+    tokenizer = index.get("tokenizer") or {}
+    if "file" in tokenizer:  # a model tokenizer's copy, which decodes the rows
+        path = storage.join(directory, tokenizer["file"])
+        if storage.stat(path) is None:
+            raise SlimPajamaError(f"{path}: missing (the split's tokenizer)")
+        if sha256_file(path) != tokenizer["sha256"]:
+            raise SlimPajamaError(f"{path}: checksum mismatch (not the tokenizer the shards were packed with)")
     return index

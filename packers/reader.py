@@ -91,3 +91,17 @@ class ShardReader:
         """The split's identity: a SHA-256 of its index (every file's SHA-256, the seed, range and packing), so
         another packing of other data, or of the same data with another seed, has another digest."""
         return index_digest(self.manifest)
+
+    def tokenizer(self):
+        """The tokenizer the rows were made with (`.decode(ids)`, `.eot_token`, `.n_vocab`): a model tokenizer
+        from the split's own copy (needs the `tokenizers` or `sentencepiece` library), or the tiktoken encoding
+        by name (needs tiktoken)."""
+        info = self.manifest.get("tokenizer") or {"kind": "tiktoken", "name": self.manifest["encoding"]}
+        if info["kind"] == "tiktoken":
+            from slimpajama.tokenize.encodings import get_encoding
+
+            return get_encoding(info["name"])
+        from slimpajama.tokenize.modelfiles import from_bytes
+
+        data = storage.read_bytes(storage.join(self.directory, info["file"]))
+        return from_bytes(info["kind"], info["name"], info["file"], data, info["eos_token"], info["bos_token"])

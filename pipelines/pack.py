@@ -33,12 +33,12 @@ from slimpajama.packers.pack import (
     in_range,
     row_order,
 )
-from slimpajama.tokenize.encodings import encoding_name, get_encoding
+from slimpajama.tokenize.encodings import encoding_name
 
 from .markers import STATE_DIR, output_file
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
-from .tokens import DOCS_SCHEMA, cache_files, split_of_key, token_cache
+from .tokens import DOCS_SCHEMA, MODEL_DIR, cache_files, cache_tokenizer, split_of_key, token_cache
 
 BATCH_ROWS = 1024  # rows per record batch in packed files; files hold a multiple of it
 PLAN_DIR = "_plan"  # <shards>/_plan: each split's row plan, what the pack tasks share
@@ -159,6 +159,7 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
 
 
 log = logging.getLogger(__name__)
+TOKENIZER_COPY = ".slimpajama-tokenizer"  # + .json / .model, in a split's folder beside its index
 REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
 
 
@@ -169,7 +170,7 @@ def _write_index(out: str, split: str, cache: dict, stage: PackStage, plan: dict
     rows, width, n_docs = plan["rows"], stage.seq + 1, plan["docs"]
     padding = sum(part["padding_tokens"] for part in parts)
     index = {
-        "split": split, "encoding": cache["encoding"],
+        "split": split, "encoding": cache["encoding"], "tokenizer": cache["tokenizer"],
         "vocab_size": cache["vocab_size"], "eos_id": cache["eos"], "dtype": cache["dtype"], "seq_len": stage.seq,
         "packing": stage.packing, "range": plan["range"],
         "seed": stage.plan_stage.seed, "batch_rows": BATCH_ROWS, "rows": rows, "tokens": rows * width,
@@ -182,6 +183,15 @@ def _write_index(out: str, split: str, cache: dict, stage: PackStage, plan: dict
     }
     write_index(storage.join(out, split), index)
     return {"rows": rows, "padding_fraction": index["padding_fraction"], "files": len(files)}
+
+
+def tokenizer_record(fp: dict) -> dict:
+    """The index's `tokenizer`: tiktoken's encoding by name, or a model tokenizer's file (a hidden copy in the
+    split's folder), SHA-256, EOS and BOS."""
+    if "tokenizer" not in fp:
+        return {"kind": "tiktoken", "name": encoding_name(fp["encoding"])}
+    return {"kind": fp["tokenizer"], "name": fp["encoding"], "file": TOKENIZER_COPY + os.path.splitext(fp["file"])[1],
+            "sha256": fp["sha256"], "eos_token": fp["eos_token"], "bos_id": fp["bos"], "bos_token": fp["bos_token"]}
 
 
 def rebuild_command(shards_dir: str) -> str | None:
@@ -206,10 +216,10 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     fp = manifest["fingerprint"]
     if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
-    enc = get_encoding(fp["encoding"])
+    enc = cache_tokenizer(cache_dir, fp)
     # the encoding as every command names it (gpt2, not tiktoken's r50k_base, which the cache's fingerprint holds)
-    cache = {"encoding": encoding_name(fp["encoding"]), "dtype": fp["dtype"], "eos": fp["eos"],
-             "vocab_size": enc.n_vocab}
+    cache = {"encoding": enc.name if "tokenizer" in fp else encoding_name(fp["encoding"]), "dtype": fp["dtype"],
+             "eos": fp["eos"], "vocab_size": enc.n_vocab, "tokenizer": tokenizer_record(fp)}
     plan_tasks = []
     for split in SPLITS:
         files = {kind: tuple(output_file(cache_dir, k + suffix, records[k + suffix])
@@ -245,6 +255,9 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     splits = {}
     for t, m in zip(plan_tasks, plans.markers, strict=True):
         parts = [pm["extra"] for pt, pm in zip(tasks, report.markers, strict=True) if pt.params["split"] == t.key]
+        if "tokenizer" in fp:  # the split carries its tokenizer: `verify` and trainers decode without the cache
+            write_bytes_atomic(storage.join(out, t.key, cache["tokenizer"]["file"]),
+                               storage.read_bytes(storage.join(cache_dir, MODEL_DIR, fp["file"])))
         splits[t.key] = _write_index(out, t.key, cache, stage, m["extra"], parts, t.params["fingerprint"])
     report.extra = {"splits": splits, "rows": {s: v["rows"] for s, v in splits.items()}}
     report.seconds += plans.seconds

@@ -2,12 +2,14 @@
 
 Token cache, `<tokens>/<encoding>/`, mirrors the input paths (a release: train/chunk1/example_train_0, ...):
   <key>.tokens.bin    uint16 (or uint32) tokens, every document followed by EOS
-  <key>.docs.parquet  per document: source, tokens (including the EOS)
+  <key>.docs.parquet  per document: source, tokens (including the EOS, and the BOS with --bos)
+  _tokenizer/<file>   a model tokenizer's tokenizer.json / tokenizer.model, as it was tokenized with
 so packing at 2k and then at 8k never re-tokenizes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -20,15 +22,17 @@ from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
 from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
-from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file
+from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
+from slimpajama.tokenize.modelfiles import ModelTokenizer, from_bytes
 
 from .documents import run_documents
 from .paths import require
 from .runner import Progress, StageReport
 from .stage import ShardOutcome, ShardTask, Stage
 
+MODEL_DIR = "_tokenizer"  # in a token cache: the copy of a model tokenizer's file, which workers load
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
 
 
@@ -40,13 +44,38 @@ def split_of_key(key: str) -> str:
 class TokenizeStage(Stage):
     name = "tokenize"
 
-    def __init__(self, encoding: str = defaults.ENCODING, threads: int = 1, read: ReadOptions | None = None):
+    def __init__(self, encoding: str = defaults.ENCODING, threads: int = 1, read: ReadOptions | None = None, *,
+                 eos: str | None = None, bos: str | None = None):
         self.encoding, self.threads, self.read = encoding, threads, read or ReadOptions()
+        self.eos, self.bos = eos, bos
+        self.model: dict | None = None  # a model tokenizer: how workers load the cache's copy (see `prepare`)
         self._fingerprint: dict | None = None  # computed once (the runner asks for it for every task)
+
+    def prepare(self, cache_dir: str) -> None:
+        """Obtain the tokenizer once in the driver (GPT-2's offline bootstrap; a model tokenizer's file, copied
+        into the cache, where every worker reads it)."""
+        enc = get_encoding(self.encoding, eos=self.eos, bos=self.bos)
+        if isinstance(enc, ModelTokenizer):
+            copy = storage.join(cache_dir, MODEL_DIR, enc.filename)
+            if storage.stat(copy) is None or sha256_file(copy) != enc.sha256:
+                write_bytes_atomic(copy, enc.data)
+            self.model = {"kind": enc.kind, "name": enc.name, "filename": enc.filename, "file": copy,
+                          "eos": enc.eos, "bos": enc.bos}
+        self.fingerprint()
+
+    def tokenizer(self):
+        if self.model is None:
+            return get_encoding(self.encoding, eos=self.eos, bos=self.bos)
+        m = self.model
+        return from_bytes(m["kind"], m["name"], m["filename"], storage.read_bytes(m["file"]), m["eos"], m["bos"])
 
     def fingerprint(self) -> dict:
         if self._fingerprint is None:
-            enc = get_encoding(self.encoding)
+            enc = self.tokenizer()
+            if isinstance(enc, ModelTokenizer):
+                self._fingerprint = {"stage": self.name, "encoding": enc.name, **enc.identity(),
+                                     "dtype": token_dtype(enc.n_vocab).name}
+                return self._fingerprint
             if enc.name == "r50k_base":
                 ident = R50K_SHA256
             elif os.path.isfile(self.encoding):
@@ -58,7 +87,7 @@ class TokenizeStage(Stage):
         return self._fingerprint
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        enc = get_encoding(self.encoding)
+        enc = self.tokenizer()
         ledger = Ledger(self.name)
         tok_rel, docs_rel = task.key + ".tokens.bin", task.key + ".docs.parquet"
         per_source: dict[str, int] = {}
@@ -82,11 +111,32 @@ class TokenizeStage(Stage):
 def run_tokenize(inputs, out_root: str, encoding: str = defaults.ENCODING, *, threads: int = 1,
                  read: ReadOptions | None = None, workers: int | None = None, ray_address: str | None = None,
                  progress: Progress | None = None, verify_inputs: bool = False,
-                 task_bytes: int | None = defaults.TASK_BYTES) -> StageReport:
-    stage = TokenizeStage(encoding, threads, read)
-    stage.fingerprint()  # obtain the encoding (offline bootstrap) once, before any task needs it
-    return run_documents(stage, inputs, storage.join(out_root, encoding_name(encoding)), verify_inputs=verify_inputs,
+                 task_bytes: int | None = defaults.TASK_BYTES, eos: str | None = None,
+                 bos: str | None = None) -> StageReport:
+    """`encoding`: a tiktoken encoding or a model's tokenizer file/folder; `eos`, `bos`: see get_encoding."""
+    stage = TokenizeStage(encoding, threads, read, eos=eos, bos=bos)
+    cache_dir = storage.join(out_root, encoding_name(encoding))
+    stage.prepare(cache_dir)
+    return run_documents(stage, inputs, cache_dir, verify_inputs=verify_inputs,
                          task_bytes=task_bytes, workers=workers, ray_address=ray_address, progress=progress)
+
+
+def cache_tokenizer(cache_dir: str, fingerprint: dict):
+    """The tokenizer a token cache was made with (its fingerprint): a model tokenizer from the cache's copy
+    (checked against the fingerprint's SHA-256), else the tiktoken encoding by name."""
+    if "tokenizer" not in fingerprint:
+        return get_encoding(fingerprint["encoding"])
+    copy = storage.join(cache_dir, MODEL_DIR, fingerprint["file"])
+    try:
+        data = storage.read_bytes(copy)
+    except FileNotFoundError:
+        raise SlimPajamaError(f"the token cache at {cache_dir} lacks its tokenizer ({MODEL_DIR}/"
+                              f"{fingerprint['file']}): rerun slimpajama tokenize") from None
+    if hashlib.sha256(data).hexdigest() != fingerprint["sha256"]:
+        raise SlimPajamaError(f"{copy} is not the tokenizer the cache was made with (SHA-256 differs): rerun "
+                              "slimpajama tokenize")
+    return from_bytes(fingerprint["tokenizer"], fingerprint["encoding"], fingerprint["file"], data,
+                      fingerprint["eos_token"], fingerprint["bos_token"])
 
 
 def token_cache(path: str, encoding: str | None = None, command: str = "shards") -> str:

@@ -18,19 +18,25 @@ def _encode_ordinary_numpy(enc, text: str) -> np.ndarray:
     return enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
 
-def encode_documents(enc, texts: list[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """-> (tokens, per-document lengths including the EOS)."""
-    dtype = token_dtype(enc.n_vocab)
-    if hasattr(enc, "encode_to_numpy"):
+def _ids(enc, texts: list[str], threads: int) -> list[np.ndarray]:
+    if hasattr(enc, "encode_batch_numpy"):  # a model's tokenizer.json / tokenizer.model (modelfiles.py)
+        return enc.encode_batch_numpy(texts, threads)
+    if hasattr(enc, "encode_to_numpy"):  # tiktoken
         if threads > 1:
             with ThreadPoolExecutor(threads) as pool:
-                ids = list(pool.map(lambda t: _encode_ordinary_numpy(enc, t), texts))
-        else:
-            ids = [_encode_ordinary_numpy(enc, t) for t in texts]
-    else:
-        ids = [np.asarray(x, dtype=np.uint32) for x in enc.encode_ordinary_batch(texts, num_threads=threads)]
+                return list(pool.map(lambda t: _encode_ordinary_numpy(enc, t), texts))
+        return [_encode_ordinary_numpy(enc, t) for t in texts]
+    return [np.asarray(x, dtype=np.uint32) for x in enc.encode_ordinary_batch(texts, num_threads=threads)]
+
+
+def encode_documents(enc, texts: list[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """-> (tokens, per-document lengths including the EOS, and the BOS where the tokenizer prepends one)."""
+    dtype = token_dtype(enc.n_vocab)
+    ids = _ids(enc, texts, threads)
     eos = np.array([enc.eot_token], dtype=np.uint32)
-    lengths = np.fromiter((len(x) + 1 for x in ids), dtype=np.int64, count=len(ids))
+    bos = getattr(enc, "bos_token", None)
+    head = () if bos is None else (np.array([bos], dtype=np.uint32),)
+    lengths = np.fromiter((len(x) + 1 + len(head) for x in ids), dtype=np.int64, count=len(ids))
     if not ids:
         return np.zeros(0, dtype), lengths
-    return np.concatenate([x for seq in ids for x in (seq, eos)]).astype(dtype, copy=False), lengths
+    return np.concatenate([x for seq in ids for x in (*head, seq, eos)]).astype(dtype, copy=False), lengths

@@ -29,6 +29,8 @@ from pathlib import Path
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 
+from . import modelfiles
+
 GPT2_ALIASES = ("gpt2", "r50k_base")
 GPT2_EOS_ID = 50256
 R50K_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
@@ -160,8 +162,21 @@ def _named_encoding(name: str):
 _LOADED: dict = {}
 
 
-def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True):
-    """A tiktoken Encoding: 'gpt2'/'r50k_base' (offline bootstrap), another tiktoken name, or a .tiktoken path."""
+def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True, *, eos: str | None = None,
+                 bos: str | None = None):
+    """The tokenizer `spec` names: a tiktoken Encoding ('gpt2'/'r50k_base' (offline bootstrap), another tiktoken
+    name, or a .tiktoken path), or a model's tokenizer.json / tokenizer.model (a file or a folder holding one:
+    a `modelfiles.ModelTokenizer`). `eos` (a token) and `bos` (None: none; "": the tokenizer's own; a token)
+    apply to a model's tokenizer only."""
+    located = None if spec.endswith(".tiktoken") else modelfiles.locate(spec)
+    if located is not None:
+        key = (os.path.abspath(located[0]), eos, bos)
+        if key not in _LOADED:
+            _LOADED[key] = modelfiles.load(*located, eos=eos, bos=bos)
+        return _LOADED[key]
+    if eos is not None or bos is not None:
+        raise SlimPajamaError(f"--eos and --bos apply to a tokenizer.json or tokenizer.model; tiktoken's {spec} has "
+                              "its EOS (<|endoftext|>) and no BOS")
     key = "r50k_base" if spec in GPT2_ALIASES else spec
     if key not in _LOADED:
         if key == "r50k_base":
@@ -176,7 +191,10 @@ def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True):
 
 
 def encoding_name(spec: str) -> str:
-    """The directory name of an encoding's token cache."""
+    """The directory name of an encoding's (or a model tokenizer's) token cache."""
     if spec in GPT2_ALIASES:
         return "gpt2"
+    located = None if spec.endswith(".tiktoken") else modelfiles.locate(spec)
+    if located is not None:
+        return modelfiles.cache_name(located[0])
     return Path(spec).name.removesuffix(".tiktoken") if os.path.isfile(spec) else spec

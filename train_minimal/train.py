@@ -71,8 +71,10 @@ class Trainer:
         self.rows = [max(1, cfg.tokens_per_step // s) for s in self.seqs]  # rows per step, all processes
         self.micro = [self._plan_micro(s) for s in range(len(self.seqs))]  # rows per forward, per process
         longest = max(self.seqs)
+        self.vocab_size = self.shards_vocab()
         with torch.device(self.device):  # initialized where it trains (btlm-3b: 10.6 GB never passes the CPU)
-            model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048)), attention=self.attention,
+            model = BTLM(preset(cfg.preset, n_positions=max(2 * longest, 2048), vocab_size=self.vocab_size),
+                         attention=self.attention,
                          checkpointing=cfg.checkpointing)
         self.compiled = self.cuda if cfg.compile is None else cfg.compile
         if self.compiled:
@@ -309,6 +311,18 @@ class Trainer:
         out["validation"] = index_digest(read_index(self.validation_dir()))
         return out
 
+    def shards_vocab(self) -> int:
+        """The embedding's size: the vocabulary of the shards' tokenizer (their index), the same in every split."""
+        indexes = {d: read_index(d) for d in [*self.stage_dirs, self.validation_dir()]}
+        tokenizers = {(i.get("encoding"), (i.get("tokenizer") or {}).get("sha256"), i.get("vocab_size"))
+                      for i in indexes.values()}
+        if len(tokenizers) > 1:
+            raise SlimPajamaError("the training and validation shards were tokenized differently (" + "; ".join(
+                f"{d}: {i.get('encoding')}, vocab {i.get('vocab_size')}" for d, i in indexes.items()) +
+                "): pack every split from one token cache")
+        vocab = next(iter(tokenizers))[2]
+        return int(vocab) if vocab else 50257  # shards from before the index held it: GPT-2's
+
     def validation_dir(self) -> str:
         return self.cfg.validation or storage.join(storage.parent(self.cfg.stage1.rstrip("/")), "validation")
 
@@ -410,7 +424,7 @@ def run(cfg: TrainConfig, resume: bool = True, log=_quiet) -> dict | None:
             raise SlimPajamaError(trainer._oom_message(0)) from None
         if not world.main:
             return None
-        entropy = unigram_entropy(trainer.stage_dirs)
+        entropy = unigram_entropy(trainer.stage_dirs, trainer.vocab_size)
         positions = trainer.per_position_loss(2 * max(trainer.seqs))
         if positions["windows"]:
             log(f"per-position loss over {positions['windows']} windows of {positions['length']:,} tokens")
