@@ -170,7 +170,8 @@ def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True, *, eos: str 
     apply to a model's tokenizer only."""
     located = None if spec.endswith(".tiktoken") else modelfiles.locate(spec)
     if located is not None:
-        key = (os.path.abspath(located[0]), eos, bos)
+        st = os.stat(located[0])  # a file rewritten in place is loaded again
+        key = (os.path.abspath(located[0]), st.st_mtime_ns, st.st_size, eos, bos)
         if key not in _LOADED:
             _LOADED[key] = modelfiles.load(*located, eos=eos, bos=bos)
         return _LOADED[key]
