@@ -2,6 +2,8 @@
 
     python benchmarks/bench_tokens.py --method bare|ours --docs N   tokens/s on the same documents and cores
     python benchmarks/bench_tokens.py --reader                      random rows/s: ShardReader vs np.memmap
+    python benchmarks/bench_tokens.py --hf --docs N                 a tokenizer.json (a 32k BPE trained on the
+        corpus): our tokenize stage vs the tokenizers library's own encode_batch, tokens/s per core
 """
 
 from __future__ import annotations
@@ -66,6 +68,47 @@ def ours(docs: int) -> dict:
             "pack_seconds": t2 - t1, "tokens_per_s": tokens / (t2 - t0), "peak_rss_mb": peak_rss_mb()}
 
 
+def hf(docs: int) -> dict:
+    """Tokens/s per core with a tokenizer.json: the library's `encode_batch` on every core (its own pool, the
+    documents in memory) against our tokenize stage (one task per core, read + encode + write), same documents."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from slimpajama.pipelines import init_ray
+    from slimpajama.pipelines.tokens import run_tokenize
+
+    corpus = sample_corpus(docs)
+    texts = [t for f in discover(corpus) for b in read_documents(f, raise_on_bad) for t in b.column("text").to_pylist()]
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.train_from_iterator(texts[:5000], trainers.BpeTrainer(
+            vocab_size=32_000, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        path = os.path.join(tmp, "bench-bpe", "tokenizer.json")
+        os.makedirs(os.path.dirname(path))
+        tok.save(path)
+        tok = Tokenizer.from_file(path)
+        bare_s = float("inf")
+        for _ in range(3):  # before ours: loading ours turns the library's pool off in this process
+            t0 = time.perf_counter()
+            ids = tok.encode_batch(texts, add_special_tokens=False)
+            bare_s = min(bare_s, time.perf_counter() - t0)
+        tokens = sum(len(e.ids) for e in ids) + len(ids)
+        del ids
+        init_ray(workers=CORES)
+        run_tokenize(sample_corpus(400), os.path.join(tmp, "warmup"), path, workers=CORES, progress=False)
+        ours_s = float("inf")
+        for rep in range(2):
+            t0 = time.perf_counter()
+            rep_ = run_tokenize(corpus, os.path.join(tmp, f"tokens{rep}"), path, workers=CORES, progress=False)
+            ours_s = min(ours_s, time.perf_counter() - t0)
+        ours_tokens = sum(m["extra"]["tokens"] for m in rep_.markers)
+    assert ours_tokens == tokens, (ours_tokens, tokens)
+    return {"tokens": tokens, "cores": CORES, "bare_encode_batch_tokens_per_s_per_core": round(tokens / bare_s / CORES),
+            "tokenize_tokens_per_s_per_core": round(tokens / ours_s / CORES),
+            "ratio_vs_encode_batch": round(bare_s / ours_s, 3), "peak_rss_mb": peak_rss_mb()}
+
+
 def reader_bench(seq: int = 2048, rows: int = 20_000, reads: int = 200_000) -> dict:
     """The same rows behind both; random row reads touching every token (a sum), best of 3."""
     from slimpajama.io.writers import sha256_file
@@ -113,7 +156,11 @@ def main():
     ap.add_argument("--method", choices=["bare", "ours"])
     ap.add_argument("--docs", type=int, default=20_000)
     ap.add_argument("--reader", action="store_true")
+    ap.add_argument("--hf", action="store_true")
     args = ap.parse_args()
+    if args.hf:
+        print(json.dumps(hf(args.docs)))
+        return
     print(json.dumps(reader_bench() if args.reader else (bare if args.method == "bare" else ours)(args.docs)))
 
 

@@ -63,7 +63,8 @@ def bench_tokens(docs: int) -> dict:
             "tokenize_pack_tokens_per_s": round(ours["tokens_per_s"]),
             "ratio_vs_bare_tiktoken": round(ours["tokens_per_s"] / bare["tokens_per_s"], 3),
             "tokenize_seconds": round(ours["tokenize_seconds"], 2), "pack_seconds": round(ours["pack_seconds"], 2),
-            "reader_random_access": run("bench_tokens.py", "--reader")}
+            "reader_random_access": run("bench_tokens.py", "--reader"),
+            "tokenizer_json": run("bench_tokens.py", "--hf", "--docs", str(docs))}
 
 
 def bench_dedup_peers(mb: float) -> dict:

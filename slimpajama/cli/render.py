@@ -117,6 +117,10 @@ def print_stats(st: dict, console=None) -> None:
                       pct(v["padding_fraction"]), "-" if v["docs_per_row"] is None else f"{v['docs_per_row']:.2f}",
                       pct(v["docs_cut_fraction"]))
         console.print(t)
+        for tok in {json.dumps(v["tokenizer"], sort_keys=True) for v in st["shards"].values()}:
+            tok = json.loads(tok)
+            console.print(literal(f"tokenizer: {tok['name']} ({tok['kind']}, vocab {count(tok['vocab_size'] or 0)}, "
+                                  f"{tok['dtype']})"))
         bad = {name: v["error"] for name, v in st["shards"].items() if not v["checksums_ok"]}
         console.print(literal("checksums: " + ("; ".join(f"{n} FAILED: {e}" for n, e in bad.items()) if bad
                                                else f"all {len(st['shards'])} splits ok")))

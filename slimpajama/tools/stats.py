@@ -207,7 +207,9 @@ def shard_stats(split_dir: str) -> dict:
             "packing": index["packing"], "range": index["range"], "padding_fraction": index["padding_fraction"],
             "docs": index["docs"], "docs_per_row": docs_per_row, "docs_cut": index["docs_cut"],
             "docs_cut_fraction": index["docs_cut_fraction"], "tokens_per_source": index["tokens_per_source"],
-            "padding_per_row": padding_hist, "checksums_ok": ok, "error": error}
+            "padding_per_row": padding_hist, "checksums_ok": ok, "error": error,
+            "tokenizer": {"name": index.get("encoding"), "kind": (index.get("tokenizer") or {}).get("kind", "tiktoken"),
+                          "vocab_size": index.get("vocab_size"), "dtype": index.get("dtype")}}
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
