@@ -228,3 +228,22 @@ def test_a_users_tokenizer_mistakes_are_one_line(cache, texts, tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], \
             (flags, r.stderr)
+
+
+def test_mosaicml_and_litdata_read_the_uint32_exports_id_for_id(wide_cache, tmp_path):
+    from test_peers import peer
+
+    cache = wide_cache / "tokens" / "wide"
+    train = cache_stream_u32(cache)
+    run_export(str(cache), str(tmp_path / "mds" / "train"), fmt="mds", chunk_bytes=200_000)
+    peer(tmp_path, "mds", tmp_path / "mds" / "train", tmp_path / "mds.npz")
+    got = np.load(tmp_path / "mds.npz")
+    assert str(got["dtype"]) == "int32" and got["tokens"].tolist() == train.tolist()
+    block = 65
+    run_export(str(cache), str(tmp_path / "lit" / "train"), fmt="litdata", chunk_bytes=10 << 20)
+    peer(tmp_path, "litdata", tmp_path / "lit" / "train", block, tmp_path / "lit.npz")
+    got = np.load(tmp_path / "lit.npz")
+    index = json.loads((tmp_path / "lit" / "train" / "index.json").read_text())
+    assert len(index["chunks"]) == 1 and str(got["dtype"]) == "int32"
+    n = len(train) // block
+    assert got["blocks"].reshape(-1).tolist() == train[: n * block].tolist() and train.max() >= 1 << 16
