@@ -56,7 +56,8 @@ class TokenizeStage(Stage):
         into the cache, where every worker reads it)."""
         enc = get_encoding(self.encoding, eos=self.eos, bos=self.bos)
         if isinstance(enc, ModelTokenizer):
-            copy = storage.join(cache_dir, MODEL_DIR, enc.filename)
+            copy = storage.join(cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir), MODEL_DIR,
+                                enc.filename)  # absolute: a worker's directory need not be the driver's
             if storage.stat(copy) is None or sha256_file(copy) != enc.sha256:
                 write_bytes_atomic(copy, enc.data)
             self.model = {"kind": enc.kind, "name": enc.name, "filename": enc.filename, "file": copy,

@@ -247,3 +247,17 @@ def test_mosaicml_and_litdata_read_the_uint32_exports_id_for_id(wide_cache, tmp_
     assert len(index["chunks"]) == 1 and str(got["dtype"]) == "int32"
     n = len(train) // block
     assert got["blocks"].reshape(-1).tolist() == train[: n * block].tolist() and train.max() >= 1 << 16
+
+
+def test_ray_workers_load_the_caches_copy_and_write_the_inline_bytes(hf_cache, cache, tmp_path, monkeypatch,
+                                                                     ray_session):
+    monkeypatch.setenv("SLIMPAJAMA_INLINE_BYTES", "0")  # every task a Ray task
+    monkeypatch.chdir(tmp_path)  # a relative tokenizer path: the workers (started elsewhere) read the cache's copy
+    import shutil
+
+    shutil.copytree(hf_cache / "Tiny-BPE", tmp_path / "Tiny-BPE")
+    report = run_tokenize(str(cache / "release"), str(tmp_path / "tokens"), "Tiny-BPE", workers=2, progress=False)
+    assert report.shards > 1
+    inline = hf_cache / "tokens" / "Tiny-BPE"
+    for f in sorted(inline.glob("**/*.tokens.bin")):
+        assert (tmp_path / "tokens" / "Tiny-BPE" / f.relative_to(inline)).read_bytes() == f.read_bytes()

@@ -77,7 +77,7 @@ CHAR_KEYS = ["histogram", "max", "mean", "p10", "p50", "p90", "p99", "quantiles_
 PIPELINE_ROW_KEYS = ["bad_input", "byte_duplication_rate", "byte_share", "bytes_in", "decontaminated", "docs_in",
                      "duplicate", "kept_bytes", "kept_docs", "sampled_out", "short", "token_share", "tokens"]
 SHARD_KEYS = ["checksums_ok", "docs", "docs_cut", "docs_cut_fraction", "docs_per_row", "error", "packing",
-              "padding_fraction", "padding_per_row", "range", "rows", "seq_len", "tokens", "tokens_per_source"]
+              "padding_fraction", "padding_per_row", "range", "rows", "seq_len", "tokenizer", "tokens", "tokens_per_source"]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +105,8 @@ def test_json_keys_are_stable_and_plots_are_images(data_root, tmp_path):
     assert sorted(src) == SOURCE_KEYS and sorted(src["chars"]) == CHAR_KEYS
     assert sorted(next(iter(st["pipeline"]["sources"].values()))) == PIPELINE_ROW_KEYS
     assert sorted(st["shards"]["seq512/train"]) == SHARD_KEYS and st["shards"]["seq512/train"]["checksums_ok"]
+    assert st["shards"]["seq512/train"]["tokenizer"] == {"name": "gpt2", "kind": "tiktoken", "vocab_size": 50257,
+                                                         "dtype": "uint16"}
     assert st["pipeline"]["stages"] == ["dedup", "normalize", "release"]
     assert st["clusters"]["duplicates"] == sum(r["duplicate"] for r in st["pipeline"]["sources"].values())
     funnel = {step["stage"]: step["sources"] for step in st["pipeline"]["funnel"]}

@@ -117,7 +117,8 @@ def print_stats(st: dict, console=None) -> None:
                       pct(v["padding_fraction"]), "-" if v["docs_per_row"] is None else f"{v['docs_per_row']:.2f}",
                       pct(v["docs_cut_fraction"]))
         console.print(t)
-        for tok in {json.dumps(v["tokenizer"], sort_keys=True) for v in st["shards"].values()}:
+        for tok in sorted({json.dumps(v["tokenizer"], sort_keys=True) for v in st["shards"].values()
+                           if v.get("tokenizer")}):
             tok = json.loads(tok)
             console.print(literal(f"tokenizer: {tok['name']} ({tok['kind']}, vocab {count(tok['vocab_size'] or 0)}, "
                                   f"{tok['dtype']})"))
