@@ -1,4 +1,6 @@
-"""tiktoken encodings, obtained and verified offline (installed as `slimpajama.tokenize.encodings`).
+"""Which tokenizer a spec names (`get_encoding`, the one place that recognizes one): tiktoken encodings, obtained
+and verified offline, or a model's tokenizer.json / tokenizer.model (modelfiles.py). Installed as
+`slimpajama.tokenize.encodings`.
 
 `tokenize/` is a namespace package on purpose: a regular package named `tokenize` at the repository root would
 shadow the standard library's `tokenize` module (see docs/DESIGN.md, "Layout").
