@@ -33,12 +33,12 @@ from slimpajama.packers.pack import (
     in_range,
     row_order,
 )
-from slimpajama.tokenize.encodings import encoding_name
+from slimpajama.tokenize.encodings import encoding_name, get_encoding
 
 from .markers import STATE_DIR, output_file
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
-from .tokens import DOCS_SCHEMA, MODEL_DIR, cache_files, cache_tokenizer, split_of_key, token_cache
+from .tokens import DOCS_SCHEMA, cache_files, cache_tokenizer_file, split_of_key, token_cache
 
 BATCH_ROWS = 1024  # rows per record batch in packed files; files hold a multiple of it
 PLAN_DIR = "_plan"  # <shards>/_plan: each split's row plan, what the pack tasks share
@@ -216,10 +216,12 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     fp = manifest["fingerprint"]
     if not manifest["files"]:
         raise SlimPajamaError(f"the token cache at {cache_dir} is empty")
-    enc = cache_tokenizer(cache_dir, fp)
+    # a model tokenizer's cache holds its vocabulary size and its file; a tiktoken one names its encoding
+    model_file = cache_tokenizer_file(cache_dir, fp) if "tokenizer" in fp else None
+    vocab = fp["vocab_size"] if model_file is not None else get_encoding(fp["encoding"]).n_vocab
     # the encoding as every command names it (gpt2, not tiktoken's r50k_base, which the cache's fingerprint holds)
-    cache = {"encoding": enc.name if "tokenizer" in fp else encoding_name(fp["encoding"]), "dtype": fp["dtype"],
-             "eos": fp["eos"], "vocab_size": enc.n_vocab, "tokenizer": tokenizer_record(fp)}
+    cache = {"encoding": fp["encoding"] if model_file is not None else encoding_name(fp["encoding"]),
+             "dtype": fp["dtype"], "eos": fp["eos"], "vocab_size": vocab, "tokenizer": tokenizer_record(fp)}
     plan_tasks = []
     for split in SPLITS:
         files = {kind: tuple(output_file(cache_dir, k + suffix, records[k + suffix])
@@ -255,9 +257,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     splits = {}
     for t, m in zip(plan_tasks, plans.markers, strict=True):
         parts = [pm["extra"] for pt, pm in zip(tasks, report.markers, strict=True) if pt.params["split"] == t.key]
-        if "tokenizer" in fp:  # the split carries its tokenizer: `verify` and trainers decode without the cache
-            write_bytes_atomic(storage.join(out, t.key, cache["tokenizer"]["file"]),
-                               storage.read_bytes(storage.join(cache_dir, MODEL_DIR, fp["file"])))
+        if model_file is not None:  # the split carries its tokenizer: `verify` and trainers decode without the cache
+            write_bytes_atomic(storage.join(out, t.key, cache["tokenizer"]["file"]), model_file)
         splits[t.key] = _write_index(out, t.key, cache, stage, m["extra"], parts, t.params["fingerprint"])
     report.extra = {"splits": splits, "rows": {s: v["rows"] for s, v in splits.items()}}
     report.seconds += plans.seconds

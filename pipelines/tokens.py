@@ -122,11 +122,8 @@ def run_tokenize(inputs, out_root: str, encoding: str = defaults.ENCODING, *, th
                          task_bytes=task_bytes, workers=workers, ray_address=ray_address, progress=progress)
 
 
-def cache_tokenizer(cache_dir: str, fingerprint: dict):
-    """The tokenizer a token cache was made with (its fingerprint): a model tokenizer from the cache's copy
-    (checked against the fingerprint's SHA-256), else the tiktoken encoding by name."""
-    if "tokenizer" not in fingerprint:
-        return get_encoding(fingerprint["encoding"])
+def cache_tokenizer_file(cache_dir: str, fingerprint: dict) -> bytes:
+    """A model-tokenizer cache's copy of its tokenizer file, checked against the fingerprint's SHA-256."""
     copy = storage.join(cache_dir, MODEL_DIR, fingerprint["file"])
     try:
         data = storage.read_bytes(copy)
@@ -136,8 +133,7 @@ def cache_tokenizer(cache_dir: str, fingerprint: dict):
     if hashlib.sha256(data).hexdigest() != fingerprint["sha256"]:
         raise SlimPajamaError(f"{copy} is not the tokenizer the cache was made with (SHA-256 differs): rerun "
                               "slimpajama tokenize")
-    return from_bytes(fingerprint["tokenizer"], fingerprint["encoding"], fingerprint["file"], data,
-                      fingerprint["eos_token"], fingerprint["bos_token"])
+    return data
 
 
 def token_cache(path: str, encoding: str | None = None, command: str = "shards") -> str:

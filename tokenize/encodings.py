@@ -170,7 +170,7 @@ def get_encoding(spec: str = defaults.ENCODING, fetch: bool = True, *, eos: str 
     name, or a .tiktoken path), or a model's tokenizer.json / tokenizer.model (a file or a folder holding one:
     a `modelfiles.ModelTokenizer`). `eos` (a token) and `bos` (None: none; "": the tokenizer's own; a token)
     apply to a model's tokenizer only."""
-    located = None if spec.endswith(".tiktoken") else modelfiles.locate(spec)
+    located = modelfiles.locate(spec)
     if located is not None:
         st = os.stat(located[0])  # a file rewritten in place is loaded again
         key = (os.path.abspath(located[0]), st.st_mtime_ns, st.st_size, eos, bos)
@@ -197,7 +197,7 @@ def encoding_name(spec: str) -> str:
     """The directory name of an encoding's (or a model tokenizer's) token cache."""
     if spec in GPT2_ALIASES:
         return "gpt2"
-    located = None if spec.endswith(".tiktoken") else modelfiles.locate(spec)
+    located = modelfiles.locate(spec)
     if located is not None:
         return modelfiles.cache_name(located[0])
     return Path(spec).name.removesuffix(".tiktoken") if os.path.isfile(spec) else spec

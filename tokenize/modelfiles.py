@@ -35,7 +35,9 @@ SPM_HINT = ("pip install sentencepiece (or slimpajama[spm]), or convert it to a 
 
 def locate(spec: str) -> tuple[str, str] | None:
     """(file, kind) when `spec` names a tokenizer file or a folder holding one; None when it names no path (a
-    tiktoken encoding). kind: "hf" or "sentencepiece"."""
+    tiktoken encoding or a .tiktoken file). kind: "hf" or "sentencepiece"."""
+    if spec.endswith(".tiktoken"):
+        return None
     if os.path.isdir(spec):
         for name, kind in ((HF_FILE, "hf"), (SPM_FILE, "sentencepiece")):
             if os.path.isfile(os.path.join(spec, name)):
@@ -43,8 +45,6 @@ def locate(spec: str) -> tuple[str, str] | None:
         raise SlimPajamaError(f"{spec} is a folder without a {HF_FILE} or {SPM_FILE}: give the tokenizer file "
                               "or the model folder that holds it")
     if os.path.isfile(spec):
-        if spec.endswith(".tiktoken"):
-            return None
         with open(spec, "rb") as f:
             head = f.read(64).lstrip()
         return spec, ("hf" if head.startswith(b"{") else "sentencepiece")
@@ -194,6 +194,9 @@ class ModelTokenizer:
                 "eos_token": self.eos, "bos": self.bos_token, "bos_token": self.bos, "vocab_size": self.n_vocab}
 
 
+_LOADED: dict = {}  # by (SHA-256, name, file name, EOS text, BOS text): each loaded once per process
+
+
 def load(file: str, kind: str, eos: str | None = None, bos: str | None = None) -> ModelTokenizer:
     """The tokenizer in `file` (see `locate`). `bos`: None for no BOS, "" for the tokenizer's own, else a token."""
     # TOKENIZERS_PARALLELISM: the library's pool would take every core in every task; the threads are ours
@@ -201,17 +204,23 @@ def load(file: str, kind: str, eos: str | None = None, bos: str | None = None) -
     with open(file, "rb") as f:
         data = f.read()
     named = _special_names(file) if kind == "hf" else {}
-    return ModelTokenizer(kind, cache_name(file), os.path.basename(file), data, eos=eos or named.get("eos_token"),
-                          bos=None if bos is None else (bos or named.get("bos_token") or ""))
-
-
-_LOADED: dict = {}
+    return _remember(ModelTokenizer(kind, cache_name(file), os.path.basename(file), data,
+                                    eos=eos or named.get("eos_token"),
+                                    bos=None if bos is None else (bos or named.get("bos_token") or "")))
 
 
 def from_bytes(kind: str, name: str, filename: str, data: bytes, eos: str | None, bos: str | None) -> ModelTokenizer:
     """A worker's tokenizer, from the cache's copy (loaded once per process)."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    key = (hashlib.sha256(data).hexdigest(), eos, bos)
+    key = (hashlib.sha256(data).hexdigest(), name, filename, eos, bos)
     if key not in _LOADED:
-        _LOADED[key] = ModelTokenizer(kind, name, filename, data, eos=eos, bos=bos)
+        _remember(ModelTokenizer(kind, name, filename, data, eos=eos, bos=bos), key)
     return _LOADED[key]
+
+
+def _remember(tok: ModelTokenizer, key: tuple | None = None) -> ModelTokenizer:
+    # also under its resolved EOS / BOS texts: what a worker (or the driver's fingerprint) asks for by them
+    _LOADED[(tok.sha256, tok.name, tok.filename, tok.eos, tok.bos)] = tok
+    if key is not None:
+        _LOADED[key] = tok
+    return tok
