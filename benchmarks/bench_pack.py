@@ -73,7 +73,8 @@ def main():
         result[key] = round(min(result.get(key, 1e9), time.perf_counter() - t), 2)
         result["pack_tasks"] = len(report.markers)
         result[f"task_seconds_{workers}_worker"] = [m["seconds"] for m in report.markers]
-        result["plan_seconds"] = json.load(open(os.path.join(out, "_plan", "_state", "train.json")))["seconds"]
+        marker = json.load(open(os.path.join(out, "_plan", "_state", "train.json")))
+        result["plan_seconds"], result["plan_docs"] = marker["seconds"], marker["extra"]["docs"]
         digests[workers] = {rel: sha256_file(os.path.join(out, "train", rel)) for rel in
                             sorted(os.listdir(os.path.join(out, "train")))}
         shutil.rmtree(out)

@@ -18,12 +18,16 @@ def debug() -> bool:
     return os.environ.get("SLIMPAJAMA_DEBUG", "") not in ("", "0")
 
 
-def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
+MEMORY_HINT = "run with fewer --workers (or smaller --batch-rows/--bucket-bytes/--partition-bytes)"
+
+
+def fail_cleanly(fn=None, *, kept: str | None = "completed shards are kept", memory: str = MEMORY_HINT):
     """Run a command: interrupts, the user's mistakes, the machine's limits and bugs each give one line; an
     embedded Ray this command started is shut down whatever happens. `kept`: what an interrupt leaves, for the
-    interrupt's message (`@fail_cleanly(kept=...)`)."""
+    interrupt's message (None: a command that writes nothing, so there is nothing to resume); `memory`: what to do
+    when the machine runs out of memory, in the command's own options."""
     if fn is None:
-        return functools.partial(fail_cleanly, kept=kept)
+        return functools.partial(fail_cleanly, kept=kept, memory=memory)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -58,7 +62,8 @@ def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
                 if not ray_was_up:
                     shutdown_ray()
                 signame = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-                click.echo(f"error: interrupted ({signame}); {kept}: rerun the same command to resume", err=True)
+                resume = f"; {kept}: rerun the same command to resume" if kept else ""
+                click.echo(f"error: interrupted ({signame}){resume}", err=True)
             sys.exit(143 if isinstance(e, Terminated) else 130)
         except SlimPajamaError as e:
             click.echo(f"error: {e}", err=True)
@@ -68,8 +73,7 @@ def fail_cleanly(fn=None, *, kept: str = "completed shards are kept"):
             click.echo(f"error: {e.strerror or e}{where}", err=True)
             sys.exit(1)
         except MemoryError:
-            click.echo("error: out of memory: run with fewer --workers (or smaller --batch-rows/--bucket-bytes/"
-                       "--partition-bytes)", err=True)
+            click.echo(f"error: out of memory: {memory}", err=True)
             sys.exit(1)
         except Exception as e:  # a bug, not the user's doing: one line, the traceback on request
             if debug():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
@@ -27,11 +28,12 @@ from slimpajama.core import defaults
               help="Packed layouts (--seq runs of shards): BTLM's 2k + 8k is 2.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (per stage and in total: core_hours, "
               "longest_task and wall in seconds; the rates it used).")
-@fail_cleanly
+@fail_cleanly(kept=None, memory="the plan's memory does not grow with the corpus: report this with the listing")
 def plan(raw, cores, calibrate, rates_file, task_bytes, bucket_bytes, docs_per_file, layouts, as_json):
-    """Estimate the whole run on RAW (a corpus folder, an object-store prefix, or a listing file of '<size>
-    <path>' lines such as `aws s3 ls --recursive` prints) at --cores: per stage the text in, the tasks, core-hours,
-    the longest task, the wall time, peak memory per task; disk and the components node's memory."""
+    """Estimate the whole run on RAW (a corpus folder, an object-store prefix, or a listing file: '<size> <path>'
+    lines as `find -printf '%s %p\\n'` prints, or what `aws s3 ls --recursive`, `gsutil ls -l` or `ls -l` print) at
+    --cores: per stage the text in, the tasks, core-hours, the longest task, the wall time, peak memory per task;
+    disk, the components node's memory, and where each rate came from."""
     from slimpajama.errors import SlimPajamaError
     from slimpajama.tools import plan as planner
 
@@ -61,7 +63,8 @@ def _print(result: dict) -> None:
     def hours(secs: float) -> str:
         return f"{secs:.0f} s" if secs < 120 else f"{secs / 60:.1f} min" if secs < 7200 else f"{secs / 3600:.1f} h"
 
-    t = table(f"plan: {count(result['files'])} files, {size(result['text_bytes'])} of text, "
+    files = result["files"]
+    t = table(f"plan: {count(files)} file{'s' if files != 1 else ''}, {size(result['text_bytes'])} of text, "
               f"{result['cores']} cores", ["stage", "text in", "tasks", "core-\nhours", "longest\ntask", "wall",
                                           "peak RSS\nper task"], names=list(result["stages"]))
     for name, s in result["stages"].items():
@@ -73,10 +76,20 @@ def _print(result: dict) -> None:
     console = Console()
     console.print(t)
     d = result["disk"]
+    memory = result["components_node_memory"]
+    # below 1 GB any node holds it; a figure in kB would read as a node that small
+    node = f"a node with ~{size(memory)} of RAM" if memory >= 1e9 else "under 1 GB of RAM, any node"
     click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}\n"
-               f"components: one task, a node with ~{size(result['components_node_memory'])} of RAM\n"
+               f"components: one task, {node}\n"
                f"disk: signatures {size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, "
                f"packed shards {size(d['packed_shards'])}")
-
+    rates = result["rates"]
+    by_source: dict[str, list[str]] = {}
+    for stage in result["stages"]:
+        by_source.setdefault(rates.get("sources", {}).get(stage, "unknown"), []).append(stage)
+    where = f"from {rates['from']}" if rates.get("from") else "measured on this node"
+    lines = [f"rates {where}:"] + [textwrap.fill(f"{', '.join(stages)}: {how}", 80, initial_indent="  ",
+                                                 subsequent_indent="    ") for how, stages in by_source.items()]
+    click.echo("\n".join(lines))
 
 command = plan

@@ -13,6 +13,7 @@ less than its longest task; the stages run one after another.
 from __future__ import annotations
 
 import heapq
+import io
 import json
 import logging
 import math
@@ -35,6 +36,10 @@ MINHASH_BYTES_PER_DOC = 584  # signatures 512 + band keys 72 (deletable after a 
 # text bytes per byte of a file, where no file of the kind was read whole: RedPajama's plain JSON lines (the text
 # and a small meta) and its Common Crawl .jsonl.zst (about 5 GB of text per 1.4 GB file)
 TEXT_PER_FILE_BYTE = {"plain": 0.95, "compressed": 3.6, "parquet": 3.5}
+# documents per second per core of the per-document stages where no run big enough to time them is at hand
+# (README: components 3.3 s at 1e8 documents; the concat plan of 8 GB of tokens, 2.4M documents, in 0.25-0.28 s)
+DOCS_PER_S = {"components": 30_000_000, "pack-plan": 9_000_000}
+BUILT_IN = "built in (make bench on the 2-core reference machine)"
 
 
 @dataclass(frozen=True)
@@ -48,22 +53,48 @@ def is_listing(path: str) -> bool:
         (".jsonl", ".json", ".parquet", ".zst", ".zstd", ".gz", ".bz2", ".xz"))
 
 
+# The listing shapes accepted, each matched whole: a line of any other shape is an error (a size is never guessed
+# from digits somewhere in a line). Each gives (size, path); the most specific first.
+LISTING_LINE = [re.compile(p) for p in (
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\s+(?P<size>\d+)\s+(?P<path>\S.*?)$",  # aws s3 ls --recursive
+    r"^(?P<size>\d+)\s+\d{4}-\d{2}-\d{2}T[\d:.]+Z\s+(?P<path>\S.*?)$",  # gsutil ls -l
+    r"^-[-rwxsStT]{9}[.+@]?\s+\d+\s+\S+\s+\S+\s+(?P<size>\d+)\s+\w{3}\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s+"
+    r"(?P<path>\S.*?)$",  # ls -l (a plain file)
+    # find -printf '%s %p\n', or du -ab (not a human-readable size: `12 KiB a.jsonl` is no path "KiB a.jsonl")
+    r"^(?P<size>\d+)\s+(?!(?:[kKMGTPE]i?B|B|bytes?)\s)(?P<path>\S.*?)$",
+)]
+# lines that list no file: aws's folders and --summarize totals, gsutil's TOTAL, ls -l's total and its folders
+LISTING_SKIP = re.compile(r"^(PRE \S.*|Total (Objects|Size): .*|TOTAL: .*|total \d+|[dlcbps][-rwxsStT]{9}.*)$")
+LISTING_SHAPES = ("'<size> <path>' (find -printf '%s %p\\n'), `aws s3 ls --recursive`, `gsutil ls -l` or `ls -l`")
+
+
+def parse_listing_line(line: str) -> tuple[int, str] | None:
+    """(size, path) of one listing line; None for a line that lists no file; SlimPajamaError for any other."""
+    text = line.strip()
+    if not text or text.startswith("#") or LISTING_SKIP.match(text):
+        return None
+    for shape in LISTING_LINE:
+        m = shape.match(text)
+        if m:
+            return int(m.group("size")), m.group("path")
+    raise SlimPajamaError(f"not a listing line: {text[:80]!r}; each line must be {LISTING_SHAPES}, the size a "
+                          "non-negative whole number of bytes")
+
+
 def list_corpus(path: str) -> Corpus:
-    """The corpus files under a folder or prefix, or those a listing file names: lines ending in `<size> <path>`
-    (`aws s3 ls --recursive`, `du -ab` swapped, or `find -printf '%s %p\\n'`)."""
+    """The corpus files under a folder or prefix, or those a listing file names (`LISTING_LINE`'s shapes)."""
     from slimpajama.io.discover import discover, is_corpus_file
 
     if is_listing(path):
         files = []
-        with storage.open_input(path) as f:
-            for no, line in enumerate(f.read().decode("utf-8", "replace").splitlines(), 1):
-                m = re.search(r"(\d+)\s+(\S+)\s*$", line)
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                if not m:
-                    raise SlimPajamaError(f"{path}, line {no}: not '<size> <path>': {line.strip()[:80]!r}")
-                if is_corpus_file(m.group(2)):
-                    files.append((m.group(2), int(m.group(1))))
+        with storage.open_input(path) as raw_file:
+            for no, line in enumerate(io.TextIOWrapper(io.BufferedReader(raw_file), "utf-8", "replace"), 1):
+                try:
+                    entry = parse_listing_line(line)
+                except SlimPajamaError as e:
+                    raise SlimPajamaError(f"{path}, line {no}: {e}") from None
+                if entry and is_corpus_file(entry[1]):
+                    files.append((entry[1], entry[0]))
         if not files:
             raise SlimPajamaError(f"{path} lists no corpus file (.jsonl/.json[.zst|.gz|...], .parquet)")
         return Corpus(files)
@@ -143,6 +174,55 @@ def calibrate(path: str, slice_bytes: int) -> dict:
         rates["driver_seconds_per_stage"] = round(max(0.0, wall - task_seconds) / len(STAGES), 3)
         rates["text_per_file_byte"] = {**TEXT_PER_FILE_BYTE, **{k: round(sorted(v)[len(v) // 2], 3)
                                                                 for k, v in ratios.items()}}
+        rates["docs_per_s"] = time_document_stages(rates["bytes_per_doc"] / rates["bytes_per_token"], tmp)
+    mb = rates["calibration"]["text_bytes"] / 1e6
+    rates["sources"] = {**{s: f"a calibration slice of {mb:.1f} MB" for s in STAGES},
+                        **{s: f"timed on {CALIBRATION_DOCS / 1e6:g}M generated documents" for s in rates["docs_per_s"]}}
+    return rates
+
+
+CALIBRATION_DOCS = 10_000_000
+
+
+def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATION_DOCS) -> dict:
+    """Documents per second of the two stages whose work is per document, not per byte: components (the
+    union-find) over `docs` documents with 5% copies in every band, and a split's concat pack plan over `docs`
+    documents' lengths. A calibration slice holds too few documents to time them (sub-millisecond runs, mostly
+    fixed cost), so each runs its real stage on generated input of that size."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from slimpajama.io.discover import InputFile
+    from slimpajama.pipelines.dedup import ComponentsStage
+    from slimpajama.pipelines.pack import PlanStage
+    from slimpajama.pipelines.stage import ShardTask
+
+    rng = np.random.default_rng(0)
+    copies = np.flatnonzero(rng.random(docs) < 0.05).astype(np.uint32)
+    edges = np.stack([rng.integers(0, docs, len(copies)).astype(np.uint32), copies], axis=1)
+    edge_files = []
+    for band in range(defaults.BANDS):
+        path = os.path.join(tmp, f"edges-{band}.npy")
+        np.save(path, edges)
+        edge_files.append(InputFile(path, os.path.basename(path), os.path.getsize(path)))
+    lens = rng.lognormal(np.log(max(tokens_per_doc, 2.0)) - 0.5, 1.0, docs).astype(np.int32).clip(1, None)
+    doc_path = os.path.join(tmp, "lengths.docs.parquet")
+    pq.write_table(pa.table({"source": pa.array(["c4", "cc", "wiki", "book"] * (docs // 4) + ["c4"] * (docs % 4)),
+                             "tokens": lens}), doc_path)
+    doc_file = InputFile(doc_path, "train/lengths.docs.parquet", os.path.getsize(doc_path))
+    runs = {"components": lambda out: ComponentsStage().run_shard(ShardTask("c", tuple(edge_files), {"docs": docs}),
+                                                                  out),
+            "pack-plan": lambda out: PlanStage(2048, "concat", defaults.PACK_RANGE, 0).run_shard(
+                ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": (doc_file,)}), out)}
+    rates = {}
+    for stage, run in runs.items():
+        for attempt in range(2):  # the faster of two: the first pays the compiled kernels' loading
+            out = os.path.join(tmp, f"timed-{stage}-{attempt}")
+            os.makedirs(out)
+            t = time.perf_counter()
+            run(out)
+            rates[stage] = max(rates.get(stage, 0), round(docs / max(time.perf_counter() - t, 1e-6)))
     return rates
 
 
@@ -189,19 +269,35 @@ def read_rates(path: str) -> dict:
         raise SlimPajamaError(f"--rates {path}: no such file") from None
     except ValueError as e:
         raise SlimPajamaError(f"--rates {path}: not JSON ({e})") from None
-    if isinstance(data.get("rates"), dict):
-        return data["rates"]
+    if isinstance(data.get("rates"), dict):  # an earlier plan's: each rate keeps where that plan took it from
+        rates = data["rates"]
+        before = rates.get("sources", {})
+        rates["sources"] = {s: before.get(s) or (BUILT_IN if s in DOCS_PER_S and s not in rates.get("docs_per_s", {})
+                                                 else "an earlier plan") for s in STAGES}
+        rates["from"] = path
+        return rates
     e2e = (data.get("end_to_end") or {}).get("real_text") or data.get("end_to_end")
     if not e2e or "stages" not in e2e:
         raise SlimPajamaError(f"--rates {path}: neither a `plan --json` output nor make bench's results.json")
     st = e2e["stages"]
-    rate = {s: st.get(s, st.get("pack", {})).get("mb_per_s_per_core", 0) for s in STAGES}
+    rate = {s: st.get(s, {}).get("mb_per_s_per_core", 0) for s in STAGES}
+    sources = {s: "make bench's end-to-end run" for s in STAGES}
+    docs_per_s = {}
+    # the per-document stages from make bench's runs big enough to time, not from the end-to-end's milliseconds
     pack = data.get("pack_parallel") or {}
-    if pack.get("plan_seconds"):  # the pack plan measured on gigabytes of tokens, not on a slice's milliseconds
-        tokens = pack["gb_tokens"] * 1e9 / 2  # uint16
-        rate["pack-plan"] = round(tokens * e2e["bytes_per_token"] / 1e6 / pack["plan_seconds"], 1)
-    return {"mb_per_s_per_core": rate, "peak_rss_mb": {s: st.get(s, {}).get("peak_rss_mb_per_task", 0)
-                                                       for s in STAGES},
+    if pack.get("plan_seconds") and pack.get("plan_docs"):
+        docs_per_s["pack-plan"] = round(pack["plan_docs"] / pack["plan_seconds"])
+        sources["pack-plan"] = f"make bench's pack_parallel ({pack['plan_docs'] / 1e6:.3g}M documents)"
+    lsh = (data.get("dedup") or {}).get("lsh_components_memory") or {}
+    if lsh.get("components_seconds") and lsh.get("docs"):
+        docs_per_s["components"] = round(lsh["docs"] / lsh["components_seconds"])
+        sources["components"] = f"make bench's components run ({lsh['docs'] / 1e6:.3g}M documents)"
+    for stage in ("components", "pack-plan"):
+        if stage not in docs_per_s:
+            docs_per_s[stage] = DOCS_PER_S[stage]
+            sources[stage] = BUILT_IN
+    return {"mb_per_s_per_core": rate, "docs_per_s": docs_per_s, "sources": sources, "from": path,
+            "peak_rss_mb": {s: st.get(s, {}).get("peak_rss_mb_per_task", 0) for s in STAGES},
             "keep_normalize": st["minhash"]["text_mb_in"] / st["normalize"]["text_mb_in"],
             "keep_dedup": st["release-scatter"]["text_mb_in"] / st["dedup"]["text_mb_in"],
             "bytes_per_doc": st["normalize"]["text_mb_in"] * 1e6 / max(e2e.get("docs", 1), 1),
@@ -220,61 +316,144 @@ class Settings:
     layouts: int = 1  # packed layouts (BTLM: 2k and 8k)
 
 
-def schedule(tasks: list[float], cores: int) -> float:
-    """The wall time of `tasks` (seconds each) on `cores`, longest first onto the least loaded core."""
+class Tasks:
+    """Tasks as (seconds or text bytes each, how many): a 100 PB file cut into 512 MB parts is one entry, not 2e8,
+    so the plan's time and memory do not grow with the corpus."""
+
+    def __init__(self, groups=()):
+        self.groups: dict[float, int] = {}
+        for size, n in groups:
+            self.add(size, n)
+
+    def add(self, size: float, n: int = 1) -> None:
+        if n > 0:
+            self.groups[size] = self.groups.get(size, 0) + n
+
+    def extend(self, other: Tasks) -> None:
+        for size, n in other.groups.items():
+            self.add(size, n)
+
+    @classmethod
+    def parts(cls, text: float, task_text: float) -> Tasks:
+        """`text` cut into equal parts of at most `task_text` (one part where `task_text` is 0)."""
+        n = max(1, math.ceil(text / task_text)) if task_text else 1
+        return cls([(text / n, n)])
+
+    def map(self, fn) -> Tasks:
+        """Each task replaced by the Tasks `fn(size)` gives."""
+        out = Tasks()
+        for size, n in self.groups.items():
+            for part, m in fn(size).groups.items():
+                out.add(part, m * n)
+        return out
+
+    def scaled(self, factor: float) -> Tasks:
+        return Tasks((size * factor, n) for size, n in self.groups.items())
+
+    def __len__(self) -> int:
+        return sum(self.groups.values())
+
+    def total(self) -> float:
+        return sum(size * n for size, n in self.groups.items())
+
+    def longest(self) -> float:
+        return max(self.groups, default=0.0)
+
+
+def schedule(tasks, cores: int) -> float:
+    """The wall time of `tasks` (Tasks of seconds, or a list of seconds) on `cores`, longest first onto the least
+    loaded core. A run of equal tasks longer than the cores is placed in bulk, exactly as one at a time would."""
+    if not isinstance(tasks, Tasks):
+        tasks = Tasks((t, 1) for t in tasks)
     loads = [0.0] * min(cores, max(len(tasks), 1))
-    for t in sorted(tasks, reverse=True):
-        heapq.heappush(loads, heapq.heappop(loads) + t)
+    for t, n in sorted(tasks.groups.items(), reverse=True):
+        if n <= len(loads):
+            for _ in range(n):
+                heapq.heappush(loads, heapq.heappop(loads) + t)
+        else:
+            loads = _fill(loads, t, n)
     return max(loads)
 
 
-def _parts(text: float, task_text: float) -> list[float]:
-    n = max(1, math.ceil(text / task_text)) if task_text else 1
-    return [text / n] * n
+def _fill(loads: list[float], t: float, n: int) -> list[float]:
+    """`n` tasks of `t` seconds each onto the least loaded core one at a time, at once: every task starts before
+    any core's next free moment that none took, so the level below which exactly the starts lie is found by
+    bisection, and what the level's ties leave over goes to the cores free soonest."""
+    import numpy as np
+
+    load = np.asarray(loads, dtype=np.float64)
+    if t <= 0:
+        return loads
+
+    def starts(level: float) -> np.ndarray:  # tasks each core starts before `level`
+        return np.clip(np.ceil((level - load) / t), 0, None)
+
+    lo, hi = float(load.min()), float(load.min()) + t * (n / len(load) + 1) + float(load.max() - load.min())
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if starts(mid).sum() <= n:
+            lo = mid
+        else:
+            hi = mid
+    taken = starts(lo)
+    left = min(max(n - int(taken.sum()), 0), len(load))  # (clipped: past 2**53 tasks a float count is not exact)
+    ends = load + taken * t
+    if left > 0:
+        ends[np.argsort(ends, kind="stable")[:left]] += t
+    result = ends.tolist()
+    heapq.heapify(result)
+    return result
 
 
 def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
     """Per stage: text in, tasks, core-hours, longest task, wall at `s.cores`; totals; disk and memory."""
     ratio = rates.get("text_per_file_byte", TEXT_PER_FILE_BYTE)
     tb = s.task_bytes
-    norm_tasks = []
+    norm_tasks = Tasks()  # text bytes each
     for rel, size in corpus.files:
         kind = _kind(rel)
         text = size * ratio.get(kind, TEXT_PER_FILE_BYTE[kind])
         splittable = kind != "compressed" and tb and size > tb
-        norm_tasks += _parts(text, tb * ratio.get(kind, 1.0)) if splittable else [text]
+        norm_tasks.extend(Tasks.parts(text, tb * ratio.get(kind, 1.0)) if splittable else Tasks([(text, 1)]))
     keep_n, keep_d = rates["keep_normalize"], rates["keep_dedup"]
-    shards = [t * keep_n for t in norm_tasks]  # one normalized shard per normalize task
-    dedup_tasks = [p for t in shards for p in _parts(t, tb)] if tb else shards
-    text_n, text_d = sum(shards), sum(shards) * keep_d
-    scatter_tasks = [t * keep_d for t in dedup_tasks]
+    shards = norm_tasks.scaled(keep_n)  # one normalized shard per normalize task
+    dedup_tasks = shards.map(lambda t: Tasks.parts(t, tb)) if tb else shards
+    text_n = shards.total()
+    text_d = text_n * keep_d
     buckets = max(1, math.ceil(text_d / s.bucket_bytes))
     file_text = s.docs_per_file * rates["bytes_per_doc"]
     tokens = text_d / rates["bytes_per_token"]
     token_bytes = tokens * 2
-    pack_tasks = _parts(text_d, tb / 2 * rates["bytes_per_token"]) if tb else [text_d]
+    pack_tasks = Tasks.parts(text_d, tb / 2 * rates["bytes_per_token"]) if tb else Tasks([(text_d, 1)])
     docs = text_n / rates["bytes_per_doc"]
-    bands = defaults.BANDS
-    lsh_parts = bands * max(1, 2 ** math.ceil(math.log2(max(1, docs * 48 / defaults.PARTITION_BYTES))))
-    tasks = {"normalize": norm_tasks, "minhash": dedup_tasks, "lsh": [text_n / lsh_parts] * lsh_parts,
-             "components": [text_n], "dedup": dedup_tasks, "release-scatter": scatter_tasks,
-             "release-shuffle": [text_d / buckets] * buckets, "tokenize": _parts(text_d, file_text),
-             "pack-plan": [text_d] * s.layouts, "pack": pack_tasks * s.layouts}
+    lsh_parts = defaults.BANDS * max(1, 2 ** math.ceil(math.log2(max(1, docs * 48 / defaults.PARTITION_BYTES))))
+    tasks = {"normalize": norm_tasks, "minhash": dedup_tasks, "lsh": Tasks([(text_n / lsh_parts, lsh_parts)]),
+             "components": Tasks([(text_n, 1)]), "dedup": dedup_tasks, "release-scatter": dedup_tasks.scaled(keep_d),
+             "release-shuffle": Tasks([(text_d / buckets, buckets)]), "tokenize": Tasks.parts(text_d, file_text),
+             "pack-plan": Tasks([(text_d, s.layouts)]), "pack": pack_tasks.map(lambda t: Tasks([(t, s.layouts)]))}
+    # components and the pack plan work per document (a union-find over all of them; every length read and the
+    # row order drawn): their rates are documents per second, from work big enough to time
+    docs_of = {"components": docs, "pack-plan": docs * keep_d}
     stages, total = {}, {"core_hours": 0.0, "wall": 0.0}
     for stage in STAGES:
-        rate = max(rates["mb_per_s_per_core"].get(stage, 0), 1e-6) * 1e6
-        secs = [t / rate for t in tasks[stage]]
+        if stage in docs_of:
+            rate = max(rates.get("docs_per_s", {}).get(stage, DOCS_PER_S[stage]), 1e-6)
+            secs = Tasks([(docs_of[stage] / rate, len(tasks[stage]))])
+        else:
+            secs = tasks[stage].scaled(1 / (max(rates["mb_per_s_per_core"].get(stage, 0), 1e-6) * 1e6))
         wall = schedule(secs, s.cores) + rates.get("driver_seconds_per_stage", 0.0)
-        stages[stage] = {"text_bytes_in": round(sum(tasks[stage]) / (s.layouts if stage.startswith("pack") else 1)),
-                         "tasks": len(secs), "core_hours": round(sum(secs) / 3600, 6),
-                         "longest_task": round(max(secs), 1), "wall": round(wall, 1),
+        stages[stage] = {"text_bytes_in": round(tasks[stage].total() / (s.layouts if stage.startswith("pack") else 1)),
+                         "tasks": len(secs), "core_hours": round(secs.total() / 3600, 6),
+                         "longest_task": round(secs.longest(), 1), "wall": round(wall, 1),
                          "peak_rss_mb_per_task": rates.get("peak_rss_mb", {}).get(stage)}
-        total["core_hours"] += sum(secs) / 3600
+        total["core_hours"] += secs.total() / 3600
         total["wall"] += wall
     total = {"core_hours": round(total["core_hours"], 2), "wall": round(total["wall"], 1),
              "longest_task": max(v["longest_task"] for v in stages.values())}
     return {"cores": s.cores, "files": len(corpus.files), "file_bytes": sum(n for _, n in corpus.files),
-            "text_bytes": round(sum(norm_tasks)), "documents": round(docs), "tokens": round(tokens),
+            "text_bytes": round(norm_tasks.total()), "documents": round(docs), "tokens": round(tokens),
             "stages": stages, "total": total,
             "disk": {"minhash_signatures": round(docs * MINHASH_BYTES_PER_DOC), "token_cache": round(token_bytes),
                      "packed_shards": round(token_bytes * s.layouts)},
