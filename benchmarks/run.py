@@ -141,19 +141,16 @@ def main():
                     "without the corpus stages' packages)")
     ap.add_argument("--loss-tokens", type=int, default=8192,
                     help="tokens in the loss benchmark (the plain baseline holds 2 x tokens x 50,257 floats)")
-    ap.add_argument("--e2e-gb", type=float, default=2.0,
-                    help="GB of text in the end-to-end run of every stage (0 to skip)")
-    ap.add_argument("--e2e-real-mb", type=float, default=200,
-                    help="MB of real text (benchmarks/common.real_corpus) in a second end-to-end run (0 to skip)")
-    ap.add_argument("--dedup-peers-mb", type=float, default=20,
-                    help="MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
-                         "$PEER_PYTHON) datatrove (0 to skip)")
-    ap.add_argument("--pack-gb", type=float, default=8.0,
-                    help="GB of tokens packed with 1 and 2 workers (0 to skip; twice that on disk)")
-    ap.add_argument("--split-gb", type=float, default=1.0,
-                    help="GB of the single plain .jsonl normalized with and without --task-bytes (0 to skip)")
-    ap.add_argument("--rp-gb", type=float, default=0.3,
-                    help="GB of the RedPajama-1T-shaped corpus run with several --task-bytes (0 to skip)")
+    sizes = (  # how much data each big run takes (0 skips it)
+        ("--e2e-gb", 2.0, "GB of text in the end-to-end run of every stage"),
+        ("--e2e-real-mb", 200, "MB of real text (benchmarks/common.real_corpus) in a second end-to-end run"),
+        ("--dedup-peers-mb", 20, "MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
+                                 "$PEER_PYTHON) datatrove"),
+        ("--pack-gb", 8.0, "GB of tokens packed with 1 and 2 workers (twice that on disk)"),
+        ("--split-gb", 1.0, "GB of the single plain .jsonl normalized with and without --task-bytes"),
+        ("--rp-gb", 0.3, "GB of the RedPajama-1T-shaped corpus run with several --task-bytes"))
+    for flag, default, what in sizes:
+        ap.add_argument(flag, type=float, default=default, help=f"{what} (0 to skip)")
     args = ap.parse_args()
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}

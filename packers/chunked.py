@@ -115,6 +115,7 @@ def _offsets(sizes: np.ndarray, start: int) -> np.ndarray:
 
 
 class LitDataWriter(ChunkedWriter):
+    FORMAT = "litdata-tokens-loader"  # the "format" of an export's PREFIX.json
     chunk_pattern = re.compile(r"chunk-0-\d+\.bin")
     TORCH_DTYPE_CODES = {np.dtype(np.uint16): 20, np.dtype(np.int32): 15}  # litdata.constants._TORCH_DTYPES_MAPPING
 
@@ -145,6 +146,7 @@ class LitDataWriter(ChunkedWriter):
 
 
 class MDSWriter(ChunkedWriter):
+    FORMAT = "mosaicml-mds"
     chunk_pattern = re.compile(r"shard\.\d{5,}\.mds")
     SHAPE_DTYPES = ((np.uint8, 0), (np.uint16, 1), (np.uint32, 2))  # streaming's NDArray shape dtype codes
 

@@ -27,10 +27,10 @@ IGNORE_INDEX = -100
 
 class PackedDataset(Dataset):
     """Row i of a packed split directory as input_ids, labels (-100 on padding), position_ids (restarting at each
-    document) and doc_lens."""
+    document) and doc_lens. `verify=True`: every file's SHA-256 checked on open (see ShardReader)."""
 
-    def __init__(self, directory: str):
-        self.reader = ShardReader(directory)
+    def __init__(self, directory: str, verify: bool = False):
+        self.reader = ShardReader(directory, verify=verify)
 
     def __len__(self) -> int:
         return len(self.reader)

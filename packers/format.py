@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shlex
 
 import numpy as np
 import pyarrow as pa
@@ -25,15 +27,33 @@ FORMAT = "slimpajama-packed"
 FORMAT_VERSION = 1
 INDEX_FILE = ".slimpajama-index.json"
 OLD_INDEX_FILE = "index.json"  # what versions before 0.2 wrote
+# in a packed set (the folder of its splits): the `slimpajama shards` settings that wrote it, so a damaged file's
+# message can give the command that rebuilds it
+REBUILD_FILE = "_state/_rebuild.json"
 
 
 def index_path(directory: str) -> str | None:
-    """The index file of a packed split directory (either name), or None where there is none."""
-    for name in (INDEX_FILE, OLD_INDEX_FILE):
-        path = storage.join(directory, name)
-        if storage.file_size(path) is not None:
-            return path
-    return None
+    """The index file of a packed split directory (either name), or None where there is none. An `index.json` is
+    ours only with our format in it: litdata's and MosaicML's folders have one too."""
+    path = storage.join(directory, INDEX_FILE)
+    if storage.file_size(path) is not None:
+        return path
+    return storage.join(directory, OLD_INDEX_FILE) if foreign_index(directory) is False else None
+
+
+def foreign_index(directory: str) -> bool | None:
+    """Whether `directory`'s index.json is another library's (None: there is none)."""
+    path = storage.join(directory, OLD_INDEX_FILE)
+    size = storage.file_size(path)
+    if size is None:
+        return None
+    if size > 64 << 20:  # no index of ours is that big
+        return True
+    try:
+        index = json.loads(storage.read_bytes(path))
+    except ValueError:
+        return False  # ours, damaged: read_index says so
+    return not (isinstance(index, dict) and "format" in index)
 
 
 def row_schema(seq_len: int, dtype: np.dtype) -> pa.Schema:
@@ -83,7 +103,7 @@ def read_index(directory: str) -> dict:
             raise FileNotFoundError(directory)
         index = json.loads(storage.read_bytes(path))
     except FileNotFoundError:
-        raise SlimPajamaError(f"not a packed shard directory (no {INDEX_FILE}): {directory}") from None
+        raise SlimPajamaError(_no_index(directory)) from None
     except json.JSONDecodeError as e:
         raise SlimPajamaError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(index, dict) or "format" not in index:
@@ -93,6 +113,47 @@ def read_index(directory: str) -> dict:
         raise SlimPajamaError(f"{path}: format {index.get('format')} v{index.get('version')}, expected {FORMAT} "
                               f"v{FORMAT_VERSION}")
     return index
+
+
+def _no_index(directory: str) -> str:
+    """Why `directory` is no packed split: missing, a packed set (name its splits), or something else."""
+    if not storage.is_remote(directory) and not os.path.isdir(directory):
+        return f"{directory}: no such directory (a packed split such as data/shards/seq2048/train)"
+    if storage.is_remote(directory):
+        children = {rel.split("/")[0] for rel, _ in storage.list_files(directory) if "/" in rel}
+    else:
+        children = {d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))}
+    splits = sorted(d for d in children if index_path(storage.join(directory, d)) is not None)
+    if splits:
+        names = ", ".join(storage.join(directory, s) for s in splits)
+        return f"{directory} is a packed set of splits, not one split: pass one of {names}"
+    if foreign_index(directory):
+        return (f"{directory} holds another library's {OLD_INDEX_FILE} (a litdata or MosaicML export?), not packed "
+                f"shards: `slimpajama stats` describes an export, your trainer's reader reads it")
+    return f"not a packed shard directory (no {INDEX_FILE}): {directory}"
+
+
+def rebuild_command(shards_dir: str) -> str | None:
+    """The `slimpajama shards` command that rebuilds the damaged files of packed set `shards_dir`: the settings
+    that wrote it, with `shards_dir` itself as --out (a copied folder is rebuilt where it is, not where it was
+    packed)."""
+    try:
+        rebuild = json.loads(storage.read_bytes(storage.join(shards_dir, REBUILD_FILE)))
+        return (f"slimpajama shards {shlex.quote(rebuild['cache'])} {rebuild['args']} --out "
+                f"{shlex.quote(shards_dir)} --verify-outputs")
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def damaged(split_dir: str, path: str, why: str) -> SlimPajamaError:
+    """The error of a damaged file of split `split_dir`: the file, what is wrong, and the commands that check
+    every file and rebuild the damaged ones."""
+    whole = os.path.dirname(os.path.abspath(split_dir)) if not storage.is_remote(split_dir) else \
+        storage.parent(split_dir)
+    command = rebuild_command(whole)
+    fix = f"; rebuild it with: {command}" if command else "; rebuild the shards"
+    return SlimPajamaError(f"{path}: damaged ({why}); `slimpajama verify {shlex.quote(split_dir)}` checks every "
+                           f"file{fix}")
 
 
 def verify(directory: str) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 
 from slimpajama.io.writers import atomic_path
 
-EXPORT_FORMAT = "megatron-mmap-indexed-dataset"  # the "format" of an export's PREFIX.json (pipelines/export.py)
+EXPORT_FORMAT = "megatron-mmap-indexed-dataset"  # the "format" of an export's PREFIX.json
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 3, np.dtype(np.int32): 4,
                np.dtype(np.int64): 5, np.dtype(np.float64): 6, np.dtype(np.float32): 7, np.dtype(np.uint16): 8}
@@ -36,6 +36,8 @@ def megatron_dtype(token_dtype) -> np.dtype:
 
 
 class MegatronWriter:
+    FORMAT = EXPORT_FORMAT
+
     def __init__(self, prefix: str, dtype):
         self.prefix, self.dtype = prefix, np.dtype(dtype)
         self.files = [prefix + ".bin", prefix + ".idx"]

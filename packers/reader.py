@@ -7,42 +7,64 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from slimpajama.io import storage
+from slimpajama.io.writers import sha256_file
 
-from .format import index_digest, read_index
+from .format import damaged, index_digest, read_index
 
 
 class ShardReader:
-    """Rows of one packed split directory (index.json + Arrow IPC stream files).
+    """Rows of one packed split directory (index.json + Arrow IPC stream files). `verify=True` checks every file's
+    SHA-256 on open (sizes and rows are always checked); a damaged file is a SlimPajamaError naming it.
 
     `reader[i]` is a read-only numpy view of row i's seq_len + 1 tokens (no copy); `reader.doc_lens(i)` its
     document segment lengths; `reader.padding(i)` its pad tokens at the end; `reader.manifest` the index.json.
     """
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, verify: bool = False):
         self.directory = str(directory)
         self.manifest = read_index(self.directory)
-        self._open()
+        self._open(verify)
 
-    def _open(self) -> None:
+    def _open(self, verify: bool) -> None:
+        """Every file checked against the index as it is opened: present, its size (always: a truncated file is
+        found here, not as pyarrow's error at some row), its rows; with `verify`, its SHA-256 too (a flipped byte
+        reads as data otherwise), at the cost of reading every byte once."""
         self._maps, self._tokens, self._lens_off, self._lens_val, self._padding = [], [], [], [], []
         self._batch_rows = self.manifest["batch_rows"]
         for f in self.manifest["files"]:
+            path = storage.join(self.directory, f["path"])
+            size = storage.file_size(path)
+            if size is None:
+                raise damaged(self.directory, path, "missing")
+            if size != f["bytes"]:
+                raise damaged(self.directory, path, f"{size:,} bytes where the index says {f['bytes']:,}: "
+                                                    "truncated or overwritten")
             # an object-store directory is downloaded once per node (storage.local_copy), then memory-mapped
-            mm = pa.memory_map(storage.local_copy(storage.join(self.directory, f["path"]), f["bytes"]))
+            local = storage.local_copy(path, f["bytes"])
+            if verify and sha256_file(local) != f["sha256"]:
+                raise damaged(self.directory, path, "its SHA-256 is not the index's: edited or corrupted")
+            rows = 0
+            try:
+                mm = pa.memory_map(local)
+                for batch in ipc.open_stream(mm):
+                    tok = batch.column(0)
+                    self._tokens.append(tok.flatten().to_numpy(zero_copy_only=True).reshape(-1, tok.type.list_size))
+                    lens = batch.column(1)
+                    self._lens_off.append(lens.offsets.to_numpy())
+                    self._lens_val.append(lens.values.to_numpy())
+                    self._padding.append(batch.column(2).to_numpy())
+                    rows += batch.num_rows
+            except (pa.ArrowException, OSError) as e:
+                raise damaged(self.directory, path, f"unreadable: {str(e).splitlines()[0]}") from None
+            if rows != f["rows"]:
+                raise damaged(self.directory, path, f"{rows:,} rows where the index says {f['rows']:,}")
             self._maps.append(mm)
-            for batch in ipc.open_stream(mm):
-                tok = batch.column(0)
-                self._tokens.append(tok.flatten().to_numpy(zero_copy_only=True).reshape(-1, tok.type.list_size))
-                lens = batch.column(1)
-                self._lens_off.append(lens.offsets.to_numpy())
-                self._lens_val.append(lens.values.to_numpy())
-                self._padding.append(batch.column(2).to_numpy())
         self._rows = int(sum(len(t) for t in self._tokens))
 
     def __getstate__(self):  # memory maps do not pickle: reopen in the receiving process (DataLoader workers)
         return {"directory": self.directory}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state):  # (the sender checked the files; the receiver checks their sizes again)
         self.__init__(state["directory"])
 
     def __len__(self) -> int:

@@ -29,17 +29,15 @@ from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, write_bytes_atomic
-from slimpajama.packers.chunked import CHUNK_BYTES, LitDataWriter, MDSWriter
-from slimpajama.packers.megatron import EXPORT_FORMAT, MegatronWriter, megatron_dtype
+from slimpajama.packers.chunked import CHUNK_BYTES
+from slimpajama.packers.exports import FORMATS, WRITERS
+from slimpajama.packers.megatron import MegatronWriter, megatron_dtype
 from slimpajama.packers.pack import check_range, in_range
 
 from .markers import output_file, run_key
 from .tokens import cache_files, token_cache
 
 log = logging.getLogger(__name__)
-WRITERS = {"megatron": MegatronWriter, "litdata": LitDataWriter, "mds": MDSWriter}
-# the "format" of a PREFIX.json, by --format
-FORMATS = {"megatron": EXPORT_FORMAT, "litdata": "litdata-tokens-loader", "mds": "mosaicml-mds"}
 SUMMARY_VERSION = 2  # 2: every file with its size and SHA-256 under "files"; 1: Megatron's .bin/.idx "sizes"
 # Megatron's examples split every dataset 969,30,1 and round each part's share of its documents: under this many
 # documents the last part is empty and Megatron's sample index never fills (it loops)

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
+from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.writers import file_digest, sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
     from .stage import ShardTask, Stage
 
-STATE_DIR = "_state"
 MARKER_VERSION = 2
 
 

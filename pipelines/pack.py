@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +20,7 @@ from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, save_npy_atomic, write_bytes_atomic
-from slimpajama.packers.format import INDEX_FILE, write_index, write_rows
+from slimpajama.packers.format import INDEX_FILE, REBUILD_FILE, write_index, write_rows
 from slimpajama.packers.pack import (
     BestFitPlan,
     ConcatPlan,
@@ -160,7 +159,6 @@ def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
 
 log = logging.getLogger(__name__)
 TOKENIZER_COPY = ".slimpajama-tokenizer"  # + .json / .model, in a split's folder beside its index
-REBUILD_FILE = "_rebuild.json"  # in <shards>/_state: the command that rebuilds a damaged file (see `verify`)
 
 
 def _write_index(out: str, split: str, cache: dict, stage: PackStage, plan: dict, parts: list[dict],
@@ -192,17 +190,6 @@ def tokenizer_record(fp: dict) -> dict:
         return {"kind": "tiktoken", "name": encoding_name(fp["encoding"])}
     return {"kind": fp["tokenizer"], "name": fp["encoding"], "file": TOKENIZER_COPY + os.path.splitext(fp["file"])[1],
             "sha256": fp["sha256"], "eos_token": fp["eos_token"], "bos_id": fp["bos"], "bos_token": fp["bos_token"]}
-
-
-def rebuild_command(shards_dir: str) -> str | None:
-    """The `slimpajama shards` command that rebuilds the damaged files of `shards_dir`: the settings that wrote it,
-    with `shards_dir` itself as --out (a copied folder is rebuilt where it is, not where it was packed)."""
-    try:
-        rebuild = json.loads(storage.read_bytes(storage.join(shards_dir, STATE_DIR, REBUILD_FILE)))
-        return (f"slimpajama shards {shlex.quote(rebuild['cache'])} {rebuild['args']} --out "
-                f"{shlex.quote(shards_dir)} --verify-outputs")
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
 
 
 def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "concat",
@@ -240,6 +227,10 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     plans = run_stage(stage.plan_stage, plan_tasks, storage.join(out, PLAN_DIR), verify_outputs=verify_outputs,
                       **run)
     per_file = stage.rows_per_file(np.dtype(cache["dtype"]))
+    batch_bytes = BATCH_ROWS * (seq + 1) * np.dtype(cache["dtype"]).itemsize
+    if file_bytes < batch_bytes:  # a file holds whole record batches: said once, not silently raised
+        log.warning(f"--file-bytes {file_bytes:,} is below one record batch of {BATCH_ROWS:,} rows x {seq + 1:,} "
+                    f"tokens ({batch_bytes:,} bytes at {cache['dtype']}): each shard file holds {BATCH_ROWS:,} rows")
     files_per_task = max(1, (task_bytes or 0) // (per_file * (seq + 1) * np.dtype(cache["dtype"]).itemsize))
     tasks = []
     for t, m in zip(plan_tasks, plans.markers, strict=True):
@@ -269,5 +260,6 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     rebuild = {"cache": cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir),
                "args": f"--seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} --seed {seed} "
                        f"--file-bytes {file_bytes} --task-bytes {task_bytes}"}
-    write_bytes_atomic(storage.join(out, STATE_DIR, REBUILD_FILE), json.dumps(rebuild).encode())
+    assert REBUILD_FILE.startswith(STATE_DIR + "/")
+    write_bytes_atomic(storage.join(out, REBUILD_FILE), json.dumps(rebuild).encode())
     return report

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
-from slimpajama.packers.format import INDEX_FILE, index_path
+from slimpajama.packers.exports import FORMATS
+from slimpajama.packers.format import INDEX_FILE, foreign_index, index_path
 
 # what each kind is called in messages, and the command that makes it
 DESCRIPTIONS = {
@@ -28,6 +29,7 @@ DESCRIPTIONS = {
     "intermediate": ("intermediate files", None),
     "data_root": ("a data/ tree (work/, slimpajama/, tokens/, shards/)", "make dedup"),
     "export": ("an export for other trainers (PREFIX.json and its datasets)", "slimpajama export"),
+    "foreign": ("another library's dataset (an index.json not ours: litdata's or MosaicML streaming's)", None),
 }
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
                 "tokenize": "token_cache", "pack": "packed"}
@@ -74,6 +76,11 @@ def what_is(path: str) -> PathKind:
         return PathKind("packed_split", path, "pack")
     if export_summaries(path):
         return PathKind("export", path, "export")
+    dataset = export_dataset(path)
+    if dataset is not None:
+        return dataset
+    if foreign_index(path):
+        return PathKind("foreign", path)
     if _isfile(storage.join(path, "manifest.json")) and _isfile(storage.join(path, "ledger.json")):
         return PathKind("release", path, "release")  # a release written before _outputs.json existed
     subdirs = _subdirs(path)
@@ -96,8 +103,6 @@ def what_is(path: str) -> PathKind:
 
 def export_summaries(path: str) -> dict[str, dict]:
     """The PREFIX.json summaries of the exports in folder `path`, by prefix name ({} for none)."""
-    from .export import FORMATS
-
     if storage.is_remote(path):
         listed = [rel for rel, _ in storage.list_files(path)]
         names = {rel for rel in listed if "/" not in rel}
@@ -123,6 +128,19 @@ def export_summaries(path: str) -> dict[str, dict]:
         if isinstance(summary, dict) and summary.get("format") in FORMATS.values():
             out[stem] = summary
     return out
+
+
+def export_dataset(path: str) -> PathKind | None:
+    """A dataset folder of an export (litdata's or MDS's `index.json` and chunks, beside its PREFIX.json): the
+    export of its parent folder, narrowed to that PREFIX (`children`)."""
+    name = os.path.basename(str(path).rstrip("/"))
+    parent = storage.parent(str(path).rstrip("/"))
+    if not name or not parent or parent == path:
+        return None
+    for stem, summary in export_summaries(parent).items():
+        if any(d.get("prefix") == name for d in summary.get("datasets", {}).values()):
+            return PathKind("export", parent, "export", (stem,))
+    return None
 
 
 def require(path: str, accepted: tuple[str, ...], command: str) -> PathKind:

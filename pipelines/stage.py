@@ -14,10 +14,9 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.errors import BadRecord, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
+from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import atomic_path
-
-from .markers import STATE_DIR
 
 BAD_INPUT = "bad_input"
 

@@ -133,3 +133,58 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     found = {t for t, _, _ in imports("slimpajama.pipelines.runner", MODULES["slimpajama.pipelines.runner"])}
     assert {"slimpajama.io.storage", "slimpajama.pipelines.markers", "slimpajama.core.ledger"} <= found
     assert "slimpajama.pipelines.faults" in found  # `from . import faults`
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports anywhere in its file (lazy and TYPE_CHECKING imports too)."""
+    graph = {}
+    for module, path in MODULES.items():
+        deps = {t if t in MODULES else t.rsplit(".", 1)[0] for t, _, _ in imports(module, path)}
+        graph[module] = {d for d in deps if d in MODULES and d != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of two or more modules (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, cycles, counter = {}, {}, set(), [], [], [0]
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    group = []
+                    while True:
+                        u = stack.pop()
+                        on_stack.discard(u)
+                        group.append(u)
+                        if u == v:
+                            break
+                    if len(group) > 1:
+                        cycles.append(sorted(group))
+            elif w not in index:
+                index[w] = low[w] = counter[0]
+                counter[0] += 1
+                stack.append(w)
+                on_stack.add(w)
+                work.append((w, iter(sorted(graph[w]))))
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+    return cycles
+
+
+def test_no_import_circle_at_file_level():
+    """documents -> paths -> export -> tokens -> documents and markers <-> stage were circles: a module's imports
+    (lazy ones included) never lead back to it."""
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check works
+    assert not import_cycles(import_graph())

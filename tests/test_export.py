@@ -101,7 +101,7 @@ def test_stats_and_the_stages_say_a_folder_holds_an_export(cache, tmp_path):
     run_export(str(cache), str(tmp_path / "e" / "train"), by_source=True)
     r = CliRunner().invoke(main, ["stats", str(tmp_path / "e")], terminal_width=200)
     assert r.exit_code == 0 and "corpus:" not in r.output
-    assert "megatron-mmap-indexed-dataset export train (train split, range 0:1)" in r.output and "RedPajamaC4" in r.output
+    assert "megatron-mmap-indexed-dataset export train: train split, range 0:1" in r.output and "RedPajamaC4" in r.output
     st = json.loads(CliRunner().invoke(main, ["stats", "--json", str(tmp_path / "e")]).output)
     assert st["kind"] == "export" and st["corpus"] is None
     assert st["export"]["train"]["documents"] == len(cache_documents(cache))

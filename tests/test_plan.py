@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from slimpajama.tools.plan import STAGES, Corpus, Settings, Tasks, list_corpus, model, schedule
+from slimpajama.tools.plan import STAGES, Corpus, Settings, list_corpus, model
+from slimpajama.tools.schedule import Tasks, schedule
 
 LISTING = REPO / "tests" / "data" / "redpajama-1t-sizes.txt"
 # fixed rates, so the model's arithmetic can be checked by hand (MB/s of text per core)

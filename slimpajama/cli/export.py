@@ -35,8 +35,10 @@ from slimpajama.core import defaults
 @click.option("--chunk-bytes", type=SIZE, default="64MB", show_default=True,
               help="litdata and mds: the size of a chunk file (whole documents; a longer one is a chunk alone).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar (of tokenizing a release) and no line per dataset: "
+                                            "the last line only.")
 @fail_cleanly
-def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, chunk_bytes, as_json):
+def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, chunk_bytes, as_json, quiet):
     """Export a token cache (or a release, tokenized first) for other trainers: each document one sequence, EOS
     included; streamed, atomic, with a summary and SHA-256s in PREFIX.json."""
     from slimpajama.pipelines.export import dataset_prefix, run_export
@@ -49,7 +51,9 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, c
         # the first export's summary pointing at the second's tokens
         release = os.path.abspath(path).rstrip(os.sep)
         tokens_root = tokens_root or os.path.join(os.path.dirname(release), f"tokens-{os.path.basename(release)}")
-        run_tokenize([path], tokens_root, encoding or defaults.ENCODING)
+        from slimpajama.cli.progress import shard_progress
+
+        run_tokenize([path], tokens_root, encoding or defaults.ENCODING, progress=None if quiet else shard_progress)
         path = tokens_root
     summary = run_export(path, prefix, fmt=fmt, split=split, range_=parse_range(range_), by_source=by_source,
                          encoding=encoding, chunk_bytes=at_least("--chunk-bytes", chunk_bytes, 1 << 20,
@@ -57,7 +61,7 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, c
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        for name, d in summary["datasets"].items():
+        for name, d in ({} if quiet else summary["datasets"]).items():
             where = dataset_prefix(prefix, d["prefix"]) + (".bin/.idx" if fmt == "megatron" else "/")
             click.echo(f"{name}: {d['documents']:,} documents, {d['tokens']:,} tokens -> {where}")
         click.echo(("already complete: " if summary["resumed"] else "wrote ") + f"{prefix}.json")

@@ -104,10 +104,10 @@ class OptionGroup:
         return command
 
 
-def task_bytes_option(what: str):
-    """--task-bytes of a stage that splits its work (`what`: what one task takes)."""
+def task_bytes_option(what: str, zero: str = "one task per file"):
+    """--task-bytes of a stage that splits its work (`what`: what one task takes; `zero`: what 0 means)."""
     return click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
-                        help=f"{what} (0: one task per file). Never changes the output.")
+                        help=f"{what} (0: {zero}). Never changes the output.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import click
 
@@ -47,7 +48,8 @@ def print_stats(st: dict, console=None) -> None:
     from slimpajama.pipelines.paths import what_is
 
     if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards", "export")):
-        click.echo(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it")
+        click.echo(textwrap.fill(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it",
+                                 80, break_long_words=False, break_on_hyphens=False))
         return
     console = console or Console()
     corpus = st.get("corpus")
@@ -103,9 +105,10 @@ def print_stats(st: dict, console=None) -> None:
             t.add_row(s, count(n), pct(n / max(v["tokens"], 1)))
         console.print(t)
     for name, e in (st.get("export") or {}).items():
-        t = table(f"{e['format']} export {name} ({e['split']} split, range {e['range'][0]:g}:{e['range'][1]:g}): "
-                  f"{count(e['documents'])} documents, {count(e['tokens'])} tokens",
-                  ["dataset", "documents", "tokens", "files"], e["datasets"], text=("files",))
+        # above the table, not as its title: a title is wrapped to the table's width (3-4 lines at 80 columns)
+        console.print(literal(f"{e['format']} export {name}: {e['split']} split, range {e['range'][0]:g}:"
+                              f"{e['range'][1]:g}, {count(e['documents'])} documents, {count(e['tokens'])} tokens"))
+        t = table("", ["dataset", "documents", "tokens", "files"], e["datasets"], text=("files",))
         for d, v in e["datasets"].items():
             t.add_row(d, count(v["documents"]), count(v["tokens"]), v["prefix"])
         console.print(t)

@@ -17,8 +17,8 @@ def verify(directories):
     """Check a packed shard directory (or a seq<N> folder holding split directories): every file's SHA-256,
     row count and width against its index, and decodes row 0 with the split's tokenizer. Fails naming the first
     bad file."""
+    from slimpajama.packers.format import rebuild_command
     from slimpajama.packers.format import verify as verify_split
-    from slimpajama.pipelines.pack import rebuild_command
     from slimpajama.pipelines.paths import packed_splits
 
     for d in directories:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from slimpajama.io import storage
 
 OUTPUTS_FILE = "_outputs.json"
+STATE_DIR = "_state"  # beside it: each task's completion marker and error log (pipelines/markers.py)
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,26 @@ GROUP_ROWS = 1024
 GROUP_TEXT_BYTES = 8 << 20
 
 
-class ParquetShardWriter:
+class AtomicFileWriter:
+    """A writer of one file through `atomic_path` (its `_ctx`): leaving `with` normally closes and publishes the
+    file; an exception discards it (`_discard` closes what is open, the temporary file is removed)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.close()
+        else:
+            try:
+                self._discard()
+            finally:
+                with contextlib.suppress(BaseException):
+                    self._ctx.__exit__(et, ev, tb)
+        return False
+
+
+class ParquetShardWriter(AtomicFileWriter):
     """Streams rows into one parquet file (zstd); atomic on close.
 
     Row groups are cut by the rows themselves (at most GROUP_ROWS rows, closed once their text reaches
@@ -176,19 +195,8 @@ class ParquetShardWriter:
         self._writer.close()
         self._ctx.__exit__(None, None, None)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, ev, tb):
-        if et is None:
-            self.close()
-        else:
-            try:
-                self._writer.close()
-            finally:
-                with contextlib.suppress(BaseException):
-                    self._ctx.__exit__(et, ev, tb)
-        return False
+    def _discard(self) -> None:
+        self._writer.close()
 
 
 def release_line(text: str, source: str) -> bytes:
@@ -198,7 +206,7 @@ def release_line(text: str, source: str) -> bytes:
     return orjson.dumps({"text": text, "meta": {"redpajama_set_name": source}}) + b"\n"
 
 
-class ReleaseChunkWriter:
+class ReleaseChunkWriter(AtomicFileWriter):
     """A SlimPajama release file: jsonl compressed with zstd level 3; atomic on close."""
 
     def __init__(self, path: str, level: int = RELEASE_ZSTD_LEVEL):
@@ -230,16 +238,7 @@ class ReleaseChunkWriter:
         self._fh.close()
         self._ctx.__exit__(None, None, None)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, ev, tb):
-        if et is None:
-            self.close()
-        else:
-            with contextlib.suppress(BaseException):
-                self._zw.close()
-                self._fh.close()
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(et, ev, tb)
-        return False
+    def _discard(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._zw.close()
+            self._fh.close()

@@ -22,8 +22,11 @@ STAGE_LABELS = {"input": "input", "ingest": "ingested", "normalize": "normalized
                 "dedup": "deduplicated", "release": "released", "tokenize": "released,\ntokenized"}
 
 
-def _save(fig, out_dir: str, name: str, layout: bool = True) -> str:
+def _save(fig, out_dir: str, name: str, layout: bool = True, legend=None) -> str:
+    """`fig` as `out_dir/name` (closed after); `legend`: an axis whose legend it gets, in the plots' small font."""
     path = os.path.join(out_dir, name)
+    if legend is not None:
+        legend.legend(fontsize=7)
     if layout:
         fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -64,8 +67,7 @@ def _lengths(stats, out_dir):
         ax.set_xlim(lo / 1.5, hi * 1.5)
     ax.set(xscale="log", xlabel="document length (characters)", ylabel="fraction of the source's documents",
            title="Length distribution per source" + (" (sampled)" if corpus["sampled"] else ""))
-    ax.legend(fontsize=7)
-    return _save(fig, out_dir, "length_per_source.png")
+    return _save(fig, out_dir, "length_per_source.png", legend=ax)
 
 
 def _documents(stats, out_dir):
@@ -82,8 +84,7 @@ def _documents(stats, out_dir):
             left += n
     _counts(ax.xaxis)
     ax.set(xlabel="documents", title=f"Documents per source: kept and dropped ({', '.join(pipeline['stages'])})")
-    ax.legend(fontsize=7)
-    return _save(fig, out_dir, "documents_per_source.png")
+    return _save(fig, out_dir, "documents_per_source.png", legend=ax)
 
 
 def _funnel(stats, out_dir):
@@ -164,8 +165,7 @@ def _shares(stats, out_dir):
     ax.set_yticks(y, sources)
     ax.invert_yaxis()
     ax.set(xlabel="share (%)", title="Source shares: this run against SlimPajama's")
-    ax.legend(fontsize=7)
-    return _save(fig, out_dir, "shares.png")
+    return _save(fig, out_dir, "shares.png", legend=ax)
 
 
 def _clusters(stats, out_dir):
@@ -196,5 +196,4 @@ def _padding(stats, out_dir):
         # fractions of each split's rows (a validation split is as readable as train), the last bin closed
         ax.step(h["edges"], np.append(counts, counts[-1]) / max(counts.sum(), 1), where="post", label=name)
     ax.set(xlabel="pad tokens per row", ylabel="fraction of the split's rows", title="Padding per row (bestfit)")
-    ax.legend(fontsize=7)
-    return _save(fig, out_dir, "padding_per_row.png")
+    return _save(fig, out_dir, "padding_per_row.png", legend=ax)

@@ -232,7 +232,8 @@ def _token_sources(token_dir: str) -> dict[str, int] | None:
 # what each kind of path (paths.what_is) is reported as
 REPORT_KIND = {"corpus": "corpus", "ingested": "stage", "normalized": "stage", "dedup": "stage", "release": "release",
                "token_root": "tokens", "token_cache": "tokens", "packed": "shards", "packed_split": "shards",
-               "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root", "export": "export"}
+               "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root", "export": "export",
+               "foreign": "intermediate"}
 
 
 def detect(path: str) -> str:
@@ -263,7 +264,8 @@ def _stage_name(stage_dir: str) -> str | None:
 
 
 def compute(path: str, sample: float | None = None) -> dict:
-    kind = detect(path)
+    found = what_is(path)
+    kind = REPORT_KIND[found.kind]
     out: dict = {k: None for k in STATS_KEYS}
     out.update(version=STATS_VERSION, path=path, kind=kind)
     ledgers: dict[str, dict] = {}
@@ -279,7 +281,8 @@ def compute(path: str, sample: float | None = None) -> dict:
                                                         "cache")}
                          | {"datasets": {d: {k: v[k] for k in ("prefix", "documents", "tokens")}
                                          for d, v in summary["datasets"].items()}}
-                         for name, summary in export_summaries(path).items()}
+                         for name, summary in export_summaries(found.path).items()
+                         if not found.children or name in found.children}  # (one dataset folder: its export)
     elif kind in ("stage", "release"):
         name = _stage_name(path)
         ledgers[name] = _load_json(os.path.join(path, "ledger.json"))
