@@ -33,7 +33,6 @@ from slimpajama.core.lsh import (
     MAX_DOCS,
     clusters,
     estimated_jaccard,
-    key_partition,
     new_forest,
     partition_edges,
     union_edges,
@@ -47,6 +46,18 @@ from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
+from .against import (
+    INDEX_DIR,
+    IndexStage,
+    Release,
+    index_complete,
+    index_tasks,
+    match_partition,
+    min_per_doc,
+    removed_against,
+    write_index_file,
+)
+from .bands import collect_partition
 from .docstage import DocumentStage
 from .markers import previous_run, run_key, save_run
 from .paths import inputs_text, require_inputs
@@ -55,6 +66,7 @@ from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
 
 DUPLICATE = "duplicate"
+DUPLICATE_OF_RELEASE = "duplicate_of_release"  # (--against) in a cluster with a document an earlier run kept
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
 RUN_FILE = "_dedup_run.json"  # in <out>/_state: the run key of the clusters the remove tasks applied
 
@@ -112,7 +124,16 @@ class LshStage(Stage):
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         p = task.params
         band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
-        a, b = partition_edges(*self._collect(task.side, band, part, parts, offsets))
+        keys, index = collect_partition(task.side, band, part, parts, offsets)
+        outputs, extra = [], {}
+        if p.get("against"):  # the new documents whose key an earlier release holds, before the keys are freed
+            releases = [Release(path, self.cfg.to_dict()) for path in p["against"]]
+            matches = match_partition(releases, band, part, parts, keys, index)
+            outputs.append(f"b{band:03d}-p{part:04d}.against.npy")
+            save_npy_atomic(storage.join(out_dir, outputs[-1]), matches)
+            extra["release_matches"] = len(matches)
+        a, b = partition_edges(keys, index)
+        del keys, index
         candidates = len(a)
         if self.verify and len(a):
             sigs = [np.load(f.local(), mmap_mode="r") for f in task.side["signatures"]]
@@ -121,31 +142,8 @@ class LshStage(Stage):
             a, b = a[keep], b[keep]
         rel = f"b{band:03d}-p{part:04d}.npy"
         save_npy_atomic(storage.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
-        return ShardOutcome(outputs=[rel], ledger=Ledger(self.name),
-                            extra={"candidates": candidates, "edges": len(a)})
-
-    @staticmethod
-    def _collect(side, band, part, parts, offsets) -> tuple[np.ndarray, np.ndarray]:
-        """This partition's (key, global index) pairs from every shard, in corpus order, in arrays sized up front
-        (12 bytes per entry) so nothing is held twice."""
-        shards = range(len(offsets) - 1)
-        local = [(k.local(), v.local()) for k, v in zip(side["bands"], side["valid"], strict=True)]
-
-        def selected(i):
-            k = np.load(local[i][0], mmap_mode="r")[band]
-            valid = np.load(local[i][1], mmap_mode="r")
-            return k, np.flatnonzero(valid & (key_partition(k, parts) == part))
-
-        counts = [len(selected(i)[1]) for i in shards]
-        keys = np.empty(sum(counts), dtype=np.uint64)
-        index = np.empty(sum(counts), dtype=INDEX_DTYPE)
-        pos = 0
-        for i in shards:
-            k, rows = selected(i)
-            keys[pos: pos + len(rows)] = k[rows]
-            index[pos: pos + len(rows)] = rows + offsets[i]
-            pos += len(rows)
-        return keys, index
+        return ShardOutcome(outputs=[rel, *outputs], ledger=Ledger(self.name),
+                            extra={"candidates": candidates, "edges": len(a), **extra})
 
 
 def _gather(sigs: list[np.ndarray], offsets: list[int], index: np.ndarray) -> np.ndarray:
@@ -170,7 +168,8 @@ class ComponentsStage(Stage):
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         parent = new_forest(task.params["docs"])
-        for f in task.inputs:
+        matches = [f for f in task.inputs if f.rel.endswith(".against.npy")]
+        for f in (f for f in task.inputs if not f.rel.endswith(".against.npy")):
             edges = np.load(f.local())
             union_edges(parent, np.ascontiguousarray(edges[:, 0]), np.ascontiguousarray(edges[:, 1]))
             del edges
@@ -178,13 +177,28 @@ class ComponentsStage(Stage):
         del parent
         save_npy_atomic(storage.join(out_dir, "members.npy"), members)
         save_npy_atomic(storage.join(out_dir, "roots.npy"), roots)
+        outputs = ["members.npy", "roots.npy", "removed.npy"]
+        duplicates = members[members != roots].astype(np.int64)
+        extra = {}
+        if task.params.get("against"):  # each matched document's cluster goes, named by its smallest match
+            found = [np.load(f.local()) for f in matches]
+            found = min_per_doc(*(np.concatenate(c) for c in zip(*[(m[:, 0], m[:, 1]) for m in found], strict=True))) \
+                if any(len(m) for m in found) else np.zeros((0, 2), np.int64)
+            against = removed_against(members.astype(np.int64), roots.astype(np.int64), found)
+            save_npy_atomic(storage.join(out_dir, "against.npy"), against)
+            outputs.append("against.npy")
+            extra["duplicates_of_release"] = int(len(against))
+            duplicates = np.union1d(duplicates, against[:, 0])
+        # every document this run removes, for the index of what it kept
+        save_npy_atomic(storage.join(out_dir, "removed.npy"), duplicates.astype(np.int64))
         sizes = np.bincount(np.unique(roots, return_inverse=True)[1]) if len(roots) else np.zeros(0, np.int64)
         summary = {"documents": task.params["docs"], "clusters": int(len(sizes)),
-                   "documents_in_clusters": int(len(members)), "duplicates": int(len(members) - len(sizes)),
+                   "documents_in_clusters": int(len(members)),
+                   "duplicates": int(len(duplicates) - extra.get("duplicates_of_release", 0)),
                    "cluster_size_histogram": {str(k): int(v) for k, v in
-                                              zip(*np.unique(sizes, return_counts=True), strict=True)}}
+                                              zip(*np.unique(sizes, return_counts=True), strict=True)}, **extra}
         # the summary travels in the marker; run_dedup writes it into dedup.json
-        return ShardOutcome(outputs=["members.npy", "roots.npy"], ledger=Ledger(self.name), extra=summary)
+        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=summary)
 
 
 # ------------------------------------------------------------------------------------------------ remove
@@ -192,6 +206,8 @@ class ComponentsStage(Stage):
 
 AUDIT_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("cluster_id", pa.int64()),
                           ("kept", pa.bool_())])
+# --against: and the earlier release's document each one matched (release << 32 | ordinal; -1: none)
+AGAINST_AUDIT_SCHEMA = AUDIT_SCHEMA.append(pa.field("release_match", pa.int64()))
 
 
 class RemoveStage(DocumentStage):
@@ -211,6 +227,11 @@ class RemoveStage(DocumentStage):
         lo, hi = np.searchsorted(members, [self._offset, self._offset + task.params["rows"]])
         self._members = np.asarray(members[lo:hi], dtype=np.int64)
         self._roots = np.asarray(roots[lo:hi], dtype=np.int64)
+        self._against = None
+        if "against" in task.side:  # (index, code) of the documents removed against earlier releases
+            against = np.load(task.side["against"][0].local(), mmap_mode="r")
+            lo, hi = np.searchsorted(against[:, 0], [self._offset, self._offset + task.params["rows"]])
+            self._against = np.asarray(against[lo:hi], dtype=np.int64)
         self._audit = []
 
     def transform(self, batch, first_row):
@@ -220,17 +241,34 @@ class RemoveStage(DocumentStage):
         in_cluster = pos < len(self._members)
         in_cluster[in_cluster] = self._members[pos[in_cluster]] == gidx[in_cluster]
         root[in_cluster] = self._roots[pos[in_cluster]]
-        duplicate = root != gidx
-        if in_cluster.any():
-            sel = pa.array(in_cluster)
+        if self._against is None:
+            duplicate = root != gidx
+            if in_cluster.any():
+                sel = pa.array(in_cluster)
+                self._audit.append(pa.table([batch.column("doc_id").filter(sel), batch.column("source").filter(sel),
+                                             pa.array(root[in_cluster]), pa.array(~duplicate[in_cluster])],
+                                            schema=AUDIT_SCHEMA))
+            return (batch.filter(pa.array(~duplicate)) if duplicate.any() else batch), {DUPLICATE: duplicate}
+        at = np.searchsorted(self._against[:, 0], gidx)
+        old = at < len(self._against)
+        old[old] = self._against[at[old], 0] == gidx[old]
+        duplicate = (root != gidx) & ~old
+        code = np.full(len(gidx), -1, np.int64)
+        code[old] = self._against[at[old], 1]
+        listed = in_cluster | old
+        if listed.any():
+            sel = pa.array(listed)
             self._audit.append(pa.table([batch.column("doc_id").filter(sel), batch.column("source").filter(sel),
-                                         pa.array(root[in_cluster]), pa.array(~duplicate[in_cluster])],
-                                        schema=AUDIT_SCHEMA))
-        return (batch.filter(pa.array(~duplicate)) if duplicate.any() else batch), {DUPLICATE: duplicate}
+                                         pa.array(root[listed]), pa.array(~(duplicate | old)[listed]),
+                                         pa.array(code[listed])], schema=AGAINST_AUDIT_SCHEMA))
+        gone = duplicate | old
+        return (batch.filter(pa.array(~gone)) if gone.any() else batch), {DUPLICATE: duplicate,
+                                                                            DUPLICATE_OF_RELEASE: old}
 
     def finish_shard(self, task, out_dir):
         rel = f"_audit/{task.key}.parquet"
-        with ParquetShardWriter(storage.join(out_dir, rel), schema=AUDIT_SCHEMA) as w:
+        schema = AUDIT_SCHEMA if self._against is None else AGAINST_AUDIT_SCHEMA
+        with ParquetShardWriter(storage.join(out_dir, rel), schema=schema) as w:
             for t in self._audit:
                 w.write(t)
         self._audit = []
@@ -252,14 +290,27 @@ def lsh_partitions(n_docs: int, partition_bytes: int) -> int:
     return 1 << (need - 1).bit_length()
 
 
-def write_audit(out_dir: str, keys: list[str]) -> None:
+def write_audit(out_dir: str, keys: list[str], releases: list[Release] = ()) -> None:
+    """duplicates.parquet: every document in a cluster, the cluster's kept document; with releases, also the
+    earlier release (its folder) and document each removed one matched."""
     parts = [storage.open_parquet(storage.join(out_dir, f"_audit/{k}.parquet")).read() for k in keys]
-    audit = pa.concat_tables(parts) if parts else AUDIT_SCHEMA.empty_table()
+    audit = pa.concat_tables(parts) if parts else (AGAINST_AUDIT_SCHEMA if releases else AUDIT_SCHEMA).empty_table()
     kept = audit.filter(audit["kept"]).select(["cluster_id", "doc_id"]).rename_columns(["cluster_id",
                                                                                          "kept_doc_id"])
     table = audit.join(kept, "cluster_id", join_type="left outer")
     table = table.sort_by([("cluster_id", "ascending"), ("kept", "descending"), ("doc_id", "ascending")])
-    table = table.select(["doc_id", "source", "cluster_id", "kept_doc_id", "kept"])
+    columns = ["doc_id", "source", "cluster_id", "kept_doc_id", "kept"]
+    if releases:
+        code = table["release_match"].to_numpy()
+        names, ids = [None] * len(code), [None] * len(code)
+        for r, release in enumerate(releases):
+            rows = np.flatnonzero((code >= 0) & (code >> 32 == r))
+            for i, doc in zip(rows, release.doc_ids(code[rows] & 0xFFFFFFFF), strict=True):
+                names[i], ids[i] = release.path, doc
+        table = table.append_column("release", pa.array(names, pa.string())).append_column(
+            "release_doc_id", pa.array(ids, pa.string()))
+        columns += ["release", "release_doc_id"]
+    table = table.select(columns)
     with ParquetShardWriter(storage.join(out_dir, "duplicates.parquet"), schema=table.schema) as w:
         w.write(table)
 
@@ -267,10 +318,15 @@ def write_audit(out_dir: str, keys: list[str]) -> None:
 def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinHashConfig | None = None,
               verify: bool = False, workers: int | None = None, ray_address: str | None = None,
               progress: Progress | None = None, partition_bytes: int = defaults.PARTITION_BYTES,
-              task_bytes: int | None = defaults.TASK_BYTES) -> StageReport:
+              task_bytes: int | None = defaults.TASK_BYTES, against=()) -> StageReport:
     """`task_bytes`: shards bigger than this are read by several tasks, runs of whole row groups (0: one each);
-    the documents kept and their order never change."""
+    the documents kept and their order never change. `against`: earlier dedup runs' folders (see against.py):
+    a new document in a cluster with one of their kept documents is removed, and none of theirs is."""
     cfg = cfg or MinHashConfig()
+    releases = [Release(path, cfg.to_dict()) for path in against]
+    if releases and verify:
+        raise SlimPajamaError("--verify does not combine with --against: an earlier run's index holds band keys, "
+                              "not the signatures --verify compares")
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
     require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
@@ -285,18 +341,28 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         n_docs = offsets[-1]
         if n_docs > MAX_DOCS:
             raise SlimPajamaError(f"{n_docs} documents exceed one dedup run's {MAX_DOCS}")
-        key = run_key([f.identity() for f in files], cfg.to_dict(), verify)  # what the clusters depend on
+        # what the clusters depend on (and, against releases, each release's own run key)
+        key = run_key([f.identity() for f in files], cfg.to_dict(), verify,
+                      *([[[r.path, r.info["run_key"]] for r in releases]] if releases else []))
         remove = RemoveStage(ReadOptions())
         remove_tasks = [ShardTask(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
                         for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
         previous = previous_run(out_dir, RUN_FILE, key, remove, lambda _: remove_tasks)
-        if previous is not None:
+        indexed = None
+        if previous is not None and index_complete(out_dir, key):
             summary = previous["summary"]  # nothing upstream changed: minhash/lsh/components are not needed
         else:
-            summary, clusters_ = _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run)
+            summary, clusters_, index_side, parts = _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir,
+                                                              partition_bytes, run, releases)
             remove_tasks = [replace(t, side=clusters_) for t in remove_tasks]
+            indexed = index_tasks(index_side, offsets, cfg.bands, parts, key)
         report = run_stage(remove, remove_tasks, out_dir, **run)
-        write_audit(out_dir, [t.key for t in remove_tasks])
+        write_audit(out_dir, [t.key for t in remove_tasks], releases)
+        if indexed is not None:  # what this run kept, for a later run's --against
+            run_stage(IndexStage(), indexed, storage.join(out_dir, INDEX_DIR), **run)
+            shards = [(t.key + ".parquet", m["ledger"]["totals"]["docs_out"])
+                      for t, m in zip(remove_tasks, report.markers, strict=True)]
+            write_index_file(out_dir, cfg.to_dict(), key, parts, shards)
         write_bytes_atomic(storage.join(out_dir, "dedup.json"),
                            json.dumps(summary, indent=1, sort_keys=True).encode())
         save_run(out_dir, RUN_FILE, {"run_key": key, "summary": summary})
@@ -304,23 +370,34 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     return report
 
 
-def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run) -> tuple[dict, dict]:
-    """minhash -> lsh -> components: (summary, the side inputs of the remove tasks: members and roots)."""
+def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes, run, releases) -> tuple:
+    """minhash -> lsh -> components: (summary, the side inputs of the remove tasks: members, roots and the
+    documents removed against releases; those of the index tasks; key ranges per band)."""
     mh = run_stage(MinhashStage(cfg), tasks, minhash_dir, **run)
     side = {name: tuple(mh.output_file(t.key + suffix) for t in tasks)
             for name, suffix in (("signatures", ".sig.npy"), ("bands", ".bands.npy"), ("valid", ".valid.npy"))}
-    parts = lsh_partitions(offsets[-1], partition_bytes)
+    parts = lsh_partitions(offsets[-1] + sum(r.docs for r in releases), partition_bytes)  # (with old slices)
     # every LSH task reads every shard's files: they are side inputs, identified by one digest of all of them (a
     # list of thousands of digests in each of thousands of markers would make the markers gigabytes)
     signatures = run_key([f.identity() for shard in zip(*side.values(), strict=True) for f in shard])
+    old = {"against": [r.path for r in releases], "releases": [r.info["run_key"] for r in releases]} \
+        if releases else {}
     lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
-                                                       "signatures": signatures}, side=side)
+                                                       "signatures": signatures, **old}, side=side)
                  for b in range(cfg.bands) for p in range(parts)]
     lsh = run_stage(LshStage(cfg, verify), lsh_tasks, storage.join(out_dir, "_lsh"), **run)
-    edges = tuple(lsh.output_file(f"{t.key}.npy") for t in lsh_tasks)
-    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": offsets[-1]})],
+    edges = tuple(lsh.output_file(f"{t.key}{suffix}") for t in lsh_tasks
+                  for suffix in ((".npy", ".against.npy") if releases else (".npy",)))
+    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": offsets[-1],
+                                                                       **({"against": True} if releases else {})})],
                      storage.join(out_dir, "_components"), **run)
     summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,
                "candidate_edges": sum(m["extra"]["candidates"] for m in lsh.markers),
                "edges": sum(m["extra"]["edges"] for m in lsh.markers), **comp.markers[0]["extra"]}
-    return summary, {"members": (comp.output_file("members.npy"),), "roots": (comp.output_file("roots.npy"),)}
+    if releases:
+        summary["against"] = [r.path for r in releases]
+    removal = {name: (comp.output_file(f"{name}.npy"),) for name in ("members", "roots")}
+    if releases:
+        removal["against"] = (comp.output_file("against.npy"),)
+    index_side = {"bands": side["bands"], "valid": side["valid"], "removed": (comp.output_file("removed.npy"),)}
+    return summary, removal, index_side, parts

@@ -34,10 +34,14 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--partition-bytes", type=SIZE, default=size_text(defaults.PARTITION_BYTES), show_default=True,
               help="Working-set budget of one LSH task: sets how many key ranges each band is split into.")
 @task_bytes_option("Shards bigger than this are read by several tasks, runs of whole row groups")
+@click.option("--against", multiple=True, type=click.Path(file_okay=False),
+              help="An earlier dedup's --out (repeatable): a new document in a cluster with a document it kept is "
+                   "removed (duplicate_of_release); none of its documents is removed or re-signed. Same MinHash "
+                   "settings required.")
 @RayFlags.apply
 @fail_cleanly
 def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, hash_mode, verify, partition_bytes,
-          task_bytes, ray: RayFlags):
+          task_bytes, against, ray: RayFlags):
     """Global near-duplicate removal with MinHash LSH over normalized parquet shards (within and across sources);
     one document per duplicate cluster is kept: the first in corpus order (shards by path, then row)."""
     from slimpajama.core.minhash import MinHashConfig
@@ -56,7 +60,7 @@ def dedup(inputs, out, minhash_dir, ngram, num_perm, bands, rows, threshold, has
     report = run_dedup(list(inputs), out, minhash_dir=minhash_dir, cfg=cfg, verify=verify,
                        partition_bytes=at_least("--partition-bytes", partition_bytes, 1 << 20,
                                                 "it sets the number of LSH tasks per band"),
-                       task_bytes=task_bytes, **ray.run())
+                       task_bytes=task_bytes, against=list(against), **ray.run())
     print_report(report, ray.as_json)
 
 
