@@ -162,3 +162,48 @@ def test_every_run_indexes_what_it_kept(batches):
     keys = np.load(batches / "old" / "index" / "b000-p0000.keys.npy")
     docs = np.load(batches / "old" / "index" / "b000-p0000.docs.npy")
     assert np.all(keys[1:] >= keys[:-1]) and docs.max() < kept and len(np.unique(docs)) == len(docs)
+
+
+def test_stats_shows_the_duplicates_of_the_release_in_the_funnel(batches, tmp_path):
+    run_dedup(str(batches / "new"), str(tmp_path / "d"), cfg=EXACT, against=[str(batches / "old")], progress=False)
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "d"), "--json"])
+    rows = json.loads(r.stdout)["pipeline"]["sources"]
+    want = json.loads((tmp_path / "d" / "dedup.json").read_text())["duplicates_of_release"]
+    assert sum(v["duplicate_of_release"] for v in rows.values()) == want > 0
+    assert rows["RedPajamaC4"]["duplicate_of_release"] > 0
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "d")], terminal_width=80)
+    assert r.exit_code == 0 and "dup. of" in r.stdout and max(map(len, r.stdout.splitlines())) <= 80
+
+
+def test_sigkill_mid_lookup_then_rerun_gives_the_same_bytes_and_release_reads_it(batches, tmp_path):
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from slimpajama.core.release import ReleaseConfig
+    from slimpajama.pipelines.release import run_release
+
+    old = str(batches / "old")
+    clean = tmp_path / "clean"
+    run_dedup(str(batches / "new"), str(clean), cfg=EXACT, against=[old], progress=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "slimpajama.cli", "dedup", str(batches / "new"), "--out", str(out), "--against",
+           old, "--hash", "slimpajama", "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "_lsh" / "_state"  # the LSH tasks: where the old index is read
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
+        assert proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert not (out / "index" / "index.json").exists()
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert tree_bytes(out) == tree_bytes(clean)
+    # release takes the new run's output as it takes any dedup's
+    report = run_release(str(out), str(tmp_path / "release"), ReleaseConfig(holdout=0.0), progress=False)
+    assert report.ledger.totals().docs_in == json.loads((out / "ledger.json").read_text())["totals"]["docs_out"]

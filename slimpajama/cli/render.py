@@ -69,12 +69,15 @@ def print_stats(st: dict, console=None) -> None:
                                   "`slimpajama ingest`)"))
     pipe = st.get("pipeline")
     if pipe:
-        t = table(f"pipeline ({', '.join(pipe['stages'])}): documents", ["source", "in", "bad\ninput", "short",
-                                                                          "duplicate", "decontam.", "kept"],
-                  pipe["sources"])
+        # a dedup --against run's duplicates of the earlier release: a column of their own, where there are any
+        against = any(r.get("duplicate_of_release") for r in pipe["sources"].values())
+        keys = ["docs_in", "bad_input", "short", "duplicate", *(["duplicate_of_release"] if against else []),
+                "decontaminated", "kept_docs"]
+        t = table(f"pipeline ({', '.join(pipe['stages'])}): documents",
+                  ["source", "in", "bad\ninput", "short", "duplicate", *(["dup. of\nrelease"] if against else []),
+                   "decontam.", "kept"], pipe["sources"])
         for s, r in pipe["sources"].items():
-            t.add_row(s, *(count(r[k]) for k in ("docs_in", "bad_input", "short", "duplicate", "decontaminated",
-                                                 "kept_docs")))
+            t.add_row(s, *(count(r.get(k, 0)) for k in keys))
         console.print(t)
         has_tokens = any("token_share" in r for r in pipe["sources"].values())
         t = table(f"pipeline: {pct(pipe['totals']['bytes_removed_fraction'])} of bytes removed",

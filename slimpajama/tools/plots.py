@@ -77,8 +77,8 @@ def _documents(stats, out_dir):
     rows = pipeline["sources"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     left = np.zeros(len(rows))
-    for what in ("kept_docs", "short", "duplicate", "decontaminated", "bad_input"):
-        n = np.array([r[what] for r in rows.values()], dtype=float)
+    for what in ("kept_docs", "short", "duplicate", "duplicate_of_release", "decontaminated", "bad_input"):
+        n = np.array([r.get(what, 0) for r in rows.values()], dtype=float)
         if n.any():
             ax.barh(list(rows), n, left=left, label=what.replace("_docs", ""))
             left += n

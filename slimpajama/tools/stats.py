@@ -127,6 +127,7 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
         out = last["sources"].get(s, {})
         rows[s] = {"docs_in": src_in.get("docs_in", 0), "bytes_in": src_in.get("bytes_in", 0),
                    "bad_input": dropped(s, "bad_input"), "short": dropped(s, "short"), "duplicate": dropped(s, "duplicate"),
+                   "duplicate_of_release": dropped(s, "duplicate_of_release"),  # (dedup --against)
                    "decontaminated": dropped(s, "decontaminated"), "sampled_out": dropped(s, "sampled_out"),
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
                    "byte_duplication_rate": (round(dropped(s, "duplicate", "bytes") / dd["bytes_in"], 6)
