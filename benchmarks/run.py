@@ -148,7 +148,8 @@ def main():
                                  "$PEER_PYTHON) datatrove"),
         ("--pack-gb", 8.0, "GB of tokens packed with 1 and 2 workers (twice that on disk)"),
         ("--split-gb", 1.0, "GB of the single plain .jsonl normalized with and without --task-bytes"),
-        ("--rp-gb", 0.3, "GB of the RedPajama-1T-shaped corpus run with several --task-bytes"))
+        ("--rp-gb", 0.3, "GB of the RedPajama-1T-shaped corpus run with several --task-bytes"),
+        ("--against-old-mb", 1000, "MB of the old release in the dedup --against run (and 1/10 of it new)"))
     for flag, default, what in sizes:
         ap.add_argument(flag, type=float, default=default, help=f"{what} (0 to skip)")
     args = ap.parse_args()
@@ -162,6 +163,8 @@ def main():
                else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
                "dedup_vs_peers": lambda: bench_dedup_peers(args.dedup_peers_mb) if args.dedup_peers_mb else None,
+               "dedup_against": lambda: run("bench_against.py", "--old-mb", str(args.against_old_mb), "--new-mb",
+                                            str(args.against_old_mb / 10)) if args.against_old_mb else None,
                "pack_parallel": lambda: run("bench_pack.py", "--gb", str(args.pack_gb)) if args.pack_gb else None,
                "export_megatron": bench_export,
                "startup": bench_startup,

@@ -1,12 +1,16 @@
-"""Global MinHash-LSH dedup as four resumable Ray stages over the normalized shards:
+"""Global MinHash-LSH dedup as five resumable Ray stages over the normalized shards:
 
   minhash     per shard:      <minhash>/<key>.sig.npy (n x num_perm uint32), .bands.npy (bands x n uint64),
                               .valid.npy (has shingles)
-  lsh         per band x key range: <out>/_lsh/b<band>-p<part>.npy, candidate edges (E x 2 uint32 global indices)
+  lsh         per band x key range: <out>/_lsh/b<band>-p<part>.npy, candidate edges (E x 2 uint32 global indices);
+                              with --against, .against.npy: the new documents an earlier release's index holds
   components  one task:       <out>/_components/members.npy, roots.npy (every document in a cluster of 2+, and
-                              its root = the kept document)
+                              its root = the kept document), removed.npy; with --against, against.npy
   remove      per shard:      <out>/shards/<key>.parquet (unique documents), <out>/_audit/<key>.parquet
-then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept) and `<out>/ledger.json`.
+  index       per band x key range: <out>/index/b<band>-p<part>.keys.npy, .docs.npy: what this run kept, for a
+                              later --against (against.py), then index/index.json
+then `<out>/duplicates.parquet` (doc_id, source, cluster_id, kept_doc_id, kept [, release, release_doc_id]) and
+`<out>/ledger.json`.
 <minhash> defaults to `<out>/_minhash` (private to this dedup). Every task's identity is the digests of what it
 read, so an edited input recomputes exactly what depends on it. A remove task depends on its own shard and on the
 run key (the digests of every shard, and the config), which fixes the clusters: once every remove task is complete
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -181,9 +186,8 @@ class ComponentsStage(Stage):
         duplicates = members[members != roots].astype(np.int64)
         extra = {}
         if task.params.get("against"):  # each matched document's cluster goes, named by its smallest match
-            found = [np.load(f.local()) for f in matches]
-            found = min_per_doc(*(np.concatenate(c) for c in zip(*[(m[:, 0], m[:, 1]) for m in found], strict=True))) \
-                if any(len(m) for m in found) else np.zeros((0, 2), np.int64)
+            found = np.concatenate([np.load(f.local()) for f in matches] or [np.zeros((0, 2), np.int64)])
+            found = min_per_doc(found[:, 0], found[:, 1])  # a document matched in several bands: its smallest
             against = removed_against(members.astype(np.int64), roots.astype(np.int64), found)
             save_npy_atomic(storage.join(out_dir, "against.npy"), against)
             outputs.append("against.npy")
@@ -323,6 +327,8 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
     the documents kept and their order never change. `against`: earlier dedup runs' folders (see against.py):
     a new document in a cluster with one of their kept documents is removed, and none of theirs is."""
     cfg = cfg or MinHashConfig()
+    if any(os.path.abspath(str(a)) == os.path.abspath(out_dir) for a in against if not storage.is_remote(str(a))):
+        raise SlimPajamaError(f"--against {out_dir} is this run's own --out: pass the earlier run's folder")
     releases = [Release(path, cfg.to_dict()) for path in against]
     if releases and verify:
         raise SlimPajamaError("--verify does not combine with --against: an earlier run's index holds band keys, "

@@ -27,8 +27,8 @@ CONFIG = PipelineConfig(release=ReleaseConfig(holdout=0.05, docs_per_file=100, b
 CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "400000", "--task-bytes", str(TASK_BYTES),
             "--seq", str(SEQ), "--range", "0:0.75", "--seq", str(4 * SEQ), "--range", "0.75:1", "--quiet"]
 # the stages, in the order the pipeline runs them
-STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "release-scatter", "release-shuffle", "tokenize",
-          "pack-plan", "pack")
+STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "index", "release-scatter", "release-shuffle",
+          "tokenize", "pack-plan", "pack")
 
 
 def pipeline(raw, data, batch_rows: int = 1024, **kw):

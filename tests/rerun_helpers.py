@@ -55,3 +55,21 @@ def read_texts(directory) -> list[str]:
 
     return [t for f in discover(str(directory)) for b in read_documents(f, raise_on_bad)
             for t in b.column("text").to_pylist()]
+
+
+def sigkill_once_started(cmd: list[str], state) -> None:
+    """Start `cmd` in its own session, SIGKILL it (and its embedded Ray) as soon as a marker appears under the
+    `state` folder: a run killed mid-stage, some tasks complete."""
+    import contextlib
+    import signal
+    import time
+
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
+        assert proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # its embedded Ray, if this small run started one
+        os.killpg(proc.pid, signal.SIGKILL)

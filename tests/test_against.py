@@ -143,6 +143,7 @@ def test_a_folder_that_is_no_complete_dedup_run_or_has_other_settings_is_one_err
     (tmp_path / "half").mkdir()
     for args, says in (
         (["--against", str(tmp_path / "half")], "not a complete dedup run (no index/index.json"),
+        (["--against", str(tmp_path / "d"), "--hash", "slimpajama"], "is this run's own --out"),
         (["--against", str(batches / "old"), "--ngram", "5"], "other MinHash settings (ngram 13 there, 5 here"),
         (["--against", str(batches / "old"), "--hash", "fast"], "hash 'slimpajama' there, 'fast' here"),
         (["--against", str(batches / "old"), "--verify", "--hash", "slimpajama"], "--verify does not combine"),
@@ -176,11 +177,10 @@ def test_stats_shows_the_duplicates_of_the_release_in_the_funnel(batches, tmp_pa
 
 
 def test_sigkill_mid_lookup_then_rerun_gives_the_same_bytes_and_release_reads_it(batches, tmp_path):
-    import contextlib
-    import signal
     import subprocess
     import sys
-    import time
+
+    from rerun_helpers import sigkill_once_started
 
     from slimpajama.core.release import ReleaseConfig
     from slimpajama.pipelines.release import run_release
@@ -191,16 +191,7 @@ def test_sigkill_mid_lookup_then_rerun_gives_the_same_bytes_and_release_reads_it
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "slimpajama.cli", "dedup", str(batches / "new"), "--out", str(out), "--against",
            old, "--hash", "slimpajama", "--workers", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = out / "_lsh" / "_state"  # the LSH tasks: where the old index is read
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
-        assert proc.poll() is None, "run ended before it could be killed"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    sigkill_once_started(cmd, out / "_lsh" / "_state")  # the LSH tasks: where the old index is read
     assert not (out / "index" / "index.json").exists()
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert tree_bytes(out) == tree_bytes(clean)

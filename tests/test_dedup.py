@@ -1,4 +1,3 @@
-import contextlib
 import json
 import os
 import shutil
@@ -264,10 +263,10 @@ def test_same_bytes_with_1_and_2_workers_any_partitioning_and_after_resume(norma
 
 
 def test_sigkill_mid_dedup_then_rerun_gives_the_same_bytes(normalized, tmp_path):
-    import signal
     import subprocess
     import sys
-    import time
+
+    from rerun_helpers import sigkill_once_started
 
     norm, _ = normalized
     clean = tmp_path / "clean"
@@ -275,16 +274,7 @@ def test_sigkill_mid_dedup_then_rerun_gives_the_same_bytes(normalized, tmp_path)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "slimpajama.cli", "dedup", str(norm), "--out", str(out / "dedup"), "--workers",
            "1", "--quiet"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = out / "dedup" / "_minhash" / "_state"  # the default: private to this dedup
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and any(state.rglob("*.json"))):
-        assert proc.poll() is None, "run ended before it could be killed"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    with contextlib.suppress(ProcessLookupError):  # its embedded Ray, if this small run started one
-        os.killpg(proc.pid, signal.SIGKILL)
+    sigkill_once_started(cmd, out / "dedup" / "_minhash" / "_state")  # the default: private to this dedup
     assert not (out / "dedup" / "ledger.json").exists()
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert tree_bytes(out / "dedup").keys() == tree_bytes(clean / "dedup").keys()

@@ -17,7 +17,7 @@ from slimpajama.tools.schedule import Tasks, schedule
 LISTING = REPO / "tests" / "data" / "redpajama-1t-sizes.txt"
 # fixed rates, so the model's arithmetic can be checked by hand (MB/s of text per core)
 RATES = {"mb_per_s_per_core": {"normalize": 35.0, "minhash": 22.0, "lsh": 2500.0, "components": 10000.0,
-                               "dedup": 190.0, "release-scatter": 220.0, "release-shuffle": 120.0,
+                               "dedup": 190.0, "index": 2500.0, "release-scatter": 220.0, "release-shuffle": 120.0,
                                "tokenize": 12.5, "pack-plan": 5000.0, "pack": 280.0},
          "peak_rss_mb": {}, "keep_normalize": 0.9, "keep_dedup": 0.56, "bytes_per_doc": 4000.0,
          "bytes_per_token": 4.0, "text_per_file_byte": {"plain": 0.95, "compressed": 3.6, "parquet": 3.5}}
@@ -101,10 +101,13 @@ def test_rates_from_make_bench_results(tmp_path):
     assert rates["docs_per_s"] == {"pack-plan": 9_600_000, "components": round(1e8 / 3.3)}
     assert rates["bytes_per_doc"] == 1e5 and "2.4M documents" in rates["sources"]["pack-plan"]
     # an older results.json, without those runs: built-in rates, said so
-    del results["pack_parallel"], results["dedup"]
+    # ... and from before the index stage: it is planned at LSH's rate (the same sort per band x key range), said so
+    del results["pack_parallel"], results["dedup"], stages["index"]
     (tmp_path / "results.json").write_text(json.dumps(results))
     rates = read_rates(str(tmp_path / "results.json"))
     assert rates["docs_per_s"] == DOCS_PER_S and rates["sources"]["components"] == BUILT_IN
+    assert rates["mb_per_s_per_core"]["index"] == rates["mb_per_s_per_core"]["lsh"] == 12.0
+    assert rates["sources"]["index"] == "lsh's rate (these rates predate the index stage)"
 
 
 @pytest.mark.parametrize("lines, bad_line", [

@@ -407,35 +407,44 @@ def run(cfg: TrainConfig, resume: bool = True, log=_quiet) -> dict | None:
     world = trainer.world
     log = log if world.main else (lambda m: None)
     try:
-        if resume and trainer.load():
-            log(f"resumed at step {trainer.step}")
-        log(f"model {cfg.preset}: {trainer.n_params / 1e6:.1f}M parameters on {world.size} x {trainer.device_name}"
-            f" ({trainer.attention} attention{', compiled' if trainer.compiled else ''}"
-            f"{', checkpointing' if cfg.checkpointing else ''}); stages (seq, rows per step, rows per micro-batch "
-            f"per process): {list(zip(trainer.seqs, trainer.rows, trainer.micro, strict=True))}")
-        stop = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
-        trainer.train(max_steps=max(0, stop - trainer.step), log=log)
-        if trainer.step < cfg.steps:
-            log(f"stopped at step {trainer.step} of {cfg.steps} (--stop-at): the same command continues")
-            return {"stopped_at": trainer.step, "steps": cfg.steps, "out": cfg.out} if world.main else None
-        try:
-            final = trainer.evaluate()
-        except torch.cuda.OutOfMemoryError:
-            raise SlimPajamaError(trainer._oom_message(0)) from None
-        if not world.main:
-            return None
-        entropy = unigram_entropy(trainer.stage_dirs, trainer.vocab_size)
-        positions = trainer.per_position_loss(2 * max(trainer.seqs))
-        if positions["windows"]:
-            log(f"per-position loss over {positions['windows']} windows of {positions['length']:,} tokens")
-        else:
-            log(f"per-position check skipped: {positions['skipped']}")
-        log(f"validation loss {final:.4f} nats/token vs unigram entropy of the training tokens {entropy:.4f}"
-            f" -> {'below' if final < entropy else 'NOT below'}")
-        write_report(trainer, cfg.out, final, entropy, positions)
-        return {"validation_loss": final, "unigram_entropy": entropy, "steps": trainer.step,
-                "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
-                                 if isinstance(v, list)} or positions.get("skipped"),
-                "throughput": trainer.throughput(), "out": cfg.out}
+        result = _run(trainer, cfg, resume, log)
+        # every rank leaves together: one tearing its gloo/NCCL group down while another still works (the main
+        # rank's report) can abort it at exit ("terminate called without an active exception")
+        world.barrier()
+        return result
     finally:
         distributed.shutdown(world)
+
+
+def _run(trainer: Trainer, cfg: TrainConfig, resume: bool, log) -> dict | None:
+    world = trainer.world
+    if resume and trainer.load():
+        log(f"resumed at step {trainer.step}")
+    log(f"model {cfg.preset}: {trainer.n_params / 1e6:.1f}M parameters on {world.size} x {trainer.device_name}"
+        f" ({trainer.attention} attention{', compiled' if trainer.compiled else ''}"
+        f"{', checkpointing' if cfg.checkpointing else ''}); stages (seq, rows per step, rows per micro-batch "
+        f"per process): {list(zip(trainer.seqs, trainer.rows, trainer.micro, strict=True))}")
+    stop = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
+    trainer.train(max_steps=max(0, stop - trainer.step), log=log)
+    if trainer.step < cfg.steps:
+        log(f"stopped at step {trainer.step} of {cfg.steps} (--stop-at): the same command continues")
+        return {"stopped_at": trainer.step, "steps": cfg.steps, "out": cfg.out} if world.main else None
+    try:
+        final = trainer.evaluate()
+    except torch.cuda.OutOfMemoryError:
+        raise SlimPajamaError(trainer._oom_message(0)) from None
+    if not world.main:
+        return None
+    entropy = unigram_entropy(trainer.stage_dirs, trainer.vocab_size)
+    positions = trainer.per_position_loss(2 * max(trainer.seqs))
+    if positions["windows"]:
+        log(f"per-position loss over {positions['windows']} windows of {positions['length']:,} tokens")
+    else:
+        log(f"per-position check skipped: {positions['skipped']}")
+    log(f"validation loss {final:.4f} nats/token vs unigram entropy of the training tokens {entropy:.4f}"
+        f" -> {'below' if final < entropy else 'NOT below'}")
+    write_report(trainer, cfg.out, final, entropy, positions)
+    return {"validation_loss": final, "unigram_entropy": entropy, "steps": trainer.step,
+            "per_position": {k: float(np.mean(v[max(trainer.seqs):])) for k, v in positions.items()
+                             if isinstance(v, list)} or positions.get("skipped"),
+            "throughput": trainer.throughput(), "out": cfg.out}

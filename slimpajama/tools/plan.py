@@ -27,8 +27,11 @@ from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.tools.schedule import Tasks, schedule
 
-STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "release-scatter", "release-shuffle", "tokenize",
-          "pack-plan", "pack")
+STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "index", "release-scatter", "release-shuffle",
+          "tokenize", "pack-plan", "pack")
+# rates saved before a stage existed: it takes a stage with the same work's (the index sorts each band x key
+# range's keys, as LSH does)
+STANDS_IN = {"index": "lsh"}
 # components: a parent per document (4 bytes) and member and root (8 + 8) per document in a cluster of 2+; 5.9
 # bytes per document measured at 1e8 documents with 5% copies (bench_dedup --lsh-docs)
 PARENT_BYTES, CLUSTER_BYTES = 4, 16
@@ -235,7 +238,7 @@ def stage_text_in(by_stage: dict[str, list[dict]]) -> dict[str, int]:
     """Text bytes each stage of a run read, from its task markers (`stage_markers`): a stage's ledgers, or, for the
     stages without a document ledger, those of the stage whose documents they work on."""
     text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) for s, ms in by_stage.items()}
-    text_in["lsh"] = text_in["components"] = text_in["minhash"]
+    text_in["lsh"] = text_in["components"] = text_in["index"] = text_in["minhash"]
     text_in["release-shuffle"] = text_in["release-scatter"]
     text_in["pack"] = text_in["pack-plan"] = text_in["tokenize"]
     return text_in
@@ -275,7 +278,7 @@ def read_rates(path: str) -> dict:
         rates["sources"] = {s: before.get(s) or (BUILT_IN if s in DOCS_PER_S and s not in rates.get("docs_per_s", {})
                                                  else "an earlier plan") for s in STAGES}
         rates["from"] = path
-        return rates
+        return _stand_ins(rates)
     e2e = (data.get("end_to_end") or {}).get("real_text") or data.get("end_to_end")
     if not e2e or "stages" not in e2e:
         raise SlimPajamaError(f"--rates {path}: neither a `plan --json` output nor make bench's results.json")
@@ -296,12 +299,22 @@ def read_rates(path: str) -> dict:
         if stage not in docs_per_s:
             docs_per_s[stage] = DOCS_PER_S[stage]
             sources[stage] = BUILT_IN
-    return {"mb_per_s_per_core": rate, "docs_per_s": docs_per_s, "sources": sources, "from": path,
+    return _stand_ins({"mb_per_s_per_core": rate, "docs_per_s": docs_per_s, "sources": sources, "from": path,
             "peak_rss_mb": {s: st.get(s, {}).get("peak_rss_mb_per_task", 0) for s in STAGES},
             "keep_normalize": st["minhash"]["text_mb_in"] / st["normalize"]["text_mb_in"],
             "keep_dedup": st["release-scatter"]["text_mb_in"] / st["dedup"]["text_mb_in"],
             "bytes_per_doc": st["normalize"]["text_mb_in"] * 1e6 / max(e2e.get("docs", 1), 1),
-            "bytes_per_token": e2e["bytes_per_token"], "text_per_file_byte": dict(TEXT_PER_FILE_BYTE)}
+            "bytes_per_token": e2e["bytes_per_token"], "text_per_file_byte": dict(TEXT_PER_FILE_BYTE)})
+
+
+def _stand_ins(rates: dict) -> dict:
+    """A stage the saved rates lack (they predate it) says whose rate the model gives it (`STANDS_IN`)."""
+    for stage, other in STANDS_IN.items():
+        if not rates["mb_per_s_per_core"].get(stage):
+            rates["mb_per_s_per_core"][stage] = rates["mb_per_s_per_core"].get(other, 0)
+            rates.setdefault("peak_rss_mb", {})[stage] = rates.get("peak_rss_mb", {}).get(other, 0)
+            rates["sources"][stage] = f"{other}'s rate (these rates predate the {stage} stage)"
+    return rates
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -339,7 +352,8 @@ def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
     docs = text_n / rates["bytes_per_doc"]
     lsh_parts = defaults.BANDS * max(1, 2 ** math.ceil(math.log2(max(1, docs * 48 / defaults.PARTITION_BYTES))))
     tasks = {"normalize": norm_tasks, "minhash": dedup_tasks, "lsh": Tasks([(text_n / lsh_parts, lsh_parts)]),
-             "components": Tasks([(text_n, 1)]), "dedup": dedup_tasks, "release-scatter": dedup_tasks.scaled(keep_d),
+             "components": Tasks([(text_n, 1)]), "dedup": dedup_tasks,
+             "index": Tasks([(text_n / lsh_parts, lsh_parts)]), "release-scatter": dedup_tasks.scaled(keep_d),
              "release-shuffle": Tasks([(text_d / buckets, buckets)]), "tokenize": Tasks.parts(text_d, file_text),
              "pack-plan": Tasks([(text_d, s.layouts)]), "pack": pack_tasks.map(lambda t: Tasks([(t, s.layouts)]))}
     # components and the pack plan work per document (a union-find over all of them; every length read and the
