@@ -142,3 +142,102 @@ def real_corpus(mb: float, file_mb: float = 40.0) -> str:
         fh.close()
     open(done, "w").close()
     return out
+
+
+# Web-shaped real text: HTML pages of the documentation installed on this machine, tags stripped, navigation,
+# headers and footers kept (what an HTML-to-text extractor leaves of a crawled page). English, a few non-ASCII
+# characters (pilcrows, curly quotes, dashes, arrows, ©) in nearly every page: the shape of RedPajama's
+# CommonCrawl/C4 text, which the code-and-docs corpus above flatters.
+def _html_files() -> list[str]:
+    import glob
+    import sysconfig
+
+    roots = ["/usr/share/doc", "/usr/lib/node_modules", "/usr/lib/google-cloud-sdk", "/usr/share/gtk-doc",
+             sysconfig.get_paths()["data"], *sorted(glob.glob(os.path.expanduser("~/.rustup/toolchains/*/share/doc")))]
+    out = []
+    for root in roots:
+        for dirpath, dirnames, files in os.walk(root):
+            dirnames.sort()
+            out.extend(os.path.join(dirpath, f) for f in sorted(files) if f.endswith((".html", ".htm")))
+    return out
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of a page: script/style dropped, a line break at every block element, entities decoded."""
+    from html.parser import HTMLParser
+
+    blocks = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "section", "nav", "header",
+              "footer", "table", "ul", "ol", "dt", "dd", "title", "blockquote"}
+    parts: list[str] = []
+    skip = [0]
+
+    class _Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "style"):
+                skip[0] += 1
+            elif tag in blocks:
+                parts.append("\n")
+
+        def handle_endtag(self, tag):
+            if tag in ("script", "style"):
+                skip[0] = max(0, skip[0] - 1)
+            elif tag in blocks:
+                parts.append("\n")
+
+        def handle_data(self, data):
+            if not skip[0]:
+                parts.append(data)
+
+    _Parser(convert_charrefs=True).feed(html)
+    lines = (" ".join(line.split()) for line in "".join(parts).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _web_docs(paths: list[str]):
+    for path in paths:
+        try:
+            if os.path.getsize(path) > 4_000_000:
+                continue
+            with open(path, encoding="utf-8") as f:
+                text = html_to_text(f.read())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(text) > 500:
+            yield text
+
+
+def web_corpus(mb: float, file_mb: float = 40.0) -> str:
+    """`<out>/RedPajamaCommonCrawl/part-*.jsonl.zst` of `mb` MB of the pages above (cycled when this machine holds
+    fewer; each page once before any repeats), made once and reused."""
+    import orjson
+    import zstandard
+
+    out = os.path.join(CACHE, f"web-{mb:g}MB")
+    done = os.path.join(out, ".complete")
+    if os.path.exists(done):
+        return out
+    paths = _html_files()
+    if not paths:
+        raise SystemExit("error: no HTML documentation found on this machine for the web-shaped corpus")
+    import random
+
+    random.Random(0).shuffle(paths)  # mix the sites, as a crawl's file does
+    os.makedirs(os.path.join(out, "RedPajamaCommonCrawl"), exist_ok=True)
+    written, part, size, zw, fh = 0, 0, 0, None, None
+    while written < mb * 1e6:
+        for text in _web_docs(paths):
+            if zw is None or size >= file_mb * 1e6:
+                if zw is not None:
+                    zw.close()
+                    fh.close()
+                fh = open(os.path.join(out, "RedPajamaCommonCrawl", f"part-{part:05d}.jsonl.zst"), "wb")
+                zw, size, part = zstandard.ZstdCompressor(level=3).stream_writer(fh, closefd=False), 0, part + 1
+            zw.write(orjson.dumps({"text": text, "meta": {"redpajama_set_name": "RedPajamaCommonCrawl"}}) + b"\n")
+            n = len(text.encode())
+            size, written = size + n, written + n
+            if written >= mb * 1e6:
+                break
+    zw.close()
+    fh.close()
+    open(done, "w").close()
+    return out

@@ -4,6 +4,7 @@ import pathlib
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
 SHARED_CORPORA = REPO / "slimpajama" / "data"  # copies of ../shared/corpora shipped with the package
 ARXIV_SAMPLE = SHARED_CORPORA / "redpajama-arxiv-sample.jsonl"
 CC_SAMPLE = SHARED_CORPORA / "cc-en-head-sample.jsonl"

@@ -3,10 +3,11 @@
 import json
 
 import ftfy
+from ftfy import badness
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ARXIV_SAMPLE, CC_SAMPLE
+from conftest import ARXIV_SAMPLE, CC_SAMPLE, DATA
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,9 @@ from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import iter_documents
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
+
+
+WEB_PAGES = DATA / "web-pages.jsonl"  # from installed Rust/Cargo documentation pages, tags stripped
 
 
 def texts_of(path, **kw):
@@ -100,8 +104,36 @@ def test_badness_windows_find_exactly_what_the_full_search_finds(text):
     assert tn._looks_bad(text) == bool(tn._BADNESS_ANY_LINE.search(text))
 
 
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.from_regex(badness.BADNESS_RE))
+def test_every_badness_match_lies_in_a_trigger_window(text):
+    """Strings built from ftfy's badness regex itself, one alternative after another, with any text around them:
+    the trigger windows must find every match (a match they miss would skip ftfy's mojibake fixer)."""
+    assert badness.BADNESS_RE.search(text)
+    assert tn._looks_bad(text)
+
+
+def _web_pages() -> list[str]:
+    with open(WEB_PAGES, encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+def test_web_pages_take_the_fast_path_and_equal_ftfy(monkeypatch):
+    """English documentation pages (pilcrows, §, ·, curly quotes, dashes, arrows, ©), the shape of crawled web text:
+    ftfy's result without running ftfy, and with some lines turned to mojibake, ftfy's result again."""
+    pages = _web_pages()
+    expected = [ftfy.fix_text(p, normalization="NFC") for p in pages]
+    damaged = ["\n".join(_mojibake(line) if i % 4 == 1 else line for i, line in enumerate(p.split("\n")))
+               for p in pages]
+    damaged_expected = [ftfy.fix_text(p, normalization="NFC") for p in damaged]
+    assert damaged != pages and damaged_expected != damaged
+    assert [normalize_text(p) for p in damaged] == damaged_expected
+    monkeypatch.setattr(tn.ftfy, "fix_text", lambda *a, **k: pytest.fail("fell back to ftfy"))
+    assert [normalize_text(p) for p in pages] == expected
+
+
 def test_fast_path_is_active_on_installed_ftfy(monkeypatch):
-    assert tn._BADNESS_WIDTH is not None  # the windowed badness search applies to this ftfy
+    assert tn._CLUSTERS is not None  # the trigger-windowed badness search applies to this ftfy
     monkeypatch.setattr(tn.ftfy, "fix_text", lambda *a, **k: pytest.fail("fell back to ftfy"))
     assert normalize_text("It’s a “fine” ﬁle — café, e\u0301, ＡＢＣ\r\nend\x00") == 'It\'s a "fine" file — café, é, ABC\nend'
     assert normalize_text("plain ASCII, AT&T") == "plain ASCII, AT&T"
