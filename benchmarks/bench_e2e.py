@@ -1,4 +1,5 @@
-"""End to end on a generated multi-GB corpus (or, with --real-mb, on real text: common.real_corpus): every stage's
+"""End to end on a generated multi-GB corpus (or, with --real-mb, on real text: common.real_corpus; with --web-mb, on
+web-shaped real text: common.web_corpus): every stage's
 MB/s per core and peak RSS, read from the shard markers.
 
 Per core: a stage's text MB divided by the summed seconds of its tasks (each task holds one core), so the figure
@@ -20,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import zstandard  # noqa: E402
-from common import CACHE, real_corpus  # noqa: E402
+from common import CACHE, real_corpus, web_corpus  # noqa: E402
 
 from slimpajama.io.discover import discover  # noqa: E402
 from slimpajama.pipelines.memory import peak_rss_mb  # noqa: E402
@@ -73,9 +74,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=2.0, help="text in the generated corpus")
     ap.add_argument("--real-mb", type=float, default=0, help="run on this much real text instead (common.real_corpus)")
+    ap.add_argument("--web-mb", type=float, default=0, help="run on this much web-shaped text (common.web_corpus)")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
-    raw = real_corpus(args.real_mb) if args.real_mb else corpus(args.gb)
+    raw = web_corpus(args.web_mb) if args.web_mb else real_corpus(args.real_mb) if args.real_mb else corpus(args.gb)
     base = baseline_mb_per_s(raw)
     data = os.path.join(CACHE, "e2e-run")
     shutil.rmtree(data, ignore_errors=True)

@@ -78,10 +78,12 @@ def bench_dedup_peers(mb: float) -> dict:
     return out
 
 
-def bench_e2e(gb: float, real_mb: float) -> dict:
+def bench_e2e(gb: float, real_mb: float, web_mb: float) -> dict:
     out = run("bench_e2e.py", "--gb", str(gb)) if gb else {}
     if real_mb:
         out["real_text"] = run("bench_e2e.py", "--real-mb", str(real_mb))
+    if web_mb:  # the shape of crawled pages: a few non-ASCII characters in nearly every document
+        out["web_pages"] = run("bench_e2e.py", "--web-mb", str(web_mb))
     return out
 
 
@@ -144,6 +146,7 @@ def main():
     sizes = (  # how much data each big run takes (0 skips it)
         ("--e2e-gb", 2.0, "GB of text in the end-to-end run of every stage"),
         ("--e2e-real-mb", 200, "MB of real text (benchmarks/common.real_corpus) in a second end-to-end run"),
+        ("--e2e-web-mb", 160, "MB of web-shaped real text (benchmarks/common.web_corpus) in a third end-to-end run"),
         ("--dedup-peers-mb", 20, "MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
                                  "$PEER_PYTHON) datatrove"),
         ("--pack-gb", 8.0, "GB of tokens packed with 1 and 2 workers (twice that on disk)"),
@@ -159,8 +162,8 @@ def main():
                "normalize_filter": lambda: bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s]),
                "dedup": lambda: bench_dedup(args.lsh_docs),
                "tokenize_pack": lambda: bench_tokens(args.docs),
-               "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb) if args.e2e_gb or args.e2e_real_mb
-               else None,
+               "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb, args.e2e_web_mb)
+               if args.e2e_gb or args.e2e_real_mb or args.e2e_web_mb else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,
                "dedup_vs_peers": lambda: bench_dedup_peers(args.dedup_peers_mb) if args.dedup_peers_mb else None,
                "dedup_against": lambda: run("bench_against.py", "--old-mb", str(args.against_old_mb), "--new-mb",

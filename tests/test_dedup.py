@@ -91,6 +91,13 @@ def test_fast_kernel_matches_its_numpy_definition(texts):
     assert np.array_equal(fast_signatures(cleaned, cfg), fast_signatures_numpy(cleaned, cfg))
 
 
+def test_fast_kernel_matches_its_numpy_definition_on_real_pages():
+    """The default settings on long documents: blocks of shingles and a short last one, 128 permutations."""
+    cfg = MinHashConfig()
+    cleaned = [clean_text(json.loads(line)["text"])[:20_000 + i] for i, line in enumerate(open(CC_SAMPLE))]
+    assert np.array_equal(fast_signatures(cleaned, cfg), fast_signatures_numpy(cleaned, cfg))
+
+
 def test_slimpajama_mode_is_bit_identical_to_datasketch_per_shingle_updates():
     cfg = MinHashConfig(hash="slimpajama")
     texts = [t for t in (open(CC_SAMPLE).read().split("\n")) if t][:3] + ["Ünïcödé 文字 🙂 test " * 5]

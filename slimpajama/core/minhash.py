@@ -130,8 +130,14 @@ def _mix64(h):
     return h ^ (h >> np.uint64(31))
 
 
+_BLOCK = 4  # shingles per pass over the permutations
+
+
 @numba.njit(cache=True, nogil=True)
 def _fast_signatures_kernel(cps, offsets, ngram, a, b, out):
+    """The permutations loop runs once per block of 4 shingles and takes a branch-free min, so it compiles to SIMD
+    (a conditional store per value did not: 2.9x slower); a short last block repeats its first shingle, which
+    leaves a min unchanged."""
     num_perm = a.shape[0]
     # POLY ** ngram, to drop the character leaving the rolling window
     top = np.uint64(1)
@@ -139,28 +145,39 @@ def _fast_signatures_kernel(cps, offsets, ngram, a, b, out):
         top = top * _POLY
     shift = np.uint64(32)
     one = np.uint64(1)
+    ms = np.empty(_BLOCK, dtype=np.uint64)
     for d in range(offsets.shape[0] - 1):
         s = offsets[d]
         e = offsets[d + 1]
         sig = out[d]
         for j in range(num_perm):
             sig[j] = EMPTY
-        if e - s < ngram:
+        shingles = e - s - ngram + 1
+        if shingles <= 0:
             continue
         h = np.uint64(0)
         for k in range(ngram):
             h = h * _POLY + np.uint64(cps[s + k]) + one
-        i = s
-        while True:
-            m = _mix64(h)
+        done = 0
+        while done < shingles:
+            cnt = min(_BLOCK, shingles - done)
+            for t in range(cnt):
+                ms[t] = _mix64(h)
+                i = s + done + t  # the window starting here moves on by one character
+                if i + ngram < e:
+                    h = h * _POLY + np.uint64(cps[i + ngram]) + one - top * (np.uint64(cps[i]) + one)
+            for t in range(cnt, _BLOCK):
+                ms[t] = ms[0]
+            m0, m1, m2, m3 = ms[0], ms[1], ms[2], ms[3]
             for j in range(num_perm):
-                v = np.uint32((m * a[j] + b[j]) >> shift)
-                if v < sig[j]:
-                    sig[j] = v
-            if i + ngram >= e:
-                break
-            h = h * _POLY + np.uint64(cps[i + ngram]) + one - top * (np.uint64(cps[i]) + one)
-            i += 1
+                aj = a[j]
+                bj = b[j]
+                v0 = np.uint32((m0 * aj + bj) >> shift)
+                v1 = np.uint32((m1 * aj + bj) >> shift)
+                v2 = np.uint32((m2 * aj + bj) >> shift)
+                v3 = np.uint32((m3 * aj + bj) >> shift)
+                sig[j] = min(sig[j], min(min(v0, v1), min(v2, v3)))
+            done += cnt
 
 
 def fast_signatures(cleaned: list[str], cfg: MinHashConfig) -> np.ndarray:
