@@ -3,11 +3,11 @@
 import json
 
 import ftfy
-from ftfy import badness
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import ARXIV_SAMPLE, CC_SAMPLE, DATA
+from ftfy import badness
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,6 @@ from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import iter_documents
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
-
 
 WEB_PAGES = DATA / "web-pages.jsonl"  # from installed Rust/Cargo documentation pages, tags stripped
 

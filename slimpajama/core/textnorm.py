@@ -9,7 +9,6 @@ lowercase, delete `string.punctuation`, strip, collapse every whitespace run to 
 
 from __future__ import annotations
 
-import functools
 import re
 import string
 import unicodedata
@@ -30,7 +29,7 @@ from ftfy import badness, chardata, fixes
 # looping until stable like ftfy does. Anything else goes to ftfy itself. Tests compare it with plain ftfy on
 # real corpora, the sample corpus and hypothesis-generated text.
 #
-# The badness regex is what makes ftfy slow (it tries ~37 alternatives at every position). `_badness_triggers`
+# The badness regex is what makes ftfy slow (it tries ~37 alternatives at every position). `_badness_shape`
 # reads the installed regex and finds, for each alternative, what any match of it must hold: one character of a
 # small set (Â, Ã, Œ, œ, C1 controls), or two non-ASCII characters of its classes next to each other (at most a
 # few characters apart in general). One search for those "triggers" over the whole text, in C, finds the few
@@ -86,7 +85,7 @@ def _badness_shape() -> tuple[set[int], set[int], int, int] | None:
         if len(found) == 1:
             singles |= found[0][1]
             continue
-        d, a, b = min(((width(items[i + 1: j]), ci, cj) for (i, ci), (j, cj) in zip(found, found[1:])),
+        d, a, b = min(((width(items[i + 1: j]), ci, cj) for (i, ci), (j, cj) in zip(found, found[1:], strict=False)),
                       key=lambda t: t[0])
         gap, pairs = max(gap, d), pairs | a | b
     longest = max(width(br.data) for br in branches)
