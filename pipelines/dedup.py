@@ -97,7 +97,7 @@ class MinhashStage(Stage):
             sig = np.lib.format.open_memmap(sig_tmp, mode="w+", dtype=np.uint32, shape=(n, self.cfg.num_perm))
             row = 0
             for batch in read_documents(shard, raise_on_bad):
-                sig[row: row + batch.num_rows] = signatures(batch.column("text").to_pylist(), self.cfg)
+                sig[row: row + batch.num_rows] = signatures(batch.column("text"), self.cfg)  # Arrow buffers
                 row += batch.num_rows
                 ledger.batch_in(batch)
                 ledger.batch_out(batch)

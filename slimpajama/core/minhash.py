@@ -6,14 +6,16 @@ Two hash modes:
     signatures are bit-identical to SlimPajama's.
   * "fast" (default): a 64-bit polynomial hash of each character n-gram over code points, mixed with
     splitmix64, and `num_perm` multiply-shift permutations (odd a, any b: ((a*h + b) mod 2^64) >> 32), all in
-    one compiled loop. A plain numpy version (`fast_signatures_numpy`) defines it and tests check the kernel
-    against it.
+    one compiled loop that reads the UTF-8 bytes (an Arrow column's own buffer) and cleans as it goes, so no
+    cleaned string is built. A plain numpy version (`fast_signatures_numpy`, over `clean_text`) defines it and
+    tests check the kernel against it.
 A document with fewer characters than the n-gram width has no shingles: its signature is all 0xFFFFFFFF and it is
 never a duplicate (`has_shingles` is False).
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import asdict, dataclass
 
 import numba
@@ -85,14 +87,6 @@ def fast_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     return a, b
 
 
-def codepoints(cleaned: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All texts as one uint32 code point array plus offsets (one UTF-32 encode for the whole batch)."""
-    offsets = np.zeros(len(cleaned) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in cleaned], out=offsets[1:])
-    cps = np.frombuffer("".join(cleaned).encode("utf-32-le"), dtype=np.uint32)
-    return cps, offsets
-
-
 def _mix64_np(h: np.ndarray) -> np.ndarray:
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -111,13 +105,14 @@ def shingle_hashes_numpy(cps: np.ndarray, ngram: int) -> np.ndarray:
         return _mix64_np(h)
 
 
-def fast_signatures_numpy(cleaned: list[str], cfg: MinHashConfig) -> np.ndarray:
-    """Plain numpy definition of the fast signatures (slow; the compiled kernel must match it)."""
+def fast_signatures_numpy(texts: list[str], cfg: MinHashConfig) -> np.ndarray:
+    """Plain numpy definition of the fast signatures of the cleaned views (slow; the compiled kernel must match)."""
     a, b = fast_permutations(cfg.num_perm, cfg.seed)
-    out = np.full((len(cleaned), cfg.num_perm), EMPTY, dtype=np.uint32)
+    out = np.full((len(texts), cfg.num_perm), EMPTY, dtype=np.uint32)
     with np.errstate(over="ignore"):
-        for i, text in enumerate(cleaned):
-            h = shingle_hashes_numpy(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32), cfg.ngram)
+        for i, text in enumerate(texts):
+            cps = np.frombuffer(clean_text(text).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            h = shingle_hashes_numpy(cps, cfg.ngram)
             if len(h):
                 out[i] = ((h[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0).astype(np.uint32)
     return out
@@ -131,75 +126,222 @@ def _mix64(h):
 
 
 _BLOCK = 4  # shingles per pass over the permutations
+_ANCHOR_SLOTS = 1 << 16  # per document: a table of its anchor hashes (1 MB)
+# The cleaned view in one table over code points: each maps to its lowercase, or deletes (ASCII punctuation), is a
+# space, or leaves the document to Python (str.lower's only non-local cases: Σ depends on its neighbours, İ becomes
+# two characters).
+_DELETE, _SPACE, _PYTHON = np.uint32(0xFFFFFFFF), np.uint32(0xFFFFFFFE), np.uint32(0xFFFFFFFD)
+_CLEAN_TABLE: np.ndarray | None = None
+
+
+def _clean_table() -> np.ndarray:
+    """What `clean_text` does to each code point, read from Python's own str.lower / str.isspace (built once per
+    process: ~0.15 s)."""
+    global _CLEAN_TABLE
+    if _CLEAN_TABLE is None:
+        cps = np.arange(0x110000, dtype=np.uint32)
+        table = cps.copy()
+        python = [0x03A3, 0x0130]  # Σ, İ
+        for lo, hi in ((0, 0xD800), (0xE000, 0x110000)):  # no str can lower a surrogate: they stay themselves
+            text = cps[lo:hi].tobytes().decode("utf-32-le")
+            low = np.frombuffer(text.replace("\u0130", "\0").lower().encode("utf-32-le"), dtype=np.uint32)
+            table[lo:hi] = low
+        changed = table != cps
+        assert (table[table[changed]] == table[changed]).all(), "str.lower is not idempotent here"
+        table[[c for c in range(0x110000) if chr(c).isspace()]] = _SPACE
+        table[np.frombuffer(string.punctuation.encode(), dtype=np.uint8)] = _DELETE
+        table[python] = _PYTHON
+        _CLEAN_TABLE = table
+    return _CLEAN_TABLE
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _permute_block(ms, a, b, sig):
+    """The permutations of 4 shingle hashes, a branch-free min (compiles to SIMD; a conditional store per value
+    did not: 2.9x slower)."""
+    shift = np.uint64(32)
+    m0, m1, m2, m3 = ms[0], ms[1], ms[2], ms[3]
+    for j in range(a.shape[0]):
+        aj = a[j]
+        bj = b[j]
+        v0 = np.uint32((m0 * aj + bj) >> shift)
+        v1 = np.uint32((m1 * aj + bj) >> shift)
+        v2 = np.uint32((m2 * aj + bj) >> shift)
+        v3 = np.uint32((m3 * aj + bj) >> shift)
+        sig[j] = min(sig[j], min(min(v0, v1), min(v2, v3)))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _clean_into(data, i, e, table, buf):
+    """The cleaned view of data[i:e] (UTF-8) as code point + 1 values in `buf`: -> how many, or -1 where the
+    document holds a character only Python cleans (or is not valid UTF-8)."""
+    n = 0
+    pending = False  # a space run after a character: written as one space before the next character
+    while i < e:
+        c0 = data[i]
+        if c0 < 0x80:
+            cp, i = c0, i + 1
+        elif i + (2 if c0 < 0xE0 else 3 if c0 < 0xF0 else 4) > e:  # cut short: not valid UTF-8
+            return -1
+        elif c0 < 0xE0:
+            cp, i = ((c0 & 0x1F) << 6) | (data[i + 1] & 0x3F), i + 2
+        elif c0 < 0xF0:
+            cp, i = ((c0 & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F), i + 3
+        else:
+            cp = ((c0 & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6)
+            cp, i = cp | (data[i + 3] & 0x3F), i + 4
+        v = table[cp]
+        if v == _DELETE:
+            continue
+        if v == _SPACE:
+            pending = n > 0
+            continue
+        if v == _PYTHON:
+            return -1
+        if pending:
+            buf[n] = 33  # " " + 1
+            n += 1
+            pending = False
+        buf[n] = np.uint64(v) + np.uint64(1)
+        n += 1
+    return n
 
 
 @numba.njit(cache=True, nogil=True)
-def _fast_signatures_kernel(cps, offsets, ngram, a, b, out):
-    """The permutations loop runs once per block of 4 shingles and takes a branch-free min, so it compiles to SIMD
-    (a conditional store per value did not: 2.9x slower); a short last block repeats its first shingle, which
-    leaves a min unchanged."""
-    num_perm = a.shape[0]
-    # POLY ** ngram, to drop the character leaving the rolling window
-    top = np.uint64(1)
+def _drop_repeats(hs, count, anchors, rep):
+    """Moves the shingle hashes of hs[:count] that are not repeats of an earlier one to the front: -> how many.
+    Repeats come in runs (a menu, a footer, a quoted paragraph), so only "anchor" hashes (1 in 16) go in a table;
+    an anchor seen before marks the run around it by comparing the two runs position by position. Each mark
+    points at an equal hash further back, so the first of every value is kept: the min is exact, only cheaper."""
+    slots = 64  # twice the anchors expected
+    while slots < count // 8 and slots < anchors.shape[0]:
+        slots *= 2
+    anchors[:slots, 1] = -1
+    mask, filled = slots - 1, 0
+    rep[:count] = False
+    for i in range(count):
+        m = hs[i]
+        if (m >> np.uint64(60)) != 0 or rep[i]:
+            continue
+        slot = np.int64(m & np.uint64(mask))
+        while anchors[slot, 1] >= 0 and anchors[slot, 0] != np.int64(m):
+            slot = (slot + 1) & mask
+        p = anchors[slot, 1]
+        if p < 0:
+            if filled < slots // 2:  # past half full (a huge document) new anchors are no longer remembered
+                anchors[slot, 0], anchors[slot, 1], filled = np.int64(m), i, filled + 1
+            continue
+        k = 0
+        while i + k < count and hs[i + k] == hs[p + k]:
+            rep[i + k] = True
+            k += 1
+        k = 1
+        while k <= p and not rep[i - k] and hs[i - k] == hs[p - k]:
+            rep[i - k] = True
+            k += 1
+    kept = 0
+    for i in range(count):
+        if not rep[i]:
+            hs[kept] = hs[i]
+            kept += 1
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
+    """UTF-8 bytes of each document -> the fast signature of its cleaned view: clean into a buffer of code points
+    (lowercase / delete / space through the table, spaces collapsed), roll the n-gram hash over it, skip a hash the
+    document had a moment ago (a direct-mapped memory of its hashes: a repeat cannot change a min) and permute
+    blocks of 4 (a short last block repeats its first, which leaves a min unchanged). A document holding a
+    `_PYTHON` character is flagged and left to the caller."""
+    top = np.uint64(1)  # POLY ** ngram, to drop the character leaving the rolling window
     for _ in range(ngram):
         top = top * _POLY
-    shift = np.uint64(32)
-    one = np.uint64(1)
-    ms = np.empty(_BLOCK, dtype=np.uint64)
+    longest = 0
     for d in range(offsets.shape[0] - 1):
-        s = offsets[d]
-        e = offsets[d + 1]
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    buf = np.empty(longest + 1, dtype=np.uint64)  # a character per byte at most
+    hs = np.empty(longest + _BLOCK, dtype=np.uint64)
+    rep = np.empty(longest, dtype=np.bool_)
+    anchors = np.empty((_ANCHOR_SLOTS, 2), dtype=np.int64)
+    for d in range(offsets.shape[0] - 1):
         sig = out[d]
-        for j in range(num_perm):
+        for j in range(sig.shape[0]):
             sig[j] = EMPTY
-        shingles = e - s - ngram + 1
-        if shingles <= 0:
+        n = _clean_into(data, offsets[d], offsets[d + 1], table, buf)
+        if n < 0:
+            python[d] = True
+            continue
+        if n < ngram:
             continue
         h = np.uint64(0)
         for k in range(ngram):
-            h = h * _POLY + np.uint64(cps[s + k]) + one
-        done = 0
-        while done < shingles:
-            cnt = min(_BLOCK, shingles - done)
-            for t in range(cnt):
-                ms[t] = _mix64(h)
-                i = s + done + t  # the window starting here moves on by one character
-                if i + ngram < e:
-                    h = h * _POLY + np.uint64(cps[i + ngram]) + one - top * (np.uint64(cps[i]) + one)
-            for t in range(cnt, _BLOCK):
-                ms[t] = ms[0]
-            m0, m1, m2, m3 = ms[0], ms[1], ms[2], ms[3]
-            for j in range(num_perm):
-                aj = a[j]
-                bj = b[j]
-                v0 = np.uint32((m0 * aj + bj) >> shift)
-                v1 = np.uint32((m1 * aj + bj) >> shift)
-                v2 = np.uint32((m2 * aj + bj) >> shift)
-                v3 = np.uint32((m3 * aj + bj) >> shift)
-                sig[j] = min(sig[j], min(min(v0, v1), min(v2, v3)))
-            done += cnt
+            h = h * _POLY + buf[k]
+        count = n - ngram + 1
+        for i in range(count):
+            if i > 0:
+                h = h * _POLY + buf[i + ngram - 1] - top * buf[i - 1]
+            hs[i] = _mix64(h)
+        kept = _drop_repeats(hs, count, anchors, rep)
+        for t in range(kept, kept + _BLOCK):  # pad the last block with a repeat
+            hs[t] = hs[0]
+        for i in range(0, kept, _BLOCK):
+            _permute_block(hs[i: i + _BLOCK], a, b, sig)
 
 
-def fast_signatures(cleaned: list[str], cfg: MinHashConfig) -> np.ndarray:
+def _utf8(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) of the texts: an Arrow string array's own buffers (no copy), or a list's UTF-8 encode."""
+    import pyarrow as pa
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if isinstance(texts, pa.Array) and texts.null_count == 0 and texts.type in (pa.string(), pa.large_string()):
+        _, off, data = texts.buffers()
+        width = np.int32 if texts.type == pa.string() else np.int64
+        offsets = np.frombuffer(off, dtype=width)[texts.offset: texts.offset + len(texts) + 1].astype(np.int64)
+        return (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
+    if isinstance(texts, pa.Array):
+        texts = texts.to_pylist()
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def fast_signatures(texts, cfg: MinHashConfig) -> np.ndarray:
+    """Fast signatures of the cleaned views of `texts` (a list of str or an Arrow string array), without building
+    the cleaned strings; the few documents the table leaves to Python are cleaned by `clean_text` and signed
+    again (cleaning is idempotent)."""
     a, b = fast_permutations(cfg.num_perm, cfg.seed)
-    cps, offsets = codepoints(cleaned)
-    out = np.empty((len(cleaned), cfg.num_perm), dtype=np.uint32)
-    _fast_signatures_kernel(cps, offsets, cfg.ngram, a, b, out)
+    data, offsets = _utf8(texts)
+    out = np.empty((len(offsets) - 1, cfg.num_perm), dtype=np.uint32)
+    python = np.zeros(len(offsets) - 1, dtype=np.bool_)
+    _fused_kernel(data, offsets, _clean_table(), cfg.ngram, a, b, out, python)
+    if python.any():
+        rows = np.flatnonzero(python)
+        raw = texts if isinstance(texts, list) else None
+        cleaned = [clean_text(raw[r] if raw is not None else texts[int(r)].as_py()) for r in rows]
+        data, offsets = _utf8(cleaned)
+        again = np.zeros(len(rows), dtype=np.bool_)
+        _fused_kernel(data, offsets, _clean_table(), cfg.ngram, a, b, out_rows := out[rows], again)
+        assert not again.any()
+        out[rows] = out_rows
     return out
 
 
 # ------------------------------------------------------------------------------------------------ both modes
 
 
-def signatures(texts: list[str], cfg: MinHashConfig, *, already_clean: bool = False) -> np.ndarray:
-    """(n, num_perm) uint32 signatures of the cleaned views of `texts`."""
-    cleaned = texts if already_clean else [clean_text(t) for t in texts]
-    if cfg.hash == "slimpajama":
-        out = np.empty((len(cleaned), cfg.num_perm), dtype=np.uint32)
-        for i, c in enumerate(cleaned):
-            out[i] = slimpajama_signature(c, cfg)
-        return out
-    return fast_signatures(cleaned, cfg)
+def signatures(texts, cfg: MinHashConfig, *, already_clean: bool = False) -> np.ndarray:
+    """(n, num_perm) uint32 signatures of the cleaned views of `texts` (a list of str or an Arrow string array)."""
+    if cfg.hash == "fast":
+        return fast_signatures(texts, cfg)  # cleans as it goes; an already clean text cleans to itself
+    if not isinstance(texts, list):
+        texts = texts.to_pylist()
+    out = np.empty((len(texts), cfg.num_perm), dtype=np.uint32)
+    for i, t in enumerate(texts):
+        out[i] = slimpajama_signature(t if already_clean else clean_text(t), cfg)
+    return out
 
 
 def has_shingles(sigs: np.ndarray) -> np.ndarray:
