@@ -132,7 +132,7 @@ def test_web_pages_take_the_fast_path_and_equal_ftfy(monkeypatch):
 
 
 def test_fast_path_is_active_on_installed_ftfy(monkeypatch):
-    assert tn._CLUSTERS is not None  # the trigger-windowed badness search applies to this ftfy
+    assert tn._SHAPE is not None  # the trigger-windowed badness search applies to this ftfy
     monkeypatch.setattr(tn.ftfy, "fix_text", lambda *a, **k: pytest.fail("fell back to ftfy"))
     assert normalize_text("It’s a “fine” ﬁle — café, e\u0301, ＡＢＣ\r\nend\x00") == 'It\'s a "fine" file — café, é, ABC\nend'
     assert normalize_text("plain ASCII, AT&T") == "plain ASCII, AT&T"
