@@ -1,6 +1,7 @@
 """normalize_text must equal plain ftfy.fix_text(text, normalization="NFC") on every document."""
 
 import json
+import unicodedata
 
 import ftfy
 import pyarrow as pa
@@ -93,6 +94,10 @@ text_strategy = st.one_of(
 @example("a &amp; b\n<p>x &amp; y")  # unescaped before the first "<" line only
 @example("AT&T ﬁ\n<p>&amp;</p>\n&ａｍｐ;")
 @example("&ａｍｐ;\n<p>&amp;</p>")  # a fix forms an entity before the "<" line
+@example("ｶﾞ ｷﾟ “x”")  # a local fix writes a combining mark: NFC composes it
+@example("‘’‚‛“”„‟ﬁﬂ\r\nｘ\u2028")  # more distinct local characters than the scan lists
+@example("x Â\u3000y")  # a local fix (width) makes a badness match: the next pass must look again
+@example("it â\x00€\x00™s")  # deleting control characters brings mojibake together: the next pass must look
 def test_identical_to_ftfy_property(text):
     assert normalize_text(text) == ftfy.fix_text(text, normalization="NFC")
 
@@ -146,10 +151,23 @@ def test_clean_text_matches_reference(text):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 6000), st.integers(0, 400), st.sampled_from(["a ", "!! ", "a.b ", "  \n", "é,", "İ"]))
-def test_is_short_prefix_shortcut_is_exact(n, min_chars, unit):
+@given(st.integers(0, 6000), st.integers(0, 400),
+       st.sampled_from(["a ", "!! ", "a.b ", "  \n", "é,", "İ", "Σ", "\x1c\u3000x", "\ud800 ", "🙂"]))
+def test_is_short_counts_exactly(n, min_chars, unit):
+    """The compiled count stops at the minimum; İ and Σ go to clean_text."""
     text = (unit * (n // len(unit) + 1))[:n] + " tail"
     assert is_short(text, min_chars) == (len(clean_text_reference(text)) < min_chars)
+
+
+def test_a_text_without_flagged_characters_is_nfc():
+    """normalize skips unicodedata's NFC check where the scan flags no character that could need it: every other
+    character, next to a starter, itself, a Hangul syllable or a combining mark's base, is NFC as it stands."""
+    flagged = tn._KINDS & tn._NFC_K
+    safe = [chr(c) for c in range(len(flagged)) if not flagged[c] and not 0xD800 <= c < 0xE000]
+    assert len(safe) > 100_000
+    for ch in safe:
+        for text in ("e" + ch, ch + ch, "\uac00" + ch, ch + "x", "\u1100" + ch):
+            assert unicodedata.is_normalized("NFC", text), (hex(ord(ch)), text)
 
 
 def test_length_filter_boundary():

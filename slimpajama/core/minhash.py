@@ -15,14 +15,13 @@ never a duplicate (`has_shingles` is False).
 
 from __future__ import annotations
 
-import string
 from dataclasses import asdict, dataclass
 
 import numba
 import numpy as np
 
 from slimpajama.core import defaults
-from slimpajama.core.textnorm import clean_text
+from slimpajama.core.textnorm import _DELETE, _PYTHON, _SPACE, clean_table, clean_text
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _POLY = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so the rolling polynomial is invertible mod 2^64
@@ -127,34 +126,6 @@ def _mix64(h):
 
 _BLOCK = 4  # shingles per pass over the permutations
 _ANCHOR_SLOTS = 1 << 16  # per document: a table of its anchor hashes (1 MB)
-# The cleaned view in one table over code points: each maps to its lowercase, or deletes (ASCII punctuation), is a
-# space, or leaves the document to Python (str.lower's only non-local cases: Σ depends on its neighbours, İ becomes
-# two characters).
-_DELETE, _SPACE, _PYTHON = np.uint32(0xFFFFFFFF), np.uint32(0xFFFFFFFE), np.uint32(0xFFFFFFFD)
-_CLEAN_TABLE: np.ndarray | None = None
-
-
-def _clean_table() -> np.ndarray:
-    """What `clean_text` does to each code point, read from Python's own str.lower / str.isspace (built once per
-    process: ~0.15 s)."""
-    global _CLEAN_TABLE
-    if _CLEAN_TABLE is None:
-        cps = np.arange(0x110000, dtype=np.uint32)
-        table = cps.copy()
-        python = [0x03A3, 0x0130]  # Σ, İ
-        for lo, hi in ((0, 0xD800), (0xE000, 0x110000)):  # no str can lower a surrogate: they stay themselves
-            text = cps[lo:hi].tobytes().decode("utf-32-le")
-            low = np.frombuffer(text.replace("\u0130", "\0").lower().encode("utf-32-le"), dtype=np.uint32)
-            table[lo:hi] = low
-        changed = table != cps
-        assert (table[table[changed]] == table[changed]).all(), "str.lower is not idempotent here"
-        table[[c for c in range(0x110000) if chr(c).isspace()]] = _SPACE
-        table[np.frombuffer(string.punctuation.encode(), dtype=np.uint8)] = _DELETE
-        table[python] = _PYTHON
-        _CLEAN_TABLE = table
-    return _CLEAN_TABLE
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def _permute_block(ms, a, b, sig):
     """The permutations of 4 shingle hashes, a branch-free min (compiles to SIMD; a conditional store per value
@@ -316,14 +287,14 @@ def fast_signatures(texts, cfg: MinHashConfig) -> np.ndarray:
     data, offsets = _utf8(texts)
     out = np.empty((len(offsets) - 1, cfg.num_perm), dtype=np.uint32)
     python = np.zeros(len(offsets) - 1, dtype=np.bool_)
-    _fused_kernel(data, offsets, _clean_table(), cfg.ngram, a, b, out, python)
+    _fused_kernel(data, offsets, clean_table(), cfg.ngram, a, b, out, python)
     if python.any():
         rows = np.flatnonzero(python)
         raw = texts if isinstance(texts, list) else None
         cleaned = [clean_text(raw[r] if raw is not None else texts[int(r)].as_py()) for r in rows]
         data, offsets = _utf8(cleaned)
         again = np.zeros(len(rows), dtype=np.bool_)
-        _fused_kernel(data, offsets, _clean_table(), cfg.ngram, a, b, out_rows := out[rows], again)
+        _fused_kernel(data, offsets, clean_table(), cfg.ngram, a, b, out_rows := out[rows], again)
         assert not again.any()
         out[rows] = out_rows
     return out

@@ -149,40 +149,75 @@ _ASCII_TRIGGERS = re.compile("[\x1b" + "".join(re.escape(chr(k)) for k in sorted
 # (_BAIL), the first "&", a character-local fix to apply, and the windows where ftfy's badness regex could match.
 # Every match of that regex holds a trigger: a `singles` character, or a `pairs` character with another at most
 # `gap` characters after it; a match is at most `longest` long, so it lies within `longest` of its trigger.
-_BAIL_K, _AMP_K, _LOCAL_K, _SINGLE_K, _PAIR_K = 1, 2, 4, 8, 16
+# Characters that can make a text not NFC are flagged too (_NFC_K): where none occurs, is_normalized is skipped.
+_BAIL_K, _AMP_K, _LOCAL_K, _SINGLE_K, _PAIR_K, _NFC_K = 1, 2, 4, 8, 16, 32
+_MAX_LOCAL = 8  # distinct local characters a scan lists (more: one regex substitution instead of replaces)
+
+
+_KIND_CHARS = 0x20000  # the BMP and the plane of emoji; a character beyond counts as _NFC_K
+
+
+def _not_nfc_safe() -> list[int]:
+    """Characters (below _KIND_CHARS) in whose presence a text may not be NFC: a combining class, a character NFC changes on its
+    own, or one that composes with the character before it (the second of a canonical pair; Hangul vowels and
+    trailing consonants). Without any of these CPython's own quick check says "normalized" without normalizing,
+    so it is skipped."""
+    out = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    for c in range(_KIND_CHARS):
+        ch = chr(c)
+        if 0xD800 <= c < 0xE000:
+            continue
+        if unicodedata.combining(ch) or unicodedata.normalize("NFC", ch) != ch:
+            out.add(c)
+        d = unicodedata.decomposition(ch)
+        if d and not d.startswith("<") and len(d.split()) == 2:
+            out.add(int(d.split()[1], 16))
+    return sorted(c for c in out if c < _KIND_CHARS)
 
 
 def _kinds() -> np.ndarray:
-    kinds = np.zeros(0x10000, dtype=np.uint8)  # above the BMP: none of these
+    kinds = np.zeros(_KIND_CHARS, dtype=np.uint8)
     kinds[[0x1B, *range(0x80, 0xA0), *range(0xD800, 0xE000)]] |= _BAIL_K
     kinds[ord("&")] |= _AMP_K
-    kinds[[k for k in _LOCAL_TABLE if k < 0x10000]] |= _LOCAL_K
-    assert all(k < 0x10000 for k in _LOCAL_TABLE)
+    assert all(k < _KIND_CHARS for k in _LOCAL_TABLE)
+    kinds[sorted(_LOCAL_TABLE)] |= _LOCAL_K
+    kinds[_not_nfc_safe()] |= _NFC_K
+    # a local fix that writes such a character (a halfwidth sound mark becomes a combining one) counts as one
+    kinds[[k for k, v in _LOCAL_TABLE.items() if any(ord(ch) >= _KIND_CHARS or kinds[ord(ch)] & _NFC_K for ch in v)]] \
+        |= _NFC_K
     if _SHAPE is not None:
         singles, pairs = _SHAPE[0], _SHAPE[1]
-        assert all(c < 0x10000 for c in singles | pairs)
+        assert all(c < _KIND_CHARS for c in singles | pairs)
         kinds[sorted(singles)] |= _SINGLE_K
         kinds[sorted(pairs)] |= _PAIR_K
     return kinds
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan_jit(text):
-    """-> (the kinds found, or-ed; where the first "&" is, or -1; (start, end) windows to search for badness).
-    The table and the regex's shape are compiled in as constants (one argument: the call costs less)."""
-    kinds, gap, longest = _KINDS, _GAP, _LONGEST
+def _scan_jit(text, kinds, gap, longest):
+    """-> (the kinds found, or-ed; where the first "&" is, or -1; (start, end) windows to search for badness; the
+    distinct local characters, or -1 where there are more than _MAX_LOCAL). The table is an argument, not a
+    global: numba's cache would keep a global's value across an ftfy upgrade."""
     n = len(text)
     found, first_amp = 0, -1
     windows = np.empty((n // (2 * longest + 1) + 2, 2), dtype=np.int64)
-    nw, last_pair = 0, -(1 << 40)
+    local = np.empty(_MAX_LOCAL + 1, dtype=np.int64)
+    nw, nl, last_pair = 0, 0, 1 << 60  # last_pair: where the nearest pair character after this one is
     for i in range(n - 1, -1, -1):  # backwards, so "another pair character within gap after this one" is known
         c = _get_code_point(text, i)
-        k = kinds[c] if c < 0x10000 else 0
+        k = kinds[c] if c < kinds.shape[0] else _NFC_K
         if k == 0:
             continue
         found |= k
         if k & _AMP_K:
             first_amp = i
+        if k & _LOCAL_K and nl <= _MAX_LOCAL:
+            j = 0
+            while j < nl and local[j] != c:
+                j += 1
+            if j == nl:
+                local[nl] = c
+                nl += 1
         if k & _SINGLE_K or (k & _PAIR_K and last_pair - i <= gap + 1):
             lo, hi = max(0, i - longest), min(n, i + 1 + longest)
             if nw > 0 and hi >= windows[nw - 1, 0]:  # overlaps the window after it: one search for both
@@ -192,7 +227,17 @@ def _scan_jit(text):
                 nw += 1
         if k & _PAIR_K:
             last_pair = i
-    return found, first_amp, windows[:nw][::-1]
+    if nl > _MAX_LOCAL:
+        local[0], nl = -1, 1
+    return found, first_amp, windows[:nw][::-1], local[:nl]
+
+
+def _entry_point(fn, *example):
+    """`fn`'s compiled entry point for the types of `example`: numba's dispatcher spends ~5 us per call finding
+    the types of its arguments, as much as scanning a 4 kB page."""
+    fn(*example)
+    overload = fn.overloads.get(tuple(numba.typeof(a) for a in example))
+    return getattr(overload, "entry_point", None) or fn
 
 
 _KINDS = _kinds()
@@ -200,14 +245,35 @@ _SCAN = None
 
 
 def _scan(text: str):
-    """`_scan_jit` through its compiled entry point: numba's dispatcher spends ~5 us per call finding the type of
-    a str, as much as scanning a 4 kB page."""
     global _SCAN
     if _SCAN is None:
-        _scan_jit("")
-        overload = _scan_jit.overloads.get((numba.types.unicode_type,))
-        _SCAN = getattr(overload, "entry_point", None) or _scan_jit
-    return _SCAN(text)
+        _SCAN = _entry_point(_scan_jit, "", _KINDS, _GAP, _LONGEST)
+    return _SCAN(text, _KINDS, _GAP, _LONGEST)
+
+
+# A local fix replaces a character by a string holding none of them: one str.replace per distinct character
+# found (C speed) then equals one substitution of all at once.
+_REPLACEABLE = not any(ord(ch) in _LOCAL_TABLE for v in _LOCAL_TABLE.values() for ch in v)
+
+
+# Local fixes whose result another pass cannot act on: ASCII, no "&" (no entity), no bail or local character, not
+# empty (a deletion could bring two badness characters together). A pass that only applied these, to a text with
+# no badness window and no "&", leaves a text the next pass would return unchanged.
+_INERT = frozenset(k for k, v in _LOCAL_TABLE.items()
+                   if v and v.isascii() and "&" not in v and "\x1b" not in v and not any(ord(c) in _LOCAL_TABLE for c in v))
+
+
+def _inert(chars: np.ndarray) -> bool:
+    return len(chars) > 0 and chars[0] >= 0 and all(int(c) in _INERT for c in chars)
+
+
+def _local_fixes(text: str, chars: np.ndarray) -> str:
+    text = text.replace("\r\n", "\n")
+    if not _REPLACEABLE or (len(chars) and chars[0] < 0):
+        return _LOCAL_CHARS.sub(_local_fix, text)
+    for c in chars:
+        text = text.replace(chr(c), _LOCAL_TABLE[int(c)])
+    return text
 
 
 def _fits_ftfy_segments(text: str) -> bool:
@@ -235,7 +301,7 @@ def _fast_fix(text: str, limit: int | None = None) -> str | None:
     amp_before = limit < len(text) and _AMP_SOURCES.search(text, 0, limit) is not None
     cur = text
     for i in range(8):
-        found, first_amp, windows = _scan(cur)
+        found, first_amp, windows, local = _scan(cur)
         if found & _BAIL_K or _bad(cur, windows):
             return None
         if limit == len(text):  # entities unescaped everywhere, in every pass
@@ -244,13 +310,15 @@ def _fast_fix(text: str, limit: int | None = None) -> str | None:
         elif (0 <= first_amp < limit and _HTML_ENTITY.search(cur, first_amp, limit) is not None) if i == 0 \
                 else amp_before:
             return None
-        nxt = cur
-        if found & _LOCAL_K:  # sparse: a regex pass beats str.translate's per-character dict lookups
-            nxt = _LOCAL_CHARS.sub(_local_fix, nxt.replace("\r\n", "\n"))
-        if not nxt.isascii() and not unicodedata.is_normalized("NFC", nxt):
+        nxt = _local_fixes(cur, local) if found & _LOCAL_K else cur
+        # the NFC check only where the scan saw a character that could need it (or a local fix that writes one)
+        nfc = found & _NFC_K and not unicodedata.is_normalized("NFC", nxt)
+        if nfc:
             nxt = unicodedata.normalize("NFC", nxt)
         if nxt == cur:
             return cur
+        if not nfc and len(windows) == 0 and not found & _AMP_K and _inert(local):
+            return nxt  # the next pass would find nothing to do (see _INERT)
         cur = nxt
     return None
 
@@ -324,15 +392,67 @@ def clean_text_reference(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower().translate(str.maketrans("", "", string.punctuation)).strip())
 
 
+# The cleaned view in one table over code points: each maps to its lowercase, or deletes (ASCII punctuation), is a
+# space, or leaves the document to Python (str.lower's only non-local cases: Σ depends on its neighbours, İ becomes
+# two characters).
+_DELETE, _SPACE, _PYTHON = np.uint32(0xFFFFFFFF), np.uint32(0xFFFFFFFE), np.uint32(0xFFFFFFFD)
+_CLEAN_TABLE: np.ndarray | None = None
+
+
+def clean_table() -> np.ndarray:
+    """What `clean_text` does to each code point, read from Python's own str.lower / str.isspace (built once per
+    process: ~50 ms)."""
+    global _CLEAN_TABLE
+    if _CLEAN_TABLE is None:
+        cps = np.arange(0x110000, dtype=np.uint32)
+        table = cps.copy()
+        python = [0x03A3, 0x0130]  # Σ, İ
+        spaces = []
+        for lo, hi in ((0, 0xD800), (0xE000, 0x110000)):  # no str can lower a surrogate: they stay themselves
+            text = cps[lo:hi].tobytes().decode("utf-32-le")
+            low = np.frombuffer(text.replace("\u0130", "\0").lower().encode("utf-32-le"), dtype=np.uint32)
+            table[lo:hi] = low
+            spaces += [lo + m.start() for m in re.finditer(r"\s", text)]  # str.isspace, as split() uses
+        changed = table != cps
+        assert (table[table[changed]] == table[changed]).all(), "str.lower is not idempotent here"
+        table[spaces] = _SPACE
+        table[np.frombuffer(string.punctuation.encode(), dtype=np.uint8)] = _DELETE
+        table[python] = _PYTHON
+        _CLEAN_TABLE = table
+    return _CLEAN_TABLE
+
+
+@numba.njit(cache=True, nogil=True)
+def _cleaned_length_jit(text, table, at_least):
+    """len(clean_text(text)), counted only up to `at_least`; -1 where a character only Python cleans occurs."""
+    n, pending = 0, False
+    for i in range(len(text)):
+        v = table[_get_code_point(text, i)]
+        if v == _DELETE:
+            continue
+        if v == _SPACE:
+            pending = n > 0
+            continue
+        if v == _PYTHON:
+            return -1
+        n += 2 if pending else 1
+        pending = False
+        if n >= at_least:
+            break
+    return n
+
+
+_CLEANED_LENGTH = None
+
+
 def is_short(text: str, min_chars: int) -> bool:
-    """len(clean_text(text)) < min_chars, without cleaning all of a longer document: the cleaned view of a prefix
-    is never longer than that of the whole (every step is local; a trailing whitespace run is stripped in the
-    prefix but kept as one space inside the whole), so a prefix that is long enough decides. Four times the
-    minimum decides nearly every page (a 4 kB page is cleaned for 800 characters, not 4,000)."""
-    prefix = max(4 * min_chars, 256)
-    if len(text) > prefix and len(clean_text(text[:prefix])) >= min_chars:
-        return False
-    return len(clean_text(text)) < min_chars
+    """len(clean_text(text)) < min_chars, counted by a compiled loop that stops at `min_chars`: a long page costs
+    its first few hundred characters."""
+    global _CLEANED_LENGTH
+    if _CLEANED_LENGTH is None:
+        _CLEANED_LENGTH = _entry_point(_cleaned_length_jit, "", clean_table(), 1)
+    n = _CLEANED_LENGTH(text, clean_table(), min_chars)
+    return (n if n >= 0 else len(clean_text(text))) < min_chars
 
 
 def char_shingles(cleaned: str, n: int = 13) -> set[str]:
