@@ -32,14 +32,19 @@ def bench_read(docs: int) -> dict:
             "baseline_peak_rss_mb": round(base["peak_rss_mb"], 1)}
 
 
-def bench_normalize(docs: int, memory_sizes: list[str]) -> dict:
-    ref = run("bench_normalize.py", "--method", "reference", "--docs", str(docs))
-    ours = run("bench_normalize.py", "--method", "ours", "--docs", str(docs))
-    out = {"corpus_mb": round(ref["mb"], 1), "docs": ref["docs"], "kept": ours["kept"],
-           "ours_mb_per_s_per_core": round(ours["mb_per_s"], 2),
-           "reference_mb_per_s_per_core": round(ref["mb_per_s"], 2),
-           "speedup_vs_ftfy_and_reference_filter": round(ours["mb_per_s"] / ref["mb_per_s"], 2),
-           "identical_output": ours["output_sha256"] == ref["output_sha256"]}
+def bench_normalize(docs: int, memory_sizes: list[str], web_mb: float = 0) -> dict:
+    def versus(*corpus: str) -> dict:
+        ref = run("bench_normalize.py", "--method", "reference", *corpus)
+        ours = run("bench_normalize.py", "--method", "ours", *corpus)
+        return {"corpus_mb": round(ref["mb"], 1), "docs": ref["docs"], "kept": ours["kept"],
+                "ours_mb_per_s_per_core": round(ours["mb_per_s"], 2),
+                "reference_mb_per_s_per_core": round(ref["mb_per_s"], 2),
+                "speedup_vs_ftfy_and_reference_filter": round(ours["mb_per_s"] / ref["mb_per_s"], 2),
+                "identical_output": ours["output_sha256"] == ref["output_sha256"]}
+
+    out = versus("--docs", str(docs))
+    if web_mb:
+        out["web_pages"] = versus("--web-mb", str(web_mb))
     for size in memory_sizes:
         m = run("bench_normalize.py", "--memory", size)
         out[f"shard_task_{size}"] = {"mb_per_s": round(m["mb_per_s"], 2), "peak_rss_mb": round(m["peak_rss_mb"], 1),
@@ -147,6 +152,7 @@ def main():
         ("--e2e-gb", 2.0, "GB of text in the end-to-end run of every stage"),
         ("--e2e-real-mb", 200, "MB of real text (benchmarks/common.real_corpus) in a second end-to-end run"),
         ("--e2e-web-mb", 160, "MB of web-shaped real text (benchmarks/common.web_corpus) in a third end-to-end run"),
+        ("--normalize-web-mb", 20, "MB of web-shaped real text normalized by us and by a plain ftfy loop"),
         ("--dedup-peers-mb", 20, "MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
                                  "$PEER_PYTHON) datatrove"),
         ("--pack-gb", 8.0, "GB of tokens packed with 1 and 2 workers (twice that on disk)"),
@@ -159,7 +165,8 @@ def main():
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "platform": platform.platform()}}
     benches = {"read_jsonl_zst": lambda: bench_read(args.docs),
-               "normalize_filter": lambda: bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s]),
+               "normalize_filter": lambda: bench_normalize(args.docs, [s for s in args.memory_sizes.split(",") if s],
+                                                           args.normalize_web_mb),
                "dedup": lambda: bench_dedup(args.lsh_docs),
                "tokenize_pack": lambda: bench_tokens(args.docs),
                "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb, args.e2e_web_mb)
