@@ -126,8 +126,16 @@ train: $(STAMP) $(SAMPLE)/_ground_truth.json
 		--stage2 $(TRAIN_DATA)/shards/seq$(TRAIN_SEQ2)-0.75-1/train --out runs/train-$(DEVICE)-$(PRESET) \
 		--steps $(TRAIN_STEPS) --device $(DEVICE) --preset $(PRESET) --tokens-per-step $(TRAIN_TOKENS) $(TRAIN_FLAGS)
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py --out benchmarks/results.json
+# The dedup peers, each in a virtualenv of its own (never a project dependency): datatrove and rensa.
+BENCH_PEERS ?= .venv-bench
+$(BENCH_PEERS)/%/.installed:
+	test -x $(BENCH_PEERS)/$*/bin/python || $(PYTHON) -m venv $(BENCH_PEERS)/$*
+	$(BENCH_PEERS)/$*/bin/python -m pip install --quiet $(if $(filter datatrove,$*),datatrove==0.10.1 orjson zstandard regex xxhash tokenizers spacy,rensa==0.5.0)
+	touch $@
+
+bench: $(STAMP) $(BENCH_PEERS)/datatrove/.installed $(BENCH_PEERS)/rensa/.installed
+	PEER_PYTHON=$(abspath $(BENCH_PEERS))/datatrove/bin/python PEER_RENSA=$(abspath $(BENCH_PEERS))/rensa/bin/python \
+		$(BIN)/python benchmarks/run.py --out benchmarks/results.json
 
 # Removes what make and the pipeline generated; a corpus of yours under RAW is kept unless it is the sample.
 clean:

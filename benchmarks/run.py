@@ -73,14 +73,19 @@ def bench_tokens(docs: int) -> dict:
 
 
 def bench_dedup_peers(mb: float) -> dict:
-    """The whole dedup against SlimPajama's algorithm, and against datatrove where $PEER_PYTHON has it."""
-    out = {m: run("bench_dedup_peers.py", "--method", m, "--mb", str(mb)) for m in ("ours", "reference")}
-    if os.environ.get("PEER_PYTHON"):
-        out["datatrove"] = run("bench_dedup_peers.py", "--method", "datatrove", "--mb", str(mb))
-    for m in ("reference", "datatrove"):
-        if m in out:
-            out[f"speedup_vs_{m}"] = round(out["ours"]["mb_per_s"] / out[m]["mb_per_s"], 1)
-    return out
+    """The whole dedup against SlimPajama's algorithm, datatrove where $PEER_PYTHON has it and rensa where
+    $PEER_RENSA has it, on the real text and on web-shaped pages."""
+    def versus(*corpus: str) -> dict:
+        out = {m: run("bench_dedup_peers.py", "--method", m, "--mb", str(mb), *corpus) for m in ("ours", "reference")}
+        for m, env in (("datatrove", "PEER_PYTHON"), ("rensa", "PEER_RENSA")):
+            if os.environ.get(env):
+                out[m] = run("bench_dedup_peers.py", "--method", m, "--mb", str(mb), *corpus)
+        for m in ("reference", "datatrove", "rensa"):
+            if m in out:
+                out[f"speedup_vs_{m}"] = round(out["ours"]["mb_per_s"] / out[m]["mb_per_s"], 1)
+        return out
+
+    return {**versus(), "web_pages": versus("--web")}
 
 
 def bench_e2e(gb: float, real_mb: float, web_mb: float) -> dict:
