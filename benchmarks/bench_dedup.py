@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from common import current_rss_mb, peak_rss_mb, sample_corpus, timed  # noqa: E402
 
+from slimpajama.core.cleaned import clean_text  # noqa: E402
 from slimpajama.core.minhash import MinHashConfig, _datasketch_minhash, fast_signatures, signatures  # noqa: E402
-from slimpajama.core.textnorm import clean_text  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
 from slimpajama.io.discover import discover  # noqa: E402
 from slimpajama.io.documents import read_documents  # noqa: E402

@@ -129,8 +129,8 @@ def reference(folder: str, work: str) -> dict:
     from datasketch import MinHash, MinHashLSH
 
     from slimpajama.core import defaults
+    from slimpajama.core.cleaned import clean_text_reference
     from slimpajama.core.lsh import clusters, new_forest, union_edges
-    from slimpajama.core.textnorm import clean_text_reference
 
     t = time.perf_counter()
     lsh = MinHashLSH(threshold=defaults.THRESHOLD, num_perm=defaults.NUM_PERM)

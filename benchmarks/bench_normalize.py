@@ -22,7 +22,8 @@ import zstandard  # noqa: E402
 from common import CACHE, peak_rss_mb, sample_corpus, web_corpus  # noqa: E402
 
 from slimpajama.cli.options import parse_size  # noqa: E402
-from slimpajama.core.textnorm import clean_text_reference, is_short, normalize_reference, normalize_text  # noqa: E402
+from slimpajama.core.cleaned import clean_text_reference, is_short  # noqa: E402
+from slimpajama.core.textnorm import normalize_reference, normalize_text  # noqa: E402
 from slimpajama.errors import raise_on_bad  # noqa: E402
 from slimpajama.io.discover import discover  # noqa: E402
 from slimpajama.io.documents import read_documents  # noqa: E402

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from test_dedup import all_doc_ids, tree_bytes
 
 from slimpajama.cli import main
+from slimpajama.core.cleaned import clean_text
 from slimpajama.core.lsh import clusters_reference
 from slimpajama.core.minhash import MinHashConfig, _datasketch_minhash
-from slimpajama.core.textnorm import clean_text
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents

@@ -10,6 +10,7 @@ from conftest import ARXIV_SAMPLE, CC_SAMPLE, DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from slimpajama.core.cleaned import clean_text
 from slimpajama.core.lsh import clusters, clusters_reference, new_forest, partition_edges, union_edges
 from slimpajama.core.minhash import (
     MinHashConfig,
@@ -20,7 +21,6 @@ from slimpajama.core.minhash import (
     signatures,
 )
 from slimpajama.core.quality import dedup_quality
-from slimpajama.core.textnorm import clean_text
 from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents

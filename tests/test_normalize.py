@@ -13,15 +13,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import slimpajama.core.textnorm as tn
+from slimpajama.core.cleaned import clean_text, clean_text_reference, is_short
 from slimpajama.core.normalize import normalize_batch
 from slimpajama.core.schema import DOC_SCHEMA
-from slimpajama.core.textnorm import (
-    clean_text,
-    clean_text_reference,
-    is_short,
-    normalize_reference,
-    normalize_text,
-)
+from slimpajama.core.textnorm import normalize_reference, normalize_text
 from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import iter_documents

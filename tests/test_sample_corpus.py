@@ -7,8 +7,8 @@ import ftfy
 import pyarrow as pa
 from conftest import REPO
 
+from slimpajama.core.cleaned import char_shingles, clean_text, jaccard
 from slimpajama.core.schema import DOC_SCHEMA, REDPAJAMA_SOURCES
-from slimpajama.core.textnorm import char_shingles, clean_text, jaccard
 from slimpajama.errors import raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import iter_documents

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from slimpajama.core import defaults
-from slimpajama.core.textnorm import _DELETE, _PYTHON, _SPACE, clean_table, clean_text
+from slimpajama.core.cleaned import DELETE, PYTHON, SPACE, clean_table, clean_text
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _POLY = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so the rolling polynomial is invertible mod 2^64
@@ -162,12 +162,12 @@ def _clean_into(data, i, e, table, buf):
             cp = ((c0 & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6)
             cp, i = cp | (data[i + 3] & 0x3F), i + 4
         v = table[cp]
-        if v == _DELETE:
+        if v == DELETE:
             continue
-        if v == _SPACE:
+        if v == SPACE:
             pending = n > 0
             continue
-        if v == _PYTHON:
+        if v == PYTHON:
             return -1
         if pending:
             buf[n] = 33  # " " + 1
@@ -224,7 +224,7 @@ def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
     (lowercase / delete / space through the table, spaces collapsed), roll the n-gram hash over it, skip a hash the
     document had a moment ago (a direct-mapped memory of its hashes: a repeat cannot change a min) and permute
     blocks of 4 (a short last block repeats its first, which leaves a min unchanged). A document holding a
-    `_PYTHON` character is flagged and left to the caller."""
+    `PYTHON` character is flagged and left to the caller."""
     top = np.uint64(1)  # POLY ** ngram, to drop the character leaving the rolling window
     for _ in range(ngram):
         top = top * _POLY

@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow as pa
 
 from slimpajama.core import defaults
-from slimpajama.core.textnorm import is_short, normalize_text
+from slimpajama.core.cleaned import is_short
+from slimpajama.core.textnorm import normalize_text
 
 
 def normalize_batch(batch: pa.RecordBatch, min_chars: int = defaults.MIN_CHARS) -> tuple[pa.RecordBatch, np.ndarray]:

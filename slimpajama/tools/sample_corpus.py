@@ -32,7 +32,7 @@ import orjson
 import zstandard
 
 from slimpajama.core import defaults
-from slimpajama.core.textnorm import clean_text
+from slimpajama.core.cleaned import clean_text
 from slimpajama.io.writers import ReleaseChunkWriter, write_bytes_atomic
 from slimpajama.tools.sample_text import (
     BASE_SOURCES,

@@ -15,8 +15,8 @@ from importlib import resources
 
 import ftfy
 
+from slimpajama.core.cleaned import char_shingles, clean_text, jaccard
 from slimpajama.core.schema import REDPAJAMA_SOURCES
-from slimpajama.core.textnorm import char_shingles, clean_text, jaccard
 
 
 @dataclass(frozen=True)
