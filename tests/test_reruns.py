@@ -319,6 +319,29 @@ def _session_processes(sid: int) -> list[int]:
     return pids
 
 
+def test_13_a_sigterm_that_ray_turned_into_a_keyboardinterrupt_still_exits_143():
+    """Ray's ray.get/wait answer any interrupt they meet with a plain KeyboardInterrupt, SIGTERM's `Terminated`
+    included (seen once in the test below): the signal received decides the exit, not the exception's type."""
+    import click
+    from click.testing import CliRunner
+
+    from slimpajama.cli.guard import fail_cleanly
+
+    @click.command()
+    @fail_cleanly
+    def stage():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # our handler raises Terminated ...
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # ... and Ray's check_signals re-raises it as a plain one
+
+    r = CliRunner().invoke(stage)
+    assert r.exit_code == 143, r.output
+    assert r.output.strip() == "error: interrupted (SIGTERM); completed shards are kept: rerun the same command " \
+                               "to resume"
+
+
 def test_13_sigterm_to_the_driver_alone_leaves_no_ray_process_and_the_rerun_resumes(clean_pipeline, pipeline_corpus,
                                                                                     tmp_path):
     from pipeline_helpers import CLI_ARGS

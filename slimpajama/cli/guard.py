@@ -58,6 +58,9 @@ def fail_cleanly(fn=None, *, kept: str | None = "completed shards are kept", mem
                 if not ray_was_up:  # an interrupt during this shutdown is handled below, like any other
                     shutdown_ray()
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): Ray, shut down, stops the tasks
+            # the signal received decides, not the exception: Ray turns any interrupt met inside ray.get/wait
+            # into a plain KeyboardInterrupt (its check_signals), a SIGTERM included
+            e = swallowed_interrupt() or e
             with _signals_ignored():  # a second Ctrl-C must not cut this short (click's "Aborted!", exit 1)
                 if not ray_was_up:
                     shutdown_ray()
