@@ -20,3 +20,22 @@ def test_released_documents_token_cache_and_shards_are_the_pinned_bytes(clean_pi
         for p in files:
             h.update(str(p.relative_to(data)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
         assert (len(files), h.hexdigest()) == (n, digest), kind
+
+
+def test_the_bestfit_plan_is_the_pinned_plan():
+    """200,000 web-like document lengths at seq 2048 and 8192 (the digest of the plan the sorted-array kernel
+    made, before the O(log) one): pieces, rows and documents cut."""
+    import numpy as np
+
+    from slimpajama.packers.pack import bestfit_plan
+
+    rng = np.random.default_rng(2024)
+    lens = rng.lognormal(np.log(700), 1.4, size=200_000).astype(np.int64)
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+    h = hashlib.sha256()
+    for seq in (2048, 8192):
+        plan, cut = bestfit_plan(starts, lens, seq, 0)
+        for a in (plan.piece_start, plan.piece_len, plan.row_ptr):
+            h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        h.update(str(cut).encode())
+    assert h.hexdigest() == "f4a4786ba97909a909b93db77d6f5f32c761f41221f47e60b56d0fb4b33c2052"
