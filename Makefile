@@ -128,9 +128,10 @@ train: $(STAMP) $(SAMPLE)/_ground_truth.json
 
 # The dedup peers, each in a virtualenv of its own (never a project dependency): datatrove and rensa.
 BENCH_PEERS ?= .venv-bench
+# xxhash<4: datatrove 0.10.1 hashes str, which xxhash 4 refuses ("Strings must be encoded before hashing")
 $(BENCH_PEERS)/%/.installed:
 	test -x $(BENCH_PEERS)/$*/bin/python || $(PYTHON) -m venv $(BENCH_PEERS)/$*
-	$(BENCH_PEERS)/$*/bin/python -m pip install --quiet $(if $(filter datatrove,$*),datatrove==0.10.1 orjson zstandard regex xxhash tokenizers spacy,rensa==0.5.0)
+	$(BENCH_PEERS)/$*/bin/python -m pip install --quiet $(if $(filter datatrove,$*),datatrove==0.10.1 orjson zstandard regex "xxhash<4" tokenizers spacy,rensa==0.5.0)
 	touch $@
 
 bench: $(STAMP) $(BENCH_PEERS)/datatrove/.installed $(BENCH_PEERS)/rensa/.installed

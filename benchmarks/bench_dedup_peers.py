@@ -59,7 +59,7 @@ from rensa import RMinHash, RMinHashLSH
 src, out = sys.argv[1], sys.argv[2]
 table = str.maketrans("", "", string.punctuation)
 t = time.perf_counter()
-lsh = RMinHashLSH(threshold=0.8, num_perm=128, num_bands=9)
+lsh = RMinHashLSH(threshold=0.8, num_perm=117, num_bands=9)  # our 9 bands x 13 rows (rensa: bands divide perms)
 parent = []
 
 
@@ -73,7 +73,7 @@ def find(x):
 with open(src) as f:
     for i, line in enumerate(f):
         s = re.sub(r"\s+", " ", json.loads(line)["text"].lower().translate(table).strip())  # SlimPajama's clean
-        m = RMinHash(num_perm=128, seed=1)
+        m = RMinHash(num_perm=117, seed=1)
         m.update([s[k: k + 13] for k in range(len(s) - 12)])
         parent.append(i)
         for j in lsh.query(m):

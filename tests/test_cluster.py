@@ -93,6 +93,7 @@ def _nodes_used(data) -> set[str]:
     return nodes
 
 
+@pytest.mark.slow  # 61 s: two Ray nodes started on one machine
 def test_make_dedup_and_shards_on_a_two_node_cluster_match_local_mode(cluster, sample_corpus, tmp_path):
     address, env = cluster
     raw, _ = sample_corpus

@@ -16,7 +16,8 @@ def test_every_stage_has_tasks_to_kill(clean_pipeline):
     assert any(f.endswith(".jsonl.zst") for f in files) and any(f.endswith(".arrow") for f in files)
 
 
-@pytest.mark.parametrize("inline_bytes", ["0", ""], ids=["ray", "driver"])
+# with Ray: 95 s, so `make test-all` only; the driver-inline run (32 s) kills the same points in `make test`
+@pytest.mark.parametrize("inline_bytes", [pytest.param("0", marks=pytest.mark.slow), ""], ids=["ray", "driver"])
 def test_driver_killed_in_every_stage_then_rerun_gives_the_same_bytes(clean_pipeline, pipeline_corpus, tmp_path,
                                                                       inline_bytes):
     """One data directory; the driver dies once in each stage in turn (after a seeded number of that stage's

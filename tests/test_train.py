@@ -341,6 +341,7 @@ def _history(out) -> list[float]:
         return [h["loss"] for h in json.load(f)["history"]]
 
 
+@pytest.mark.slow  # 98 s on 2 cores; the sampler's ranks are covered in `make test` by tests/test_sampler.py
 def test_two_gloo_processes_train_like_one_and_resume(shards, tmp_path):
     """torchrun with two CPU processes (DDP over gloo, each reading its own half of every step's rows) logs the
     same global losses as one process with the same global batch; stopped at step 3 and rerun, it continues with

@@ -8,8 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from conftest import ARXIV_SAMPLE, CC_SAMPLE
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from slimpajama.core.schema import DOC_SCHEMA
 from slimpajama.errors import raise_on_bad
@@ -97,34 +95,3 @@ def test_stale_temporary_files_are_invisible_and_removed(tmp_path):
     assert remove_stale_tmp(str(tmp_path)) == 1
     assert os.listdir(tmp_path / "s") == ["ok.jsonl"]
 
-
-# the characters orjson treats apart: quote, backslash, every control byte, DEL, '/', the JS line separators,
-# 2- 3- and 4-byte UTF-8, the last code points
-_AWKWARD = "".join(map(chr, range(0x80))) + "é\u00a0\u2028\u2029\ufeff\uffff😀\U0010ffff"
-
-
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(st.text(alphabet=st.sampled_from(_AWKWARD) | st.characters(), max_size=40),
-                               st.sampled_from(["RedPajamaC4", "RedPajamaGithub", 'odd "name" \\ é\n'])),
-                     max_size=30),
-       large=st.booleans(), lo=st.integers(0, 5), hi=st.integers(0, 5))
-def test_release_lines_are_orjsons_lines_byte_for_byte(rows, large, lo, hi):
-    """The compiled release lines equal `release_line` (orjson) for every row, whatever the string width and
-    however the batch was sliced (an Arrow slice keeps its parent's buffers: offsets do not start at 0)."""
-    from slimpajama.io.release_lines import release_lines
-    from slimpajama.io.writers import release_line
-
-    texts = pa.array([t for t, _ in rows], pa.large_string() if large else pa.string())
-    sources = pa.array([s for _, s in rows])
-    end = max(lo, len(rows) - hi)
-    want = b"".join(release_line(t, s) for t, s in rows[lo:end])
-    assert release_lines(texts.slice(lo, end - lo), sources.slice(lo, end - lo)) == want
-    assert release_lines(pa.chunked_array([texts]), pa.chunked_array([sources])) == \
-        b"".join(release_line(t, s) for t, s in rows)
-
-
-def test_release_lines_refuse_a_row_without_text():
-    from slimpajama.io.release_lines import release_lines
-
-    with pytest.raises(ValueError, match="text and a source on every row"):
-        release_lines(pa.array(["a", None]), pa.array(["s", "s"]))

@@ -227,12 +227,10 @@ class ReleaseChunkWriter(AtomicFileWriter):
     def write_batch(self, batch: pa.RecordBatch | pa.Table, rows: int = 512) -> None:
         """The batch's lines, `rows` at a time: one compressor call per slice (zstd's output does not depend on how
         its input was cut), and never more than a slice of lines in memory."""
-        # numba: imported here, not where only shards are read (GPU boxes)
-        from slimpajama.io.release_lines import release_lines
-
         for lo in range(0, batch.num_rows, rows):
             part = batch.slice(lo, rows)
-            self._zw.write(release_lines(part.column("text"), part.column("source")))
+            self._zw.write(b"".join(map(release_line, part.column("text").to_pylist(),
+                                        part.column("source").to_pylist())))
             self.docs += part.num_rows
 
     def close(self) -> None:
