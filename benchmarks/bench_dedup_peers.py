@@ -40,7 +40,7 @@ from datatrove.utils.hashing import HashConfig
 
 src, work = sys.argv[1], sys.argv[2]
 cfg = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=9, hashes_per_bucket=13)
-run = dict(tasks=1, workers=1, logging_dir=None, skip_completed=False)
+run = dict(tasks=1, workers=1, logging_dir=f"{work}/logs", skip_completed=False)  # None: ./logs in the cwd
 t = time.perf_counter()
 LocalPipelineExecutor([JsonlReader(src), MinhashDedupSignature(f"{work}/sig", config=cfg)], **run).run()
 LocalPipelineExecutor([MinhashDedupBuckets(f"{work}/sig", f"{work}/buckets", config=cfg)],

@@ -94,4 +94,3 @@ def test_stale_temporary_files_are_invisible_and_removed(tmp_path):
     assert [f.rel for f in discover(str(tmp_path))] == ["s/ok.jsonl"]
     assert remove_stale_tmp(str(tmp_path)) == 1
     assert os.listdir(tmp_path / "s") == ["ok.jsonl"]
-
