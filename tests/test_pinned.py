@@ -39,3 +39,19 @@ def test_the_bestfit_plan_is_the_pinned_plan():
             h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
         h.update(str(cut).encode())
     assert h.hexdigest() == "f4a4786ba97909a909b93db77d6f5f32c761f41221f47e60b56d0fb4b33c2052"
+
+
+def test_the_compiled_kernels_load_from_numbas_cache_in_a_new_process(tmp_path):
+    """A kernel numba cannot cache (a closure over other kernels) recompiles in every worker, seconds each, and
+    grows the cache by one entry per process: the second process here must compile nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom slimpajama.packers.pack import bestfit_plan\n"
+            "bestfit_plan(np.arange(5, dtype=np.int64) * 3, np.full(5, 3, np.int64), 4, 0)\n")
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert "data saved" in runs[0].stdout + runs[0].stderr
+    assert "data saved" not in runs[1].stdout + runs[1].stderr
