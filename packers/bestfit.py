@@ -1,4 +1,4 @@
-"""The best-fit plan's kernel (`packers.pack.bestfit_plan`): best-fit decreasing per buffer, O(log) per piece
+"""The best-fit plan's kernel (`slimpajama.packers.pack.bestfit_plan`): best-fit decreasing per buffer, O(log) per piece
 (after Ding et al. 2024, "Fewer Truncations Improve Language Modeling"): a tree over capacities 0..w finds the
 smallest capacity that fits, and the open bins of each capacity are a leftist heap on their ids, so among equal
 capacities the oldest bin is taken, as in the reference's sorted list. Bins that are full leave both. The plan
@@ -45,6 +45,7 @@ def merge(a, b, left, right, dist, stack):
         dist[x] = dr + 1
     return root
 
+
 @numba.njit(inline="always")
 def mark(tree, size, c, on):
     """Capacity c has open bins (on) or none: the flag and its ancestors' ORs."""
@@ -57,6 +58,7 @@ def mark(tree, size, c, on):
             break
         tree[i] = v
         i >>= 1
+
 
 @numba.njit(inline="always")
 def fitting(tree, size, n):
@@ -74,6 +76,7 @@ def fitting(tree, size, n):
     while i < size:
         i = 2 * i if tree[2 * i] else 2 * i + 1
     return i - size
+
 
 @numba.njit(cache=True, nogil=True)
 def bestfit(starts, lens, w, buffer_docs, piece_start, piece_len, row_ptr):
@@ -146,18 +149,14 @@ def bestfit(starts, lens, w, buffer_docs, piece_start, piece_len, row_ptr):
                 heap[c] = -1
                 mark(tree, size, c, 0)
         # each bin's pieces in the order they were placed, bins in order of creation (a counting sort)
+        slot = np.bincount(bin_of[:k], minlength=n_bins)  # the bin's pieces, then where its next piece goes
         for b in range(n_bins):
-            left[b] = 0  # reused: the bin's pieces, then where its next piece goes
-        for j in range(k):
-            left[bin_of[j]] += 1
-        for b in range(n_bins):
-            row_ptr[rows + 1] = row_ptr[rows] + left[b]
-            left[b] = row_ptr[rows]
+            row_ptr[rows + 1] = row_ptr[rows] + slot[b]
+            slot[b] = row_ptr[rows]
             rows += 1
         for j in range(k):
             b, i = bin_of[j], order[j]
-            piece_start[left[b]], piece_len[left[b]] = p_start[i], p_len[i]
-            left[b] += 1
+            piece_start[slot[b]], piece_len[slot[b]] = p_start[i], p_len[i]
+            slot[b] += 1
         out += k
     return out, rows, cut
-

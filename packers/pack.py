@@ -174,9 +174,12 @@ def concat_cut_docs(doc_starts: np.ndarray, doc_ends: np.ndarray, t0: int, seq: 
 def bestfit_plan(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id: int,
                  buffer_docs: int = 8192) -> tuple[BestFitPlan, int]:
     """-> (plan, documents cut). Documents longer than a row are cut into row-sized pieces (the last piece goes
-    through best fit like any document). Compiled (`_bestfit_kernel`): 0.16-0.19 s per million web-like documents
+    through best fit like any document). Compiled (packers/bestfit.py): 0.16-0.19 s per million web-like documents
     at seq 2048 or 8192, whatever the buffer (the shifting kernel before it: 0.33-0.70 s at 8,192 documents,
     1.1-4.2 s at 65,536), against 3.9 s for `bestfit_plan_reference`, the plain definition it must equal."""
+    # numba: imported here, not where only shards are read (see packers/bestfit.py)
+    from .bestfit import bestfit
+
     w = seq + 1
     starts = np.ascontiguousarray(doc_starts, dtype=np.int64)
     lens = np.ascontiguousarray(doc_lens, dtype=np.int64)
@@ -184,17 +187,11 @@ def bestfit_plan(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id:
     piece_start = np.empty(n_pieces, dtype=np.int64)
     piece_len = np.empty(n_pieces, dtype=np.int64)
     row_ptr = np.empty(n_pieces + 1, dtype=np.int64)
-    counts = _bestfit_kernel()(starts, lens, w, buffer_docs, piece_start, piece_len, row_ptr)
+    counts = bestfit(starts, lens, w, buffer_docs, piece_start, piece_len, row_ptr)
     n, rows, cut = (int(c) for c in counts)
     plan = BestFitPlan(seq=seq, piece_start=piece_start[:n], piece_len=piece_len[:n],
                        row_ptr=row_ptr[: rows + 1].copy(), pad_id=pad_id)
     return plan, cut
-
-
-def _bestfit_kernel():
-    from .bestfit import bestfit  # numba: see packers/bestfit.py
-
-    return bestfit
 
 
 def bestfit_plan_reference(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id: int,
