@@ -57,6 +57,7 @@ from .stage import ShardOutcome, ShardTask, Stage
 DECONTAMINATED = "decontaminated"
 SAMPLED_OUT = "sampled_out"
 RUN_FILE = "_release_run.json"  # in <out>/_state: the run key and shuffle tasks of the last complete release
+_SLICE_ROWS = 512  # rows of the shuffled bucket taken and written at a time
 SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("text", pa.string()),
                             ("copy", pa.int32())])
 
@@ -155,21 +156,28 @@ class ShuffleStage(Stage):
             table = self._decontaminate(table, np.load(holdout_file.local()), ledger)
         for src, (d, b) in sizes_by_source(table, where=table["copy"].to_numpy() == 0).items():
             ledger.count_out(src, d, b)
-        table = table.take(pa.array(bucket_order(table.num_rows, split, bucket, self.cfg)))
+        # the shuffled order is taken a slice at a time: one take of the whole bucket grows its output buffers
+        # by reallocation into fresh memory, 4x the cost of these small takes, whose buffers the pool reuses
+        order = bucket_order(table.num_rows, split, bucket, self.cfg)
         outputs, files = [], []
         n_files = task.params["files"]
         bounds = np.linspace(0, table.num_rows, n_files + 1).round().astype(int) if n_files else [0]
         for j in range(n_files):
-            part = table.slice(bounds[j], bounds[j + 1] - bounds[j])
-            if part.num_rows == 0:
+            if bounds[j + 1] == bounds[j]:
                 continue  # every document of this file was decontaminated
             rel = file_path(split, task.params["first_file"] + j, self.cfg)
+            text_bytes, sources = 0, {}
             with ReleaseChunkWriter(storage.join(out_dir, rel)) as w:
-                w.write_batch(part)
+                for lo in range(bounds[j], bounds[j + 1], _SLICE_ROWS):
+                    part = table.take(pa.array(order[lo: min(lo + _SLICE_ROWS, bounds[j + 1])]))
+                    w.write_batch(part)
+                    for s_, (d, b) in sizes_by_source(part).items():
+                        sources[s_] = sources.get(s_, 0) + d
+                        text_bytes += b
             outputs.append(rel)
-            files.append({"path": rel, "docs": part.num_rows, "sha256": file_digest(storage.join(out_dir, rel)),
-                          "text_bytes": int(pc.sum(pc.binary_length(part["text"])).as_py() or 0),
-                          "sources": {s_: d for s_, (d, _) in sorted(sizes_by_source(part).items())}})
+            files.append({"path": rel, "docs": int(bounds[j + 1] - bounds[j]),
+                          "sha256": file_digest(storage.join(out_dir, rel)), "text_bytes": text_bytes,
+                          "sources": dict(sorted(sources.items()))})
         return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
 
     @staticmethod
