@@ -14,7 +14,7 @@ import logging
 
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
-from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, splittable
+from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, part_bytes, splittable
 from slimpajama.io.writers import write_bytes_atomic
 
 from .cluster import in_driver, init_ray, ray_task
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)  # the command line prints its records as "not
 
 def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *, workers: int | None = None,
                 ray_address: str | None = None) -> list[ShardTask]:
-    """Tasks over `files`, the big ones cut into parts of about `task_bytes` (0 or None: one task per file)."""
+    """Tasks over `files`, the big ones cut into parts of about `task_bytes`, finer for a small input (spans.part_bytes;
+    0 or None: one task per file)."""
+    task_bytes = part_bytes(sum(f.size for f in files), task_bytes)
     if not task_bytes:
         return file_tasks(files)
     cache_path = storage.join(out_dir, STATE_DIR, SPANS_FILE)

@@ -16,11 +16,12 @@ import pytest
 import zstandard
 from pipeline_helpers import CONFIG, product
 
+from slimpajama.core import defaults
 from slimpajama.core.schema import REDPAJAMA_SOURCES
 from slimpajama.errors import BadInputError, raise_on_bad
 from slimpajama.io.discover import discover, discover_all
 from slimpajama.io.documents import read_documents
-from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts
+from slimpajama.io.spans import count_newlines, jsonl_cuts, jsonl_parts, parquet_parts, part_bytes
 from slimpajama.pipelines import NormalizeStage, ReadOptions, run_stage
 from slimpajama.pipelines.pipeline import run_pipeline
 from slimpajama.pipelines.split import split_tasks
@@ -117,6 +118,24 @@ def test_bad_input_in_the_third_part_is_reported_with_its_true_line(tmp_path, ra
     with pytest.raises(BadInputError, match="book/book.jsonl:251: malformed_json"):
         run_stage(NormalizeStage(ReadOptions(on_error="fail")), split_tasks(found.files, str(tmp_path / "f"), 30_000),
                   str(tmp_path / "f"), progress=False)
+
+
+def test_a_small_input_is_cut_finer_the_same_way_at_any_worker_count(tmp_path, monkeypatch):
+    """One file of a few parts' worth at the default --task-bytes becomes MIN_PARTS parts (a 120 MB file would be a
+    single task, one busy core), whatever the worker count; a big input keeps --task-bytes."""
+    assert part_bytes(10 << 40, defaults.TASK_BYTES) == defaults.TASK_BYTES
+    assert part_bytes(120_000_000, defaults.TASK_BYTES) == defaults.MIN_PART_BYTES
+    assert part_bytes(120_000_000, 1 << 20) == 1 << 20 and part_bytes(120_000_000, 0) == 0
+    monkeypatch.setattr(defaults, "MIN_PART_BYTES", 8 << 10)  # the same rule, at a size a test writes quickly
+    path = tmp_path / "raw" / "book" / "book.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"".join(orjson.dumps({"text": f"document {i} " * 30}) + b"\n" for i in range(2000)))
+    plans = [[t.inputs[0].span for t in split_tasks(discover(str(tmp_path / "raw")), str(tmp_path / f"n{w}"),
+                                                     defaults.TASK_BYTES, workers=w)] for w in (1, 2)]
+    assert plans[0] == plans[1] and defaults.MIN_PARTS <= len(plans[0]) <= defaults.MIN_PARTS + 1
+    report = run_stage(NormalizeStage(ReadOptions()), split_tasks(discover(str(tmp_path / "raw")),
+                       str(tmp_path / "n"), defaults.TASK_BYTES), str(tmp_path / "n"), progress=False)
+    assert report.shards == len(plans[0]) and report.ledger.sources["RedPajamaBook"].docs_in == 2000
 
 
 def test_a_compressed_stream_is_one_task_with_a_notice(tmp_path, caplog):

@@ -104,10 +104,13 @@ class OptionGroup:
         return command
 
 
-def task_bytes_option(what: str, zero: str = "one task per file"):
-    """--task-bytes of a stage that splits its work (`what`: what one task takes; `zero`: what 0 means)."""
+def task_bytes_option(what: str, zero: str = "one task per file", parts: bool = True):
+    """--task-bytes of a stage that splits its work (`what`: what one task takes; `zero`: what 0 means; `parts`:
+    it cuts files into parts, spans.part_bytes)."""
+    finer = (f"; an input of fewer than {defaults.MIN_PARTS} parts is cut into {defaults.MIN_PARTS} of at least "
+             f"{size_text(defaults.MIN_PART_BYTES)}") if parts else ""
     return click.option("--task-bytes", type=SIZE, default=size_text(defaults.TASK_BYTES), show_default=True,
-                        help=f"{what} (0: {zero}). Never changes the output.")
+                        help=f"{what} (0: {zero}){finer}. Never changes the output.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ from slimpajama.core import defaults
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a shard file. A file holds whole record batches of 1,024 rows, so at least "
                    "1,024 x (seq + 1) tokens (1 MiB at --seq 511 and uint16); a smaller value is raised to that.")
-@task_bytes_option("Shard files per pack task, in bytes, at least one file", zero="one task per split")
+@task_bytes_option("Shard files per pack task, in bytes, at least one file", zero="one task per split", parts=False)
 @click.option("--encoding", default=None,
               help="Which token cache, when CACHE is a tokenize --out root holding several (default: the only one).")
 @click.option("--verify-outputs", is_flag=True,

@@ -25,6 +25,7 @@ BATCH_BYTES = 8 << 20  # text per read batch; a worker peaks near 150 MB over it
 # and it is the one thing that would make a worker's memory depend on the input.
 MAX_DOC_BYTES = 32 << 20
 TASK_BYTES = 512 << 20  # a bigger plain .jsonl or parquet file is read by several tasks
+MIN_PARTS, MIN_PART_BYTES = 16, 32 << 20  # a smaller input is cut finer, into parts of at least 32 MiB (spans.py)
 PARTITION_BYTES = 256 << 20  # working set of one LSH task
 BUCKET_BYTES = 256 << 20  # text per release shuffle bucket
 SHARD_FILE_BYTES = 256 << 20  # a packed shard file

@@ -16,11 +16,22 @@ import dataclasses
 import itertools
 import math
 
+from slimpajama.core import defaults
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
 
 _SCAN = 1 << 16
 _COUNT_CHUNK = 8 << 20
+
+
+def part_bytes(total_bytes: int, task_bytes: int | None) -> int | None:
+    """The size parts are cut to: `task_bytes`, or smaller for an input of less than MIN_PARTS parts (one big
+    file on its own would be one or two tasks on a machine of many cores: 0.74x of one task's wall at 2 parts on
+    2 cores, 0.50x at 4), never below MIN_PART_BYTES. It depends on the input alone, never on the worker count,
+    so every worker count cuts the same parts (and a rerun on other machines resumes them)."""
+    if not task_bytes:
+        return task_bytes
+    return min(task_bytes, max(defaults.MIN_PART_BYTES, total_bytes // defaults.MIN_PARTS))
 
 
 def splittable(f: InputFile) -> bool:

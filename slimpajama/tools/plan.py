@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
+from slimpajama.io.spans import part_bytes
 from slimpajama.tools.schedule import Tasks, schedule
 
 STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "index", "release-scatter", "release-shuffle",
@@ -332,7 +333,7 @@ class Settings:
 def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
     """Per stage: text in, tasks, core-hours, longest task, wall at `s.cores`; totals; disk and memory."""
     ratio = rates.get("text_per_file_byte", TEXT_PER_FILE_BYTE)
-    tb = s.task_bytes
+    tb = part_bytes(sum(size for _, size in corpus.files), s.task_bytes)
     norm_tasks = Tasks()  # text bytes each
     for rel, size in corpus.files:
         kind = _kind(rel)
