@@ -124,14 +124,14 @@ def _mix64(h):
     return h ^ (h >> np.uint64(31))
 
 
-_BLOCK = 4  # shingles per pass over the permutations
+_BLOCK = 8  # shingles per pass over the permutations (4: 3% slower on web pages)
 _ANCHOR_SLOTS = 1 << 16  # per document: a table of its anchor hashes (1 MB)
 @numba.njit(cache=True, nogil=True, inline="always")
 def _permute_block(ms, a, b, sig):
-    """The permutations of 4 shingle hashes, a branch-free min (compiles to SIMD; a conditional store per value
+    """The permutations of 8 shingle hashes, a branch-free min (compiles to SIMD; a conditional store per value
     did not: 2.9x slower)."""
     shift = np.uint64(32)
-    m0, m1, m2, m3 = ms[0], ms[1], ms[2], ms[3]
+    m0, m1, m2, m3, m4, m5, m6, m7 = ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]
     for j in range(a.shape[0]):
         aj = a[j]
         bj = b[j]
@@ -139,7 +139,11 @@ def _permute_block(ms, a, b, sig):
         v1 = np.uint32((m1 * aj + bj) >> shift)
         v2 = np.uint32((m2 * aj + bj) >> shift)
         v3 = np.uint32((m3 * aj + bj) >> shift)
-        sig[j] = min(sig[j], min(min(v0, v1), min(v2, v3)))
+        v4 = np.uint32((m4 * aj + bj) >> shift)
+        v5 = np.uint32((m5 * aj + bj) >> shift)
+        v6 = np.uint32((m6 * aj + bj) >> shift)
+        v7 = np.uint32((m7 * aj + bj) >> shift)
+        sig[j] = min(sig[j], min(min(min(v0, v1), min(v2, v3)), min(min(v4, v5), min(v6, v7))))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -223,7 +227,7 @@ def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
     """UTF-8 bytes of each document -> the fast signature of its cleaned view: clean into a buffer of code points
     (lowercase / delete / space through the table, spaces collapsed), roll the n-gram hash over it, skip a hash the
     document had a moment ago (a direct-mapped memory of its hashes: a repeat cannot change a min) and permute
-    blocks of 4 (a short last block repeats its first, which leaves a min unchanged). A document holding a
+    blocks of 8 (a short last block repeats its first, which leaves a min unchanged). A document holding a
     `PYTHON` character is flagged and left to the caller."""
     top = np.uint64(1)  # POLY ** ngram, to drop the character leaving the rolling window
     for _ in range(ngram):
