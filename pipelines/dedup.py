@@ -43,6 +43,7 @@ from slimpajama.core.lsh import (
     union_edges,
 )
 from slimpajama.core.minhash import MinHashConfig, band_keys, has_shingles, signatures
+from slimpajama.core.schema import keep_rows
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import discover
@@ -252,7 +253,7 @@ class RemoveStage(DocumentStage):
                 self._audit.append(pa.table([batch.column("doc_id").filter(sel), batch.column("source").filter(sel),
                                              pa.array(root[in_cluster]), pa.array(~duplicate[in_cluster])],
                                             schema=AUDIT_SCHEMA))
-            return (batch.filter(pa.array(~duplicate)) if duplicate.any() else batch), {DUPLICATE: duplicate}
+            return keep_rows(batch, ~duplicate), {DUPLICATE: duplicate}
         at = np.searchsorted(self._against[:, 0], gidx)
         old = at < len(self._against)
         old[old] = self._against[at[old], 0] == gidx[old]
@@ -266,8 +267,7 @@ class RemoveStage(DocumentStage):
                                          pa.array(root[listed]), pa.array(~(duplicate | old)[listed]),
                                          pa.array(code[listed])], schema=AGAINST_AUDIT_SCHEMA))
         gone = duplicate | old
-        return (batch.filter(pa.array(~gone)) if gone.any() else batch), {DUPLICATE: duplicate,
-                                                                            DUPLICATE_OF_RELEASE: old}
+        return keep_rows(batch, ~gone), {DUPLICATE: duplicate, DUPLICATE_OF_RELEASE: old}
 
     def finish_shard(self, task, out_dir):
         rel = f"_audit/{task.key}.parquet"

@@ -62,7 +62,7 @@ class DocumentStage(Stage):
             read.pop(k)  # write the same bytes (the fail policy is checked apart: runner._check_known_bad)
         return {"stage": self.name, "read": read, **self.config()}
 
-    def transform(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
+    def transform(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch | pa.Table, dict[str, np.ndarray]]:
         """-> (output rows, {reason: boolean mask of dropped input rows}). Output rows are the input rows in
         none of the masks, in order. `first_row`: the batch's first row among the shard's documents.
         Identity here."""

@@ -94,7 +94,8 @@ class TokenizeStage(Stage):
         per_source: dict[str, int] = {}
         with self.error_log(task, out_dir, ledger) as errors:
             with atomic_path(storage.join(out_dir, tok_rel)) as tmp, open(tmp, "wb") as out, \
-                    ParquetShardWriter(storage.join(out_dir, docs_rel), schema=DOCS_SCHEMA) as docs:
+                    ParquetShardWriter(storage.join(out_dir, docs_rel), schema=DOCS_SCHEMA,
+                                       compression="zstd") as docs:  # a file users keep: its bytes are pinned
                 for f in task.inputs:
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         ledger.batch_in(batch)

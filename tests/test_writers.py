@@ -94,3 +94,61 @@ def test_stale_temporary_files_are_invisible_and_removed(tmp_path):
     assert [f.rel for f in discover(str(tmp_path))] == ["s/ok.jsonl"]
     assert remove_stale_tmp(str(tmp_path)) == 1
     assert os.listdir(tmp_path / "s") == ["ok.jsonl"]
+
+
+def big_rows(n=120, size=30_000, seed=0):
+    """Documents whose row group (3.6 MB of text) spans several parquet pages (1 MB each)."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["page", "footer", "menu", "naïve", "über", "—", "¶", "data", "text", "row"]
+    texts = [" ".join(rng.choice(words) for _ in range(size // 5))[:size] for _ in range(n)]
+    return pa.table([pa.array([f"f.jsonl:{i + 1}" for i in range(n)]), pa.array(["RedPajamaC4"] * n),
+                     pa.array(texts), pa.array(["{}"] * n)], schema=DOC_SCHEMA)
+
+
+def test_shard_bytes_do_not_depend_on_chunks_even_where_pages_are_cut(tmp_path):
+    """Pages end where a value crosses the page size, not where a chunk of the column ended: the same rows as one
+    piece, as batches of 7, and as the zero-copy slices keep_rows makes write one file. At pyarrow's default
+    write_batch_size the three files differed."""
+    import numpy as np
+
+    from slimpajama.core.schema import keep_rows
+
+    table = big_rows()
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[[5, 6, 40, 77, 119]] = False
+    pieces = {"one": [table.filter(pa.array(keep))],
+              "sevens": table.filter(pa.array(keep)).to_batches(max_chunksize=7),
+              "slices": [keep_rows(b, keep[i * 40:(i + 1) * 40]) for i, b in enumerate(table.to_batches(40))]}
+    digests = {}
+    for name, parts in pieces.items():
+        out = tmp_path / f"{name}.parquet"
+        with ParquetShardWriter(str(out)) as w:
+            for p in parts:
+                w.write(p)
+        assert pq.ParquetFile(out).metadata.num_rows == int(keep.sum())
+        assert pq.ParquetFile(out).metadata.row_group(0).column(2).total_uncompressed_size > 3 << 20  # 4 pages
+        digests[name] = out.read_bytes()
+    assert digests["one"] == digests["sevens"] == digests["slices"]
+    assert read_all(tmp_path / "slices.parquet").equals(table.filter(pa.array(keep)))
+
+
+def test_keep_rows_slices_long_runs_without_copying_and_filters_short_ones():
+    import numpy as np
+
+    from slimpajama.core.schema import keep_rows
+
+    batch = big_rows(n=40).to_batches()[0]
+    assert keep_rows(batch, np.ones(40, dtype=bool)) is batch
+    assert keep_rows(batch, np.zeros(40, dtype=bool)).num_rows == 0
+    keep = np.ones(40, dtype=bool)
+    keep[[0, 13, 14, 39]] = False  # runs of 30 KB documents: slices of the batch's own text buffer
+    out = keep_rows(batch, keep)
+    assert out.equals(pa.Table.from_batches([batch.filter(pa.array(keep))]))
+    base = batch.column("text").buffers()[2].address
+    assert all(c.buffers()[2].address == base for c in out.column("text").chunks)
+    tiny = pa.RecordBatch.from_arrays([pa.array(["x"] * 40)] * 4, schema=DOC_SCHEMA)
+    alternate = np.arange(40) % 2 == 0  # runs of one 1-byte text: a copy is cheaper than 20 slices
+    short = keep_rows(tiny, alternate)
+    assert isinstance(short, pa.RecordBatch) and short.num_rows == 20

@@ -72,30 +72,22 @@ def sizes_by_source(batch: pa.RecordBatch | pa.Table, text_column: str = "text",
     if batch.num_rows == 0:
         return {}
     source, text = batch.column("source"), batch.column(text_column)
-    if isinstance(source, pa.ChunkedArray):  # a table's columns, chunk by chunk: combining would copy the texts
-        if [len(c) for c in source.chunks] != [len(c) for c in text.chunks]:
-            source, text = source.combine_chunks(), text.combine_chunks()  # chunked apart: aligned once
-    chunks = zip(source.chunks, text.chunks, strict=True) if isinstance(source, pa.ChunkedArray) else \
-        [(source, text)]
-    out: dict[str, list[int]] = {}
-    start = 0
-    for src, txt in chunks:
-        sizes = pc.binary_length(txt).to_numpy(zero_copy_only=False).astype(np.int64)
-        enc = src if pa.types.is_dictionary(src.type) else src.dictionary_encode()
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        if where is not None:
-            sel = where[start: start + len(src)]
-            codes, sizes = codes[sel], sizes[sel]
-        start += len(src)
-        docs = np.bincount(codes, minlength=len(enc.dictionary))
-        nbytes = np.zeros(len(enc.dictionary), dtype=np.int64)
-        np.add.at(nbytes, codes, sizes)
-        for s, d, b in zip(enc.dictionary.to_pylist(), docs, nbytes, strict=True):
-            if d:
-                acc = out.setdefault(s, [0, 0])
-                acc[0] += int(d)
-                acc[1] += int(b)
-    return {s: (d, b) for s, (d, b) in out.items()}
+    if isinstance(source, pa.ChunkedArray):  # a table's (many chunks, where kept rows are slices: keep_rows):
+        source = source.combine_chunks()  # its names are short, a cheap copy; the texts are never combined
+    sizes = pc.binary_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+    enc = source if pa.types.is_dictionary(source.type) else source.dictionary_encode()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    if where is not None:
+        codes, sizes = codes[where], sizes[where]
+    docs = np.bincount(codes, minlength=len(enc.dictionary))
+    nbytes = np.zeros(len(enc.dictionary), dtype=np.int64)
+    np.add.at(nbytes, codes, sizes)
+    out = {}
+    for s, d, b in zip(enc.dictionary.to_pylist(), docs, nbytes, strict=True):
+        if d:
+            prev = out.get(s, (0, 0))  # a foreign dictionary may repeat a value
+            out[s] = (prev[0] + int(d), prev[1] + int(b))
+    return out
 
 
 class Ledger:

@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from slimpajama.core import defaults
 from slimpajama.core.cleaned import is_short
+from slimpajama.core.schema import keep_rows
 from slimpajama.core.textnorm import normalize_text
 
 
@@ -16,4 +17,4 @@ def normalize_batch(batch: pa.RecordBatch, min_chars: int = defaults.MIN_CHARS) 
     short = np.fromiter((is_short(t, min_chars) for t in texts), dtype=bool, count=len(texts))
     idx = batch.schema.get_field_index("text")
     out = batch.set_column(idx, batch.schema.field(idx), pa.array(texts, pa.string()))
-    return (out.filter(pa.array(~short)) if short.any() else out), short
+    return keep_rows(out, ~short), short
