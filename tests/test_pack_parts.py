@@ -82,3 +82,38 @@ def test_a_pack_worker_killed_is_retried_to_the_same_bytes(cache, tmp_path, monk
     packed(cache, tmp_path / "s", 16, "bestfit", task_bytes=1)
     assert len(list(tmp_path.glob("slimpajama-fault-*"))) == 2
     assert digests(tmp_path / "s") == digests(want_dir)
+
+
+def test_the_plan_reads_lengths_file_by_file_and_counts_tokens_per_source_as_row_by_row(tmp_path):
+    """split_lengths fills one array from several cache files whose source dictionaries differ (the plan task no
+    longer reads the split as one table); tokens_per_source equals summing each document's tokens up to the end of
+    the concat plan's last row."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from slimpajama.io.discover import InputFile
+    from slimpajama.pipelines.pack import split_lengths, tokens_per_source
+
+    rng = np.random.default_rng(3)
+    files, want_lens, want_src = [], [], []
+    for k, names in enumerate([["b", "a"], ["c"], [], ["a", "c", "b"]]):
+        n = 0 if not names else int(rng.integers(1, 300))
+        src = [names[i] for i in rng.integers(0, len(names), n)] if names else []
+        lens = rng.integers(1, 50, n).astype(np.int32)
+        path = tmp_path / f"{k}.docs.parquet"
+        pq.write_table(pa.table({"source": pa.array(src, pa.string()), "tokens": pa.array(lens, pa.int32())}), path,
+                       row_group_size=37)
+        files.append(InputFile(str(path), f"train/{k}.docs.parquet", path.stat().st_size))
+        want_lens += lens.tolist()
+        want_src += src
+    lens, codes, names = split_lengths(files)
+    assert lens.tolist() == want_lens and [names[c] for c in codes] == want_src
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1]))
+    for end in (None, 0, 1, int(starts[len(lens) // 2]) + 3, int(lens.sum()) - 2, int(lens.sum())):
+        want: dict[str, int] = {}
+        for s, n, src in zip(starts.tolist(), lens.tolist(), want_src, strict=True):
+            part = n if end is None else max(0, min(s + n, end) - s)
+            if part:
+                want[src] = want.get(src, 0) + part
+        assert tokens_per_source(codes, names, starts, lens, end) == want, end

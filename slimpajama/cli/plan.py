@@ -76,11 +76,13 @@ def _print(result: dict) -> None:
     console = Console()
     console.print(t)
     d = result["disk"]
-    memory = result["components_node_memory"]
-    # below 1 GB any node holds it; a figure in kB would read as a node that small
-    node = f"a node with ~{size(memory)} of RAM" if memory >= 1e9 else "under 1 GB of RAM, any node"
+
+    def node(memory: int) -> str:  # below 1 GB any node holds it; a figure in kB would read as a node that small
+        return f"a node with ~{size(memory)} of RAM" if memory >= 1e9 else "under 1 GB of RAM, any node"
+
     click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}\n"
-               f"components: one task, {node}\n"
+               f"components: one task, {node(result['components_node_memory'])}\n"
+               f"pack-plan: one task per split, {node(result['pack_plan_node_memory'])} for the train split\n"
                f"disk: signatures {size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, "
                f"packed shards {size(d['packed_shards'])}")
     rates = result["rates"]
