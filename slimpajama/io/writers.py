@@ -126,6 +126,7 @@ GROUP_TEXT_BYTES = 8 << 20
 # zstd level 1, 160-203 MB of web pages and real text: writes in 0.75-0.8x the time, reads in half, at 1.5x the bytes
 # (3.1-3.8x smaller than the text, against 4.6-6x). The release stays zstd: its bytes are SlimPajama's format.
 SHARD_CODEC = "lz4"
+PAGE_BYTES = 1 << 30  # pages end with their column chunk (see ParquetShardWriter)
 
 
 class AtomicFileWriter:
@@ -164,12 +165,13 @@ class ParquetShardWriter(AtomicFileWriter):
         # dictionary pages only for columns that repeat (source): tried on text, they cost a quarter of the write
         # and fall back to plain pages anyway
         dictionary = [c for c in ("source",) if c in schema.names] if "text" in schema.names else True
-        # write_batch_size=1: Arrow checks a page's size after each batch of values it writes, and a batch never
-        # spans two chunks of a column, so at its default (1024) where pages end, and the file's bytes, depended
-        # on how the rows arrived in chunks (read batch sizes, the slices `keep_rows` makes). After every value, a
-        # page ends at the first value past the page size, whatever the chunks (about 5% of the write's time).
+        # one page per column chunk: Arrow closes a page after a batch of values (1024, never spanning two chunks
+        # of the column) that took it past data_page_size, so with 1 MB pages where pages ended, and the file's
+        # bytes, depended on how the rows arrived in chunks (read batch sizes, the slices `keep_rows` makes). A row
+        # group holds at most GROUP_TEXT_BYTES plus one document (--max-doc-bytes), far below 1 GiB. (A check
+        # after every value, write_batch_size=1, did the same at 4-5x the write time on 100-byte documents.)
         self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression, write_statistics=False,
-                                        use_dictionary=dictionary, write_batch_size=1)
+                                        use_dictionary=dictionary, data_page_size=PAGE_BYTES)
         self._pending = schema.empty_table()
         self.rows = 0
 
