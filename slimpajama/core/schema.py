@@ -46,7 +46,7 @@ def keep_rows(batch: pa.RecordBatch | pa.Table, keep: np.ndarray) -> pa.RecordBa
     keep = np.asarray(keep, dtype=bool)
     if keep.all():
         return batch
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.view(np.int8), [0]))))
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.astype(np.int8), [0]))))
     starts, ends = edges[0::2].tolist(), edges[1::2].tolist()
     kept_bytes = int(pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False)[keep].sum())
     if not starts or len(starts) * RUN_TEXT_BYTES > kept_bytes:

@@ -152,7 +152,7 @@ class ParquetShardWriter(AtomicFileWriter):
     """Streams rows into one parquet file (SHARD_CODEC); atomic on close.
 
     Row groups are cut by the rows themselves (at most GROUP_ROWS rows, closed once their text reaches
-    GROUP_TEXT_BYTES), and pages by their values, never by how the caller batched or chunked them, so the file's
+    GROUP_TEXT_BYTES), each column chunk one page, never by how the caller batched or chunked them, so the file's
     bytes do not depend on read batch sizes.
     Memory: one row group plus one incoming batch.
     """
