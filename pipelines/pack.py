@@ -103,19 +103,23 @@ def split_lengths(doc_files) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(tokens per document as int64, source codes as int32, the sources' names) of a split's cache files, in
     order: 12 bytes per document, filled one file at a time (reading them all as one table held ~60 more: every
     source name a string, and copies of the whole column)."""
-    metas = [storage.open_parquet(f.path) for f in doc_files]
-    n = sum(pf.metadata.num_rows for pf in metas)
-    lens, codes = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int32)
+    # one file open at a time (a split has a file per tokenize task: tens of thousands), its row count read first
+    counts = []
+    for f in doc_files:
+        with storage.open_parquet(f.path) as pf:
+            counts.append(pf.metadata.num_rows)
+    lens, codes = np.empty(sum(counts), dtype=np.int64), np.empty(sum(counts), dtype=np.int32)
     names: dict[str, int] = {}
     at = 0
-    for pf in metas:
-        for batch in pf.iter_batches(batch_size=1 << 16, columns=["source", "tokens"]):
-            k = batch.num_rows
-            lens[at: at + k] = batch.column("tokens").to_numpy()
-            enc = batch.column("source").dictionary_encode()
-            ids = np.array([names.setdefault(v, len(names)) for v in enc.dictionary.to_pylist()], np.int32)
-            codes[at: at + k] = ids[enc.indices.to_numpy()]
-            at += k
+    for f in doc_files:
+        with storage.open_parquet(f.path) as pf:
+            for batch in pf.iter_batches(batch_size=1 << 16, columns=["source", "tokens"]):
+                k = batch.num_rows
+                lens[at: at + k] = batch.column("tokens").to_numpy()
+                enc = batch.column("source").dictionary_encode()
+                ids = np.array([names.setdefault(v, len(names)) for v in enc.dictionary.to_pylist()], np.int32)
+                codes[at: at + k] = ids[enc.indices.to_numpy()]
+                at += k
     return lens, codes, list(names)
 
 

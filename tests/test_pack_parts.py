@@ -117,3 +117,26 @@ def test_the_plan_reads_lengths_file_by_file_and_counts_tokens_per_source_as_row
             if part:
                 want[src] = want.get(src, 0) + part
         assert tokens_per_source(codes, names, starts, lens, end) == want, end
+
+
+def test_the_plan_holds_one_cache_file_open_at_a_time(tmp_path):
+    """A split has a docs file per tokenize task (tens of thousands at RedPajama's scale): reading their lengths
+    under a limit of 64 open files must not run out of descriptors."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for k in range(150):
+        pq.write_table(pa.table({"source": ["a", "b"], "tokens": pa.array([k + 1, 2], pa.int32())}),
+                       tmp_path / f"{k:03d}.docs.parquet")
+    code = ("import os, resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+            "from slimpajama.io.discover import InputFile\n"
+            "from slimpajama.pipelines.pack import split_lengths\n"
+            "d = sys.argv[1]\n"
+            "files = [InputFile(os.path.join(d, p), 'train/' + p, 0) for p in sorted(os.listdir(d))]\n"
+            "lens, codes, names = split_lengths(files)\n"
+            "print(int(lens.sum()), len(lens), names)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == [str(int(np.arange(1, 151).sum()) + 300), "300", "['a',", "'b']"]
