@@ -156,7 +156,10 @@ class BestFitPlan:
         cols = np.cumsum(lens) - lens
         cols -= np.repeat(cols[seg_offsets[:-1][per_row > 0]], per_row[per_row > 0])  # from each row's start
         stream.copy_runs(self.piece_start[pieces], lens, tokens.reshape(-1), rows * (self.seq + 1) + cols)
-        return tokens, (lens.astype(np.int32), seg_offsets), self.padding()[row_ids]
+        # these rows' padding, from their own pieces (padding() sums every row of the split)
+        ends = np.concatenate(([0], np.cumsum(lens)))
+        padding = (self.seq + 1 - (ends[seg_offsets[1:]] - ends[seg_offsets[:-1]])).astype(np.int32)
+        return tokens, (lens.astype(np.int32), seg_offsets), padding
 
 
 def concat_plan(doc_starts: np.ndarray, t0: int, t1: int, seq: int) -> ConcatPlan:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 
 import numpy as np
@@ -19,119 +18,19 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
-from slimpajama.io.writers import file_digest, save_npy_atomic, write_bytes_atomic
+from slimpajama.io.writers import file_digest, write_bytes_atomic
 from slimpajama.packers.format import INDEX_FILE, REBUILD_FILE, write_index, write_rows
-from slimpajama.packers.pack import (
-    BestFitPlan,
-    ConcatPlan,
-    TokenStream,
-    bestfit_plan,
-    check_range,
-    concat_cut_docs,
-    concat_plan,
-    row_order,
-)
+from slimpajama.packers.pack import BestFitPlan, ConcatPlan, TokenStream
 from slimpajama.tokenize.encodings import encoding_name, get_encoding
 
 from .markers import STATE_DIR, output_file
+from .packplan import PlanStage
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
 from .tokens import cache_files, cache_tokenizer_file, split_of_key, token_cache
 
 BATCH_ROWS = 1024  # rows per record batch in packed files; files hold a multiple of it
 PLAN_DIR = "_plan"  # <shards>/_plan: each split's row plan, what the pack tasks share
-
-
-class PlanStage(Stage):
-    """One task per split: the split's rows planned from the cache's document lengths alone (no token is read),
-    saved for the pack tasks: the row shuffle (`<split>.order.npy`) and either the documents' stream positions
-    (concat) or the rows' pieces (bestfit)."""
-
-    name = "pack-plan"
-    keeps_ledger = False
-
-    def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int):
-        if packing not in ("concat", "bestfit"):
-            raise SlimPajamaError(f"--packing must be concat or bestfit, not {packing!r}")
-        self.seq, self.packing, self.seed = seq, packing, seed
-        self.range = check_range(range_)
-
-    def fingerprint(self) -> dict:
-        return {"stage": self.name, "seq": self.seq, "packing": self.packing, "range": list(self.range),
-                "seed": self.seed}
-
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        split = task.key
-        cache = task.params["cache"]
-        lens, source_codes, source_names = split_lengths(task.side["docs"])
-        starts = np.zeros(len(lens), dtype=np.int64)
-        np.cumsum(lens[:-1], out=starts[1:])
-        total = int(starts[-1] + lens[-1]) if len(lens) else 0
-        range_ = self.range if split == "train" else defaults.PACK_RANGE
-        # the documents whose first token lies in [A, B) x total (in_range's rule): starts are sorted, so a slice
-        d0, d1 = (int(np.searchsorted(starts, math.ceil(x * total))) for x in range_)
-        d0, d1 = (d0, d1) if d1 > d0 else (0, 0)
-        t0, t1 = (int(starts[d0]), int(starts[d1 - 1] + lens[d1 - 1])) if d1 > d0 else (0, 0)
-        s_starts, s_lens, s_src = starts[d0:d1], lens[d0:d1], source_codes[d0:d1]
-        concat_cut = concat_cut_docs(s_starts, s_lens, t0, self.seq)
-        arrays = {}
-        if self.packing == "concat":
-            plan = concat_plan(s_starts, t0, t1, self.seq)
-            used_end = t0 + plan.rows * self.seq + 1 if plan.rows else t0
-            per_source = tokens_per_source(s_src, source_names, s_starts, s_lens, used_end)
-            cut, padding = concat_cut, 0
-            arrays["doc_starts"] = s_starts
-        else:
-            per_source = tokens_per_source(s_src, source_names, s_starts, s_lens)
-            del source_codes, s_src  # before the plan's arrays exist
-            plan, cut = bestfit_plan(s_starts, s_lens, self.seq, pad_id=cache["eos"])
-            padding = int(plan.padding().sum())
-            arrays.update(piece_start=plan.piece_start, piece_len=plan.piece_len, row_ptr=plan.row_ptr)
-        arrays["order"] = row_order(plan.rows, self.seed)
-        outputs = []
-        for name, array in arrays.items():
-            rel = f"{split}.{name}.npy"
-            save_npy_atomic(storage.join(out_dir, rel), np.ascontiguousarray(array))
-            outputs.append(rel)
-        extra = {"rows": plan.rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
-                 "docs_cut": cut, "concat_cut": concat_cut, "cache_tokens": total, "range_tokens": t1 - t0,
-                 "tokens_per_source": dict(sorted(per_source.items()))}
-        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=extra)
-
-
-def split_lengths(doc_files) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(tokens per document as int64, source codes as int32, the sources' names) of a split's cache files, in
-    order: 12 bytes per document, filled one file at a time (reading them all as one table held ~60 more: every
-    source name a string, and copies of the whole column)."""
-    # one file open at a time (a split has a file per tokenize task: tens of thousands), its row count read first
-    counts = []
-    for f in doc_files:
-        with storage.open_parquet(f.path) as pf:
-            counts.append(pf.metadata.num_rows)
-    lens, codes = np.empty(sum(counts), dtype=np.int64), np.empty(sum(counts), dtype=np.int32)
-    names: dict[str, int] = {}
-    at = 0
-    for f in doc_files:
-        with storage.open_parquet(f.path) as pf:
-            for batch in pf.iter_batches(batch_size=1 << 16, columns=["source", "tokens"]):
-                k = batch.num_rows
-                lens[at: at + k] = batch.column("tokens").to_numpy()
-                enc = batch.column("source").dictionary_encode()
-                ids = np.array([names.setdefault(v, len(names)) for v in enc.dictionary.to_pylist()], np.int32)
-                codes[at: at + k] = ids[enc.indices.to_numpy()]
-                at += k
-    return lens, codes, list(names)
-
-
-def tokens_per_source(codes: np.ndarray, names: list[str], starts: np.ndarray, lens: np.ndarray,
-                      end: int | None = None) -> dict[str, int]:
-    """Tokens each source gives the split's rows: its documents', up to token position `end` where a concat plan's
-    last row ends (a document starting past it gives none, the one it cuts gives its part before it)."""
-    n = len(starts) if end is None else int(np.searchsorted(starts, end))
-    sums = np.bincount(codes[:n], weights=lens[:n], minlength=len(names)) if n else np.zeros(len(names))
-    if end is not None and n and starts[n - 1] + lens[n - 1] > end:
-        sums[codes[n - 1]] -= int(starts[n - 1] + lens[n - 1] - end)
-    return {name: int(v) for name, v in zip(names, sums, strict=True) if v}
 
 
 class PackStage(Stage):

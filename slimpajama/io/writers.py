@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -84,6 +85,21 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 def save_npy_atomic(path: str, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
+
+
+def save_shuffled_range(path: str, n: int, seed: int) -> None:
+    """`np.random.default_rng(seed).permutation(n)` saved as .npy (the same bytes), made in its own file: arange
+    written a block at a time, then shuffled in place, so no memory per value is held (the pages are the file's)."""
+    if n == 0:
+        return save_npy_atomic(path, np.random.default_rng(seed).permutation(0))
+    with atomic_path(path) as tmp:
+        mapped = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int64, shape=(n,))
+        for lo in range(0, n, 1 << 18):
+            mapped[lo: lo + (1 << 18)] = np.arange(lo, min(n, lo + (1 << 18)), dtype=np.int64)
+        # a plain ndarray over the mapping: permutation shuffles an ndarray of arange(n) by the same draws
+        np.random.default_rng(seed).shuffle(np.ndarray((n,), np.int64, buffer=mapped))
+        mapped.flush()
+        del mapped
 
 
 def sha256_file(path: str) -> str:
@@ -208,6 +224,40 @@ class ParquetShardWriter(AtomicFileWriter):
 
     def _discard(self) -> None:
         self._writer.close()
+
+
+class NpyAppender(AtomicFileWriter):
+    """A 1-D .npy file written a piece at a time, its length unknown until it closes: the bytes `np.save` gives
+    the whole array. The header goes in last: for one dimension its size does not depend on the length."""
+
+    def __init__(self, path: str, dtype):
+        self.path, self.dtype, self.count = path, np.dtype(dtype), 0
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self._fh = open(self._tmp, "wb")
+        self._fh.seek(len(self._header(0)))
+
+    def _header(self, n: int) -> bytes:
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                   "fortran_order": False, "shape": (n,)})
+        return buf.getvalue()
+
+    def write(self, values: np.ndarray) -> None:
+        a = np.ascontiguousarray(values, dtype=self.dtype)
+        self._fh.write(a.data)
+        self.count += len(a)
+
+    def close(self) -> None:
+        head = self._header(self.count)
+        assert len(head) == self._fh.seek(0, os.SEEK_CUR) - self.count * self.dtype.itemsize
+        self._fh.seek(0)
+        self._fh.write(head)
+        self._fh.close()
+        self._ctx.__exit__(None, None, None)
+
+    def _discard(self) -> None:
+        self._fh.close()
 
 
 def release_line(text: str, source: str) -> bytes:

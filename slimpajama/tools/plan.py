@@ -36,10 +36,9 @@ STANDS_IN = {"index": "lsh"}
 # components: a parent per document (4 bytes) and member and root (8 + 8) per document in a cluster of 2+; 5.9
 # bytes per document measured at 1e8 documents with 5% copies (bench_dedup --lsh-docs)
 PARENT_BYTES, CLUSTER_BYTES = 4, 16
-# pack-plan: a split's lengths, first-token positions and sources (8 + 8 + 4 bytes per document), bestfit's pieces
-# (8 + 8 + 8 each) and the row order; 53 bytes per document measured at 1e7 web-like documents (bestfit, seq 8192;
-# concat 43)
-PLAN_BYTES_PER_DOC = 53
+# pack-plan: a task streams its split (50-100 MB over the process at 1e7-3e7 documents) and shuffles the row order
+# in its file: 8 bytes per row of page cache, rows counted at seq 2048 (the most rows)
+PLAN_TASK_BYTES, PLAN_ORDER_BYTES_PER_ROW, PLAN_ROWS_SEQ = 250e6, 8, 2048
 MINHASH_BYTES_PER_DOC = 584  # signatures 512 + band keys 72 (deletable after a complete dedup)
 # text bytes per byte of a file, where no file of the kind was read whole: RedPajama's plain JSON lines (the text
 # and a small meta) and its Common Crawl .jsonl.zst (about 5 GB of text per 1.4 GB file)
@@ -203,7 +202,7 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
 
     from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage
-    from slimpajama.pipelines.pack import PlanStage
+    from slimpajama.pipelines.packplan import PlanStage
     from slimpajama.pipelines.stage import ShardTask
 
     rng = np.random.default_rng(0)
@@ -387,6 +386,6 @@ def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
                      "packed_shards": round(token_bytes * s.layouts)},
             # every removed document is in a cluster, and so is each cluster's kept root (at most one per removed)
             "components_node_memory": round(docs * (PARENT_BYTES + CLUSTER_BYTES * min(1.0, 2 * (1 - keep_d)))),
-            "pack_plan_node_memory": round(docs * keep_d * PLAN_BYTES_PER_DOC),  # the train split: nearly all
+            "pack_plan_node_memory": round(PLAN_TASK_BYTES + tokens / PLAN_ROWS_SEQ * PLAN_ORDER_BYTES_PER_ROW),
             "settings": {"task_bytes": tb, "bucket_bytes": s.bucket_bytes, "docs_per_file": s.docs_per_file,
                          "layouts": s.layouts}}

@@ -1,0 +1,184 @@
+"""The pack-plan stage: one task per split plans its rows from the token cache's document lengths alone (no token is
+read) and saves what the pack tasks share in `_plan/`: the row shuffle (`<split>.order.npy`) and either the
+documents' stream positions (concat) or the rows' pieces (bestfit).
+
+The split's lengths are streamed, never held: three passes over the cache files' `tokens` column (the split's total,
+then where the range's documents begin and end, then the plan itself), a batch at a time and one file open at a
+time (a split has a file per tokenize task: tens of thousands at RedPajama's scale). Best fit runs a million
+documents (a whole number of its buffers) per call, the outputs are appended to their files as they are made and
+the row order is shuffled in place in its own file, so the task's memory does not grow with the split. The files
+are the bytes an in-memory plan of the whole split gives (tests/test_pack_plan.py compares the two).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+from slimpajama.core import defaults
+from slimpajama.core.ledger import Ledger
+from slimpajama.errors import SlimPajamaError
+from slimpajama.io import storage
+from slimpajama.io.writers import NpyAppender, save_shuffled_range
+from slimpajama.packers.pack import bestfit_plan, check_range, concat_cut_docs
+
+from .stage import ShardOutcome, ShardTask, Stage
+
+BATCH_ROWS = 1 << 16  # documents per read batch of a cache file
+BUFFER_DOCS = 8192  # best fit's buffer: documents sorted and packed together (pinned: it shapes the rows)
+CHUNK_DOCS = 128 * BUFFER_DOCS  # documents per best-fit call: whole buffers, so the calls give the one plan
+
+
+class PlanStage(Stage):
+    name = "pack-plan"
+    keeps_ledger = False
+
+    def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int):
+        if packing not in ("concat", "bestfit"):
+            raise SlimPajamaError(f"--packing must be concat or bestfit, not {packing!r}")
+        self.seq, self.packing, self.seed = seq, packing, seed
+        self.range = check_range(range_)
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, "seq": self.seq, "packing": self.packing, "range": list(self.range),
+                "seed": self.seed}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        split, docs = task.key, task.side["docs"]
+        range_ = self.range if split == "train" else defaults.PACK_RANGE
+        total = sum(int(lens.sum()) for lens, _ in length_batches(docs))
+        bounds = range_bounds(docs, *(math.ceil(x * total) for x in range_))
+        d0, d1, t0, t1 = bounds
+        path = lambda name: storage.join(out_dir, f"{split}.{name}.npy")  # noqa: E731
+        if self.packing == "concat":
+            rows, made = concat_outputs(docs, bounds, self.seq, path)
+            padding = 0
+        else:
+            rows, padding, made = bestfit_outputs(docs, bounds, self.seq, path)
+        save_shuffled_range(path("order"), rows, self.seed)
+        extra = {"rows": rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
+                 "docs_cut": made["cut"], "concat_cut": made["concat_cut"], "cache_tokens": total,
+                 "range_tokens": t1 - t0, "tokens_per_source": made["tokens_per_source"]}
+        outputs = [f"{split}.{name}.npy" for name in made["files"] + ["order"]]
+        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=extra)
+
+
+def length_batches(doc_files, names: dict[str, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """(tokens per document as int64, source codes as int32 or None) of a split's cache files in order, a batch at a
+    time; with `names`, sources are coded through it (new names get the next code)."""
+    columns = ["tokens"] if names is None else ["source", "tokens"]
+    for f in doc_files:
+        with storage.open_parquet(f.path) as pf:
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                lens = batch.column("tokens").to_numpy().astype(np.int64)
+                codes = None
+                if names is not None:
+                    enc = batch.column("source").dictionary_encode()
+                    ids = np.array([names.setdefault(v, len(names)) for v in enc.dictionary.to_pylist()], np.int32)
+                    codes = ids[enc.indices.to_numpy()]
+                yield lens, codes
+
+
+def range_bounds(doc_files, a: int, b: int) -> tuple[int, int, int, int]:
+    """(d0, d1, t0, t1): the documents whose first token lies in [a, b) (in_range's rule: d0 and d1 count the
+    first-token positions below each bound, as a searchsorted over all of them would) and the tokens they span."""
+    d0 = d1 = t1 = pos = 0
+    t0 = None
+    for lens, _ in length_batches(doc_files):
+        starts = np.cumsum(lens) - lens + pos
+        k0, k1 = (int(np.searchsorted(starts, x)) for x in (a, b))
+        if t0 is None and k0 < len(lens):
+            t0 = int(starts[k0])
+        if k1:
+            t1 = int(starts[k1 - 1] + lens[k1 - 1])
+        d0, d1, pos = d0 + k0, d1 + k1, pos + int(lens.sum())
+        if k1 < len(lens):
+            break  # every later document starts at or past b
+    return (d0, d1, t0, t1) if d1 > d0 else (0, 0, 0, 0)
+
+
+def range_batches(doc_files, d0: int, d1: int, names: dict[str, int]):
+    """(first-token positions, lengths, source codes) of documents d0..d1, a batch at a time."""
+    i = pos = 0
+    for lens, codes in length_batches(doc_files, names):
+        lo, hi = max(d0 - i, 0), min(d1 - i, len(lens))
+        if lo < hi:
+            starts = np.cumsum(lens) - lens + pos
+            yield starts[lo:hi], lens[lo:hi], codes[lo:hi]
+        i, pos = i + len(lens), pos + int(lens.sum())
+        if i >= d1:
+            break
+
+
+class SourceTokens:
+    """Tokens per source, summed a batch at a time (bincount's float sums are exact: a batch is far below 2^53)."""
+
+    def __init__(self):
+        self.names: dict[str, int] = {}
+        self.sums: list[int] = []
+
+    def add(self, codes: np.ndarray, lens: np.ndarray) -> None:
+        per = np.bincount(codes, weights=lens) if len(codes) else np.zeros(0)
+        self.sums += [0] * (len(self.names) - len(self.sums))
+        for c in np.flatnonzero(per):
+            self.sums[c] += int(per[c])
+
+    def to_dict(self) -> dict[str, int]:
+        self.sums += [0] * (len(self.names) - len(self.sums))
+        return {name: self.sums[c] for name, c in sorted(self.names.items()) if self.sums[c]}
+
+
+def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, dict]:
+    """The concat plan: rows cut every `seq` tokens from t0, so only the documents' positions are saved. A source's
+    tokens are its documents' up to where the last row ends (the document that row cuts gives its part before)."""
+    d0, d1, t0, t1 = bounds
+    rows = max(0, (t1 - t0 - 1) // seq)
+    used_end = t0 + rows * seq + 1 if rows else t0
+    tokens, cut, last = SourceTokens(), 0, None
+    with NpyAppender(path("doc_starts"), np.int64) as out:
+        for starts, lens, codes in range_batches(doc_files, d0, d1, tokens.names):
+            out.write(starts)
+            cut += concat_cut_docs(starts, lens, t0, seq)
+            n = int(np.searchsorted(starts, used_end))
+            tokens.add(codes[:n], lens[:n])
+            if n:
+                last = (int(codes[n - 1]), int(starts[n - 1] + lens[n - 1]) - used_end)
+    if last is not None and last[1] > 0:
+        tokens.sums[last[0]] -= last[1]
+    return rows, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
+
+
+def bestfit_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
+    """The best-fit plan, CHUNK_DOCS documents per call: its pieces and each row's first piece (row_ptr)."""
+    d0, d1, t0, _ = bounds
+    tokens, concat_cut, cut, rows, padding, pieces = SourceTokens(), 0, 0, 0, 0, 0
+    held_starts, held_lens = [], []  # documents not planned yet: less than a chunk
+    with (NpyAppender(path("piece_start"), np.int64) as p_start, NpyAppender(path("piece_len"), np.int64) as p_len,
+          NpyAppender(path("row_ptr"), np.int64) as row_ptr):
+        row_ptr.write(np.zeros(1, np.int64))
+
+        def plan(starts, lens):
+            nonlocal cut, rows, padding, pieces
+            part, c = bestfit_plan(starts, lens, seq, pad_id=0, buffer_docs=BUFFER_DOCS)
+            p_start.write(part.piece_start)
+            p_len.write(part.piece_len)
+            row_ptr.write(part.row_ptr[1:] + pieces)
+            cut, rows, pieces = cut + c, rows + part.rows, pieces + len(part.piece_start)
+            padding += int(part.padding().sum())
+
+        for starts, lens, codes in range_batches(doc_files, d0, d1, tokens.names):
+            concat_cut += concat_cut_docs(starts, lens, t0, seq)
+            tokens.add(codes, lens)
+            held_starts.append(starts)
+            held_lens.append(lens)
+            while sum(map(len, held_starts)) >= CHUNK_DOCS:
+                starts, lens = np.concatenate(held_starts), np.concatenate(held_lens)
+                held_starts, held_lens = [starts[CHUNK_DOCS:]], [lens[CHUNK_DOCS:]]
+                plan(starts[:CHUNK_DOCS], lens[:CHUNK_DOCS])
+        if sum(map(len, held_starts)):
+            plan(np.concatenate(held_starts), np.concatenate(held_lens))
+    made = {"files": ["piece_start", "piece_len", "row_ptr"], "cut": cut, "concat_cut": concat_cut,
+            "tokens_per_source": tokens.to_dict()}
+    return rows, padding, made

@@ -1,0 +1,167 @@
+"""The pack plan streamed from a split's cache files (pipelines/packplan.py) gives the bytes of a plan made from the
+whole split in memory, whatever the read batches and best-fit chunks, with one cache file open at a time and
+memory that does not grow with the split."""
+
+import math
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from slimpajama.io.discover import InputFile
+from slimpajama.io.writers import NpyAppender, save_shuffled_range
+from slimpajama.packers.pack import bestfit_plan, concat_cut_docs, concat_plan, row_order
+from slimpajama.pipelines import packplan
+from slimpajama.pipelines.packplan import PlanStage
+from slimpajama.pipelines.stage import ShardTask
+
+
+def cache_docs(tmp_path, rng, sizes, names_per_file, max_len=60):
+    """Cache docs files (source, tokens) with differing source dictionaries; -> (files, lens, sources)."""
+    files, lens, sources = [], [], []
+    for k, (n, names) in enumerate(zip(sizes, names_per_file, strict=True)):
+        src = [names[i] for i in rng.integers(0, len(names), n)] if n else []
+        ln = rng.integers(1, max_len, n).astype(np.int32)
+        ln[rng.random(n) < 0.02] = max_len * 3  # some longer than a row
+        path = tmp_path / f"{k:03d}.docs.parquet"
+        pq.write_table(pa.table({"source": pa.array(src, pa.string()), "tokens": pa.array(ln, pa.int32())}), path,
+                       row_group_size=97)
+        files.append(InputFile(str(path), f"train/{k:03d}.docs.parquet", path.stat().st_size))
+        lens += ln.tolist()
+        sources += src
+    return files, np.array(lens, np.int64), sources
+
+
+def in_memory_plan(lens, sources, seq, packing, range_, seed, buffer_docs):
+    """The plan of the whole split held in memory, tokens per source summed document by document."""
+    starts = np.concatenate(([0], np.cumsum(lens)[:-1])).astype(np.int64)
+    total = int(lens.sum())
+    d0, d1 = (int(np.searchsorted(starts, math.ceil(x * total))) for x in range_)
+    d0, d1 = (d0, d1) if d1 > d0 else (0, 0)
+    t0, t1 = (int(starts[d0]), int(starts[d1 - 1] + lens[d1 - 1])) if d1 > d0 else (0, 0)
+    s, n = starts[d0:d1], lens[d0:d1]
+    concat_cut = concat_cut_docs(s, n, t0, seq)
+    if packing == "concat":
+        plan = concat_plan(s, t0, t1, seq)
+        end = t0 + plan.rows * seq + 1 if plan.rows else t0
+        arrays, cut, padding = {"doc_starts": s}, concat_cut, 0
+    else:
+        end = None
+        plan, cut = bestfit_plan(s, n, seq, pad_id=0, buffer_docs=buffer_docs)
+        arrays = {"piece_start": plan.piece_start, "piece_len": plan.piece_len, "row_ptr": plan.row_ptr}
+        padding = int(plan.padding().sum())
+    per_source: dict[str, int] = {}
+    for st, ln, src in zip(s.tolist(), n.tolist(), sources[d0:d1], strict=True):
+        part = ln if end is None else max(0, min(st + ln, end) - st)
+        if part:
+            per_source[src] = per_source.get(src, 0) + part
+    arrays["order"] = row_order(plan.rows, seed)
+    extra = {"rows": plan.rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
+             "docs_cut": cut, "concat_cut": concat_cut, "cache_tokens": total, "range_tokens": t1 - t0,
+             "tokens_per_source": dict(sorted(per_source.items()))}
+    return arrays, extra
+
+
+@pytest.mark.parametrize("packing", ["concat", "bestfit"])
+@pytest.mark.parametrize("range_", [(0.0, 1.0), (0.137, 0.861), (0.5, 0.5000001)])
+def test_the_streamed_plan_is_the_in_memory_plan_byte_for_byte(tmp_path, monkeypatch, packing, range_):
+    # batches of 701 documents and chunks of 3 best-fit buffers of 64: both cross the files' boundaries
+    monkeypatch.setattr(packplan, "BATCH_ROWS", 701)
+    monkeypatch.setattr(packplan, "BUFFER_DOCS", 64)
+    monkeypatch.setattr(packplan, "CHUNK_DOCS", 3 * 64)
+    rng = np.random.default_rng(5)
+    files, lens, sources = cache_docs(tmp_path, rng, [900, 0, 1, 1500, 333],
+                                      [["b", "a"], ["x"], ["c"], ["a", "c", "b", "d"], ["d"]])
+    out = tmp_path / "plan"
+    out.mkdir()
+    seq = 50
+    stage = PlanStage(seq, packing, range_, seed=7)
+    outcome = stage.run_shard(ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(files)}), str(out))
+    arrays, extra = in_memory_plan(lens, sources, seq, packing, range_, 7, buffer_docs=64)
+    assert outcome.extra == extra
+    assert outcome.outputs == [f"train.{name}.npy" for name in arrays]
+    for name, array in arrays.items():
+        want = tmp_path / f"want-{name}.npy"
+        np.save(want, np.ascontiguousarray(array))
+        assert (out / f"train.{name}.npy").read_bytes() == want.read_bytes(), name
+    if range_ == (0.0, 1.0):
+        assert extra["rows"] > 100 and len(extra["tokens_per_source"]) == 4
+
+
+def test_npy_appender_and_the_shuffled_range_write_np_saves_bytes(tmp_path):
+    for n in (0, 1, 5, 10_007):
+        values = np.random.default_rng(n).integers(-(2**40), 2**40, n)
+        with NpyAppender(str(tmp_path / f"a{n}.npy"), np.int64) as w:
+            for lo in range(0, n, 999):
+                w.write(values[lo: lo + 999])
+        np.save(tmp_path / f"b{n}.npy", values)
+        assert (tmp_path / f"a{n}.npy").read_bytes() == (tmp_path / f"b{n}.npy").read_bytes()
+        save_shuffled_range(str(tmp_path / f"o{n}.npy"), n, seed=3)
+        np.save(tmp_path / f"p{n}.npy", row_order(n, 3))
+        assert (tmp_path / f"o{n}.npy").read_bytes() == (tmp_path / f"p{n}.npy").read_bytes()
+    # past one arange block (256k values): the blocks and the in-place shuffle give permutation's bytes
+    save_shuffled_range(str(tmp_path / "big.npy"), (1 << 19) + 3, seed=11)
+    assert np.array_equal(np.load(tmp_path / "big.npy"), row_order((1 << 19) + 3, 11))
+
+
+def test_a_failed_append_leaves_no_file(tmp_path):
+    path = tmp_path / "x.npy"
+    with pytest.raises(RuntimeError), NpyAppender(str(path), np.int64) as w:
+        w.write(np.arange(10))
+        raise RuntimeError("killed")
+    assert not os.listdir(tmp_path)
+
+
+def test_the_plan_memory_does_not_grow_with_the_split(tmp_path, monkeypatch):
+    """Traced numpy memory of a plan task over 400k and 1.6M documents: the same few MB, not the ~50 bytes per
+    document of a plan holding the split's lengths, positions and pieces (80 MB at 1.6M)."""
+    monkeypatch.setattr(packplan, "BATCH_ROWS", 1 << 14)
+    monkeypatch.setattr(packplan, "CHUNK_DOCS", 4 * packplan.BUFFER_DOCS)
+    peaks = {}
+    warm, _, _ = cache_docs(tmp_path, np.random.default_rng(0), [100], [["a"]])  # best fit's kernel loads first
+    (tmp_path / "warm").mkdir()
+    PlanStage(256, "bestfit", (0.0, 1.0), 0).run_shard(
+        ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(warm)}), str(tmp_path / "warm"))
+    for n in (400_000, 1_600_000):
+        d = tmp_path / str(n)
+        d.mkdir()
+        files, _, _ = cache_docs(d, np.random.default_rng(n), [n // 4] * 4, [["a", "b"]] * 4, max_len=400)
+        for packing in ("concat", "bestfit"):
+            out = d / packing
+            out.mkdir()
+            tracemalloc.start()
+            PlanStage(256, packing, (0.0, 1.0), 0).run_shard(
+                ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(files)}), str(out))
+            peaks[n, packing] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+    for packing in ("concat", "bestfit"):
+        small, big = peaks[400_000, packing], peaks[1_600_000, packing]
+        assert big < 1.3 * small + (1 << 20) and big < 12 << 20, (packing, small, big)
+
+
+def test_the_plan_holds_one_cache_file_open_at_a_time(tmp_path):
+    """A split has a docs file per tokenize task (tens of thousands at RedPajama's scale): planning it under a
+    limit of 64 open files must not run out of descriptors."""
+    for k in range(150):
+        pq.write_table(pa.table({"source": ["a", "b"], "tokens": pa.array([k + 1, 2], pa.int32())}),
+                       tmp_path / f"{k:03d}.docs.parquet")
+    (tmp_path / "out").mkdir()
+    code = ("import os, resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+            "from slimpajama.io.discover import InputFile\n"
+            "from slimpajama.pipelines.packplan import PlanStage\n"
+            "from slimpajama.pipelines.stage import ShardTask\n"
+            "d = sys.argv[1]\n"
+            "files = [InputFile(os.path.join(d, p), 'train/' + p, 0) for p in sorted(os.listdir(d)) if '.docs' in p]\n"
+            "out = PlanStage(16, 'bestfit', (0.0, 1.0), 0).run_shard(\n"
+            "    ShardTask('train', (), {'cache': {'eos': 0}}, side={'docs': tuple(files)}), os.path.join(d, 'out'))\n"
+            "print(out.extra['cache_tokens'], out.extra['docs'], out.extra['tokens_per_source'])\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    total = int(np.arange(1, 151).sum()) + 300
+    assert r.stdout.split() == [str(total), "300", "{'a':", f"{total - 300},", "'b':", "300}"]
