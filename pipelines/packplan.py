@@ -52,11 +52,8 @@ class PlanStage(Stage):
         bounds = range_bounds(docs, *(math.ceil(x * total) for x in range_))
         d0, d1, t0, t1 = bounds
         path = lambda name: storage.join(out_dir, f"{split}.{name}.npy")  # noqa: E731
-        if self.packing == "concat":
-            rows, made = concat_outputs(docs, bounds, self.seq, path)
-            padding = 0
-        else:
-            rows, padding, made = bestfit_outputs(docs, bounds, self.seq, path)
+        plan = concat_outputs if self.packing == "concat" else bestfit_outputs
+        rows, padding, made = plan(docs, bounds, self.seq, path)
         save_shuffled_range(path("order"), rows, self.seed)
         extra = {"rows": rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
                  "docs_cut": made["cut"], "concat_cut": made["concat_cut"], "cache_tokens": total,
@@ -130,7 +127,7 @@ class SourceTokens:
         return {name: self.sums[c] for name, c in sorted(self.names.items()) if self.sums[c]}
 
 
-def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, dict]:
+def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
     """The concat plan: rows cut every `seq` tokens from t0, so only the documents' positions are saved. A source's
     tokens are its documents' up to where the last row ends (the document that row cuts gives its part before)."""
     d0, d1, t0, t1 = bounds
@@ -147,7 +144,7 @@ def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, dict]:
                 last = (int(codes[n - 1]), int(starts[n - 1] + lens[n - 1]) - used_end)
     if last is not None and last[1] > 0:
         tokens.sums[last[0]] -= last[1]
-    return rows, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
+    return rows, 0, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
 
 
 def bestfit_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:

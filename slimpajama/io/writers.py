@@ -250,7 +250,7 @@ class NpyAppender(AtomicFileWriter):
 
     def close(self) -> None:
         head = self._header(self.count)
-        assert len(head) == self._fh.seek(0, os.SEEK_CUR) - self.count * self.dtype.itemsize
+        assert len(head) == self._fh.tell() - self.count * self.dtype.itemsize  # the space left for it
         self._fh.seek(0)
         self._fh.write(head)
         self._fh.close()
