@@ -2,18 +2,21 @@
 read) and saves what the pack tasks share in `_plan/`: the row shuffle (`<split>.order.npy`) and either the
 documents' stream positions (concat) or the rows' pieces (bestfit).
 
-The split's lengths are streamed, never held: three passes over the cache files' `tokens` column (the split's total,
-then where the range's documents begin and end, then the plan itself), a batch at a time and one file open at a
-time (a split has a file per tokenize task: tens of thousands at RedPajama's scale). Best fit runs a million
-documents (a whole number of its buffers) per call, the outputs are appended to their files as they are made and
-the row order is shuffled in place in its own file, so the task's memory does not grow with the split. The files
-are the bytes an in-memory plan of the whole split gives (tests/test_pack_plan.py compares the two).
+The split's lengths are streamed, never held. Its token files' sizes give the total and each file's place in the
+token stream, so only the files holding the range's bounds are read to find its first and last document; then one
+pass over the range's files (a batch at a time, one file open at a time: a split has a file per tokenize task, tens
+of thousands at RedPajama's scale) makes the plan. Best fit runs a million documents (a whole number of its
+buffers) per call, the outputs are appended to their files as they are made and the row order is shuffled in place
+in its own file, so the task's memory does not grow with the split. The files are the bytes an in-memory plan of
+the whole split gives (tests/test_pack_plan.py compares the two); a docs file whose lengths do not add up to its
+tokens file is a damaged cache, an error.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,9 +49,9 @@ class PlanStage(Stage):
                 "seed": self.seed}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        split, docs = task.key, task.side["docs"]
+        split, docs = task.key, SplitFiles.of(task)
         range_ = self.range if split == "train" else defaults.PACK_RANGE
-        total = sum(int(lens.sum()) for lens, _ in length_batches(docs))
+        total = sum(docs.tokens)
         bounds = range_bounds(docs, *(math.ceil(x * total) for x in range_))
         d0, d1, t0, t1 = bounds
         path = lambda name: storage.join(out_dir, f"{split}.{name}.npy")  # noqa: E731
@@ -62,11 +65,33 @@ class PlanStage(Stage):
         return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=extra)
 
 
-def length_batches(doc_files, names: dict[str, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """(tokens per document as int64, source codes as int32 or None) of a split's cache files in order, a batch at a
-    time; with `names`, sources are coded through it (new names get the next code)."""
-    columns = ["tokens"] if names is None else ["source", "tokens"]
-    for f in doc_files:
+@dataclass
+class SplitFiles:
+    """A split's cache files in order, each with its first token's stream position, its tokens (the size of its
+    .tokens.bin) and its documents (its docs.parquet's footer)."""
+
+    docs: tuple
+    first: list[int]
+    tokens: list[int]
+    rows: list[int]
+
+    @classmethod
+    def of(cls, task: ShardTask) -> SplitFiles:
+        itemsize = np.dtype(task.params["cache"]["dtype"]).itemsize
+        tokens = [f.size // itemsize for f in task.side["tokens"]]
+        rows = []
+        for f in task.side["docs"]:  # one file open at a time: a split has a file per tokenize task
+            with storage.open_parquet(f.path) as pf:
+                rows.append(pf.metadata.num_rows)
+        first = np.concatenate(([0], np.cumsum(tokens)[:-1])).astype(int).tolist() if tokens else []
+        return cls(tuple(task.side["docs"]), first, tokens, rows)
+
+    def lengths(self, i: int, names: dict[str, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(tokens per document as int64, source codes as int32 or None) of file i, a batch at a time; with `names`,
+        sources are coded through it (new names get the next code). A file whose documents do not add up to its
+        tokens file is a damaged cache, said once read to its end."""
+        f, seen = self.docs[i], 0
+        columns = ["tokens"] if names is None else ["source", "tokens"]
         with storage.open_parquet(f.path) as pf:
             for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
                 lens = batch.column("tokens").to_numpy().astype(np.int64)
@@ -75,38 +100,62 @@ def length_batches(doc_files, names: dict[str, int] | None = None) -> Iterator[t
                     enc = batch.column("source").dictionary_encode()
                     ids = np.array([names.setdefault(v, len(names)) for v in enc.dictionary.to_pylist()], np.int32)
                     codes = ids[enc.indices.to_numpy()]
+                seen += int(lens.sum())
                 yield lens, codes
+        if seen != self.tokens[i]:
+            raise SlimPajamaError(f"token cache file {f.rel}: its documents hold {seen:,} tokens but its tokens file "
+                                  f"{self.tokens[i]:,}: the cache is damaged; rerun `slimpajama tokens` into a new "
+                                  "folder")
 
 
-def range_bounds(doc_files, a: int, b: int) -> tuple[int, int, int, int]:
+def range_bounds(split: SplitFiles, a: int, b: int) -> tuple[int, int, int, int]:
     """(d0, d1, t0, t1): the documents whose first token lies in [a, b) (in_range's rule: d0 and d1 count the
-    first-token positions below each bound, as a searchsorted over all of them would) and the tokens they span."""
-    d0 = d1 = t1 = pos = 0
+    first-token positions below each bound, as a searchsorted over all of them would) and the tokens they span.
+    Only a file that holds a bound is read: the others' documents lie wholly on one side of each."""
+    d0 = d1 = t1 = 0
     t0 = None
-    for lens, _ in length_batches(doc_files):
-        starts = np.cumsum(lens) - lens + pos
-        k0, k1 = (int(np.searchsorted(starts, x)) for x in (a, b))
-        if t0 is None and k0 < len(lens):
-            t0 = int(starts[k0])
-        if k1:
-            t1 = int(starts[k1 - 1] + lens[k1 - 1])
-        d0, d1, pos = d0 + k0, d1 + k1, pos + int(lens.sum())
-        if k1 < len(lens):
-            break  # every later document starts at or past b
+    for i, (f0, n, rows) in enumerate(zip(split.first, split.tokens, split.rows, strict=True)):
+        f1 = f0 + n  # its documents start in [f0, f1]
+        if not rows:
+            continue
+        if f0 >= b:
+            break
+        if f1 < a or f0 >= a and f1 < b:
+            inside = f0 >= a
+            if inside and t0 is None:
+                t0 = f0
+            d0, d1, t1 = d0 + (0 if inside else rows), d1 + rows, f1
+            continue
+        pos = f0
+        for lens, _ in split.lengths(i):
+            starts = np.cumsum(lens) - lens + pos
+            k0, k1 = (int(np.searchsorted(starts, x)) for x in (a, b))
+            if t0 is None and k0 < len(lens):
+                t0 = int(starts[k0])
+            if k1:
+                t1 = int(starts[k1 - 1] + lens[k1 - 1])
+            d0, d1, pos = d0 + k0, d1 + k1, pos + int(lens.sum())
     return (d0, d1, t0, t1) if d1 > d0 else (0, 0, 0, 0)
 
 
-def range_batches(doc_files, d0: int, d1: int, names: dict[str, int]):
-    """(first-token positions, lengths, source codes) of documents d0..d1, a batch at a time."""
-    i = pos = 0
-    for lens, codes in length_batches(doc_files, names):
-        lo, hi = max(d0 - i, 0), min(d1 - i, len(lens))
-        if lo < hi:
-            starts = np.cumsum(lens) - lens + pos
-            yield starts[lo:hi], lens[lo:hi], codes[lo:hi]
-        i, pos = i + len(lens), pos + int(lens.sum())
+def range_batches(split: SplitFiles, d0: int, d1: int, names: dict[str, int]):
+    """(first-token positions, lengths, source codes) of documents d0..d1, a batch at a time, from the file that
+    holds d0 on."""
+    i = 0
+    for k, (pos, rows) in enumerate(zip(split.first, split.rows, strict=True)):
         if i >= d1:
             break
+        if i + rows <= d0:
+            i += rows
+            continue
+        for lens, codes in split.lengths(k, names):
+            lo, hi = max(d0 - i, 0), min(d1 - i, len(lens))
+            if lo < hi:
+                starts = np.cumsum(lens) - lens + pos
+                yield starts[lo:hi], lens[lo:hi], codes[lo:hi]
+            i, pos = i + len(lens), pos + int(lens.sum())
+            if i >= d1:
+                break
 
 
 class SourceTokens:
@@ -127,7 +176,7 @@ class SourceTokens:
         return {name: self.sums[c] for name, c in sorted(self.names.items()) if self.sums[c]}
 
 
-def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
+def concat_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int, dict]:
     """The concat plan: rows cut every `seq` tokens from t0, so only the documents' positions are saved. A source's
     tokens are its documents' up to where the last row ends (the document that row cuts gives its part before)."""
     d0, d1, t0, t1 = bounds
@@ -135,7 +184,7 @@ def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
     used_end = t0 + rows * seq + 1 if rows else t0
     tokens, cut, last = SourceTokens(), 0, None
     with NpyAppender(path("doc_starts"), np.int64) as out:
-        for starts, lens, codes in range_batches(doc_files, d0, d1, tokens.names):
+        for starts, lens, codes in range_batches(split, d0, d1, tokens.names):
             out.write(starts)
             cut += concat_cut_docs(starts, lens, t0, seq)
             n = int(np.searchsorted(starts, used_end))
@@ -147,7 +196,7 @@ def concat_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
     return rows, 0, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
 
 
-def bestfit_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
+def bestfit_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int, dict]:
     """The best-fit plan, CHUNK_DOCS documents per call: its pieces and each row's first piece (row_ptr)."""
     d0, d1, t0, _ = bounds
     tokens, concat_cut, cut, rows, padding, pieces = SourceTokens(), 0, 0, 0, 0, 0
@@ -165,7 +214,7 @@ def bestfit_outputs(doc_files, bounds, seq: int, path) -> tuple[int, int, dict]:
             cut, rows, pieces = cut + c, rows + part.rows, pieces + len(part.piece_start)
             padding += int(part.padding().sum())
 
-        for starts, lens, codes in range_batches(doc_files, d0, d1, tokens.names):
+        for starts, lens, codes in range_batches(split, d0, d1, tokens.names):
             concat_cut += concat_cut_docs(starts, lens, t0, seq)
             tokens.add(codes, lens)
             held_starts.append(starts)

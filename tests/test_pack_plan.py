@@ -21,8 +21,16 @@ from slimpajama.pipelines.packplan import PlanStage
 from slimpajama.pipelines.stage import ShardTask
 
 
+def plan_task(files, split="train"):
+    """The plan task of a split of cache docs files: its tokens files are named by size alone (uint16 tokens)."""
+    tokens = tuple(InputFile(f.path + ".tokens.bin", f.rel, n * 2) for f, n in files)
+    return ShardTask(split, (), {"cache": {"eos": 0, "dtype": "uint16"}},
+                     side={"docs": tuple(f for f, _ in files), "tokens": tokens})
+
+
 def cache_docs(tmp_path, rng, sizes, names_per_file, max_len=60):
-    """Cache docs files (source, tokens) with differing source dictionaries; -> (files, lens, sources)."""
+    """Cache docs files (source, tokens) with differing source dictionaries; -> ([(file, its tokens)], lens,
+    sources)."""
     files, lens, sources = [], [], []
     for k, (n, names) in enumerate(zip(sizes, names_per_file, strict=True)):
         src = [names[i] for i in rng.integers(0, len(names), n)] if n else []
@@ -31,7 +39,7 @@ def cache_docs(tmp_path, rng, sizes, names_per_file, max_len=60):
         path = tmp_path / f"{k:03d}.docs.parquet"
         pq.write_table(pa.table({"source": pa.array(src, pa.string()), "tokens": pa.array(ln, pa.int32())}), path,
                        row_group_size=97)
-        files.append(InputFile(str(path), f"train/{k:03d}.docs.parquet", path.stat().st_size))
+        files.append((InputFile(str(path), f"train/{k:03d}.docs.parquet", path.stat().st_size), int(ln.sum())))
         lens += ln.tolist()
         sources += src
     return files, np.array(lens, np.int64), sources
@@ -81,7 +89,7 @@ def test_the_streamed_plan_is_the_in_memory_plan_byte_for_byte(tmp_path, monkeyp
     out.mkdir()
     seq = 50
     stage = PlanStage(seq, packing, range_, seed=7)
-    outcome = stage.run_shard(ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(files)}), str(out))
+    outcome = stage.run_shard(plan_task(files), str(out))
     arrays, extra = in_memory_plan(lens, sources, seq, packing, range_, 7, buffer_docs=64)
     assert outcome.extra == extra
     assert outcome.outputs == [f"train.{name}.npy" for name in arrays]
@@ -125,8 +133,7 @@ def test_the_plan_memory_does_not_grow_with_the_split(tmp_path, monkeypatch):
     peaks = {}
     warm, _, _ = cache_docs(tmp_path, np.random.default_rng(0), [100], [["a"]])  # best fit's kernel loads first
     (tmp_path / "warm").mkdir()
-    PlanStage(256, "bestfit", (0.0, 1.0), 0).run_shard(
-        ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(warm)}), str(tmp_path / "warm"))
+    PlanStage(256, "bestfit", (0.0, 1.0), 0).run_shard(plan_task(warm), str(tmp_path / "warm"))
     for n in (400_000, 1_600_000):
         d = tmp_path / str(n)
         d.mkdir()
@@ -135,8 +142,7 @@ def test_the_plan_memory_does_not_grow_with_the_split(tmp_path, monkeypatch):
             out = d / packing
             out.mkdir()
             tracemalloc.start()
-            PlanStage(256, packing, (0.0, 1.0), 0).run_shard(
-                ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": tuple(files)}), str(out))
+            PlanStage(256, packing, (0.0, 1.0), 0).run_shard(plan_task(files), str(out))
             peaks[n, packing] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     for packing in ("concat", "bestfit"):
@@ -157,11 +163,24 @@ def test_the_plan_holds_one_cache_file_open_at_a_time(tmp_path):
             "from slimpajama.pipelines.packplan import PlanStage\n"
             "from slimpajama.pipelines.stage import ShardTask\n"
             "d = sys.argv[1]\n"
-            "files = [InputFile(os.path.join(d, p), 'train/' + p, 0) for p in sorted(os.listdir(d)) if '.docs' in p]\n"
-            "out = PlanStage(16, 'bestfit', (0.0, 1.0), 0).run_shard(\n"
-            "    ShardTask('train', (), {'cache': {'eos': 0}}, side={'docs': tuple(files)}), os.path.join(d, 'out'))\n"
+            "names = [p for p in sorted(os.listdir(d)) if '.docs' in p]\n"
+            "docs = tuple(InputFile(os.path.join(d, p), 'train/' + p, 0) for p in names)\n"
+            "toks = tuple(InputFile(os.path.join(d, p), 'train/' + p, 2 * (int(p[:3]) + 3)) for p in names)\n"
+            "out = PlanStage(16, 'bestfit', (0.0, 1.0), 0).run_shard(ShardTask('train', (), {'cache': {'eos': 0,\n"
+            "    'dtype': 'uint16'}}, side={'docs': docs, 'tokens': toks}), os.path.join(d, 'out'))\n"
             "print(out.extra['cache_tokens'], out.extra['docs'], out.extra['tokens_per_source'])\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     total = int(np.arange(1, 151).sum()) + 300
     assert r.stdout.split() == [str(total), "300", "{'a':", f"{total - 300},", "'b':", "300}"]
+
+
+def test_a_tokens_file_that_does_not_match_its_documents_is_a_damaged_cache(tmp_path):
+    from slimpajama.errors import SlimPajamaError
+
+    files, _, _ = cache_docs(tmp_path, np.random.default_rng(1), [50, 60], [["a"], ["b"]])
+    files[1] = (files[1][0], files[1][1] - 7)  # its tokens file lost 7 tokens
+    (tmp_path / "out").mkdir()
+    with pytest.raises(SlimPajamaError, match=r"token cache file train/001.docs.parquet: its documents hold .* "
+                                              r"tokens but its tokens file .*rerun `slimpajama tokens`"):
+        PlanStage(16, "concat", (0.0, 1.0), 0).run_shard(plan_task(files), str(tmp_path / "out"))

@@ -218,10 +218,12 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
     pq.write_table(pa.table({"source": pa.array(["c4", "cc", "wiki", "book"] * (docs // 4) + ["c4"] * (docs % 4)),
                              "tokens": lens}), doc_path)
     doc_file = InputFile(doc_path, "train/lengths.docs.parquet", os.path.getsize(doc_path))
+    tokens_file = InputFile(doc_path, "train/lengths.tokens.bin", int(lens.sum()) * 2)  # the plan reads its size
     runs = {"components": lambda out: ComponentsStage().run_shard(ShardTask("c", tuple(edge_files), {"docs": docs}),
                                                                   out),
             "pack-plan": lambda out: PlanStage(2048, "concat", defaults.PACK_RANGE, 0).run_shard(
-                ShardTask("train", (), {"cache": {"eos": 0}}, side={"docs": (doc_file,)}), out)}
+                ShardTask("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
+                          side={"docs": (doc_file,), "tokens": (tokens_file,)}), out)}
     rates = {}
     for stage, run in runs.items():
         for attempt in range(2):  # the faster of two: the first pays the compiled kernels' loading
