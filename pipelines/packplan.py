@@ -35,6 +35,8 @@ CHUNK_DOCS = 128 * BUFFER_DOCS  # documents per best-fit call: whole buffers, so
 
 
 class PlanStage(Stage):
+    """One task per split: its rows planned from the cache's document lengths, saved for the pack tasks."""
+
     name = "pack-plan"
     keeps_ledger = False
 
@@ -49,14 +51,14 @@ class PlanStage(Stage):
                 "seed": self.seed}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        split, docs = task.key, SplitFiles.of(task)
+        split, files = task.key, SplitFiles.of(task)
         range_ = self.range if split == "train" else defaults.PACK_RANGE
-        total = sum(docs.tokens)
-        bounds = range_bounds(docs, *(math.ceil(x * total) for x in range_))
+        total = sum(files.tokens)
+        bounds = range_bounds(files, *(math.ceil(x * total) for x in range_))
         d0, d1, t0, t1 = bounds
         path = lambda name: storage.join(out_dir, f"{split}.{name}.npy")  # noqa: E731
         plan = concat_outputs if self.packing == "concat" else bestfit_outputs
-        rows, padding, made = plan(docs, bounds, self.seq, path)
+        rows, padding, made = plan(files, bounds, self.seq, path)
         save_shuffled_range(path("order"), rows, self.seed)
         extra = {"rows": rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
                  "docs_cut": made["cut"], "concat_cut": made["concat_cut"], "cache_tokens": total,
