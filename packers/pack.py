@@ -168,13 +168,10 @@ def concat_plan(doc_starts: np.ndarray, t0: int, t1: int, seq: int) -> ConcatPla
 
 
 def concat_cut_docs(doc_starts: np.ndarray, doc_lens: np.ndarray, t0: int, seq: int) -> int:
-    """Documents that concat packing splits across rows (a row boundary falls strictly inside them); counted a
-    million documents at a time, so its temporaries do not grow with the split."""
-    cut = 0
-    for lo in range(0, len(doc_starts), 1 << 20):
-        s, n = doc_starts[lo: lo + (1 << 20)] - t0, doc_lens[lo: lo + (1 << 20)]
-        cut += int((s // seq != (s + n - 1) // seq).sum())
-    return cut
+    """Documents that concat packing splits across rows (a row boundary falls strictly inside them); the plan
+    counts them a read batch at a time."""
+    s = doc_starts - t0
+    return int((s // seq != (s + doc_lens - 1) // seq).sum())
 
 
 def bestfit_plan(doc_starts: np.ndarray, doc_lens: np.ndarray, seq: int, pad_id: int,
