@@ -126,8 +126,36 @@ class ConcatPlan:
         return tokens, (lens[keep].astype(np.int32), seg_offsets), np.zeros(len(starts), dtype=np.int32)
 
 
+class PiecePlan:
+    """Rows made of pieces (whole documents or row-sized cuts of one); `row_pieces` says which, row after row."""
+
+    seq: int
+    pad_id: int
+
+    def row_pieces(self, row_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (pieces per row, the pieces' stream positions, their lengths), the rows' pieces one row after another."""
+        raise NotImplementedError
+
+    def materialize(self, stream: TokenStream, row_ids: np.ndarray):
+        """-> (tokens (n, seq + 1), document segment lengths and their offsets per row, padding). Tokens are
+        copied a piece (a document, mostly) at a time: a gather per token measured 7x slower on real lengths."""
+        row_ids = np.asarray(row_ids, dtype=np.int64)
+        per_row, starts, lens = self.row_pieces(row_ids)
+        tokens = np.full((len(row_ids), self.seq + 1), self.pad_id, dtype=stream.arrays[0].dtype)
+        seg_offsets = np.zeros(len(row_ids) + 1, dtype=np.int64)
+        np.cumsum(per_row, out=seg_offsets[1:])
+        rows = np.repeat(np.arange(len(row_ids)), per_row)
+        cols = np.cumsum(lens) - lens
+        cols -= np.repeat(cols[seg_offsets[:-1][per_row > 0]], per_row[per_row > 0])  # from each row's start
+        stream.copy_runs(starts, lens, tokens.reshape(-1), rows * (self.seq + 1) + cols)
+        # these rows' padding, from their own pieces (padding() sums every row of the plan)
+        ends = np.concatenate(([0], np.cumsum(lens)))
+        padding = (self.seq + 1 - (ends[seg_offsets[1:]] - ends[seg_offsets[:-1]])).astype(np.int32)
+        return tokens, (lens.astype(np.int32), seg_offsets), padding
+
+
 @dataclass
-class BestFitPlan:
+class BestFitPlan(PiecePlan):
     seq: int
     piece_start: np.ndarray  # stream position of each piece (a whole document or a row-sized cut of one)
     piece_len: np.ndarray
@@ -142,24 +170,42 @@ class BestFitPlan:
         used = np.add.reduceat(self.piece_len, self.row_ptr[:-1]) if self.rows else np.zeros(0, np.int64)
         return (self.seq + 1 - used).astype(np.int32)
 
-    def materialize(self, stream: TokenStream, row_ids: np.ndarray):
-        """-> (tokens (n, seq + 1), document segment lengths and their offsets per row, padding). Tokens are
-        copied a piece (a document, mostly) at a time: a gather per token measured 7x slower on real lengths."""
-        row_ids = np.asarray(row_ids, dtype=np.int64)
-        tokens = np.full((len(row_ids), self.seq + 1), self.pad_id, dtype=stream.arrays[0].dtype)
+    def row_pieces(self, row_ids):
         per_row = self.row_ptr[row_ids + 1] - self.row_ptr[row_ids]
-        seg_offsets = np.zeros(len(row_ids) + 1, dtype=np.int64)
-        np.cumsum(per_row, out=seg_offsets[1:])
         pieces = ragged(self.row_ptr[row_ids], per_row)
-        lens = self.piece_len[pieces]
-        rows = np.repeat(np.arange(len(row_ids)), per_row)
-        cols = np.cumsum(lens) - lens
-        cols -= np.repeat(cols[seg_offsets[:-1][per_row > 0]], per_row[per_row > 0])  # from each row's start
-        stream.copy_runs(self.piece_start[pieces], lens, tokens.reshape(-1), rows * (self.seq + 1) + cols)
-        # these rows' padding, from their own pieces (padding() sums every row of the split)
-        ends = np.concatenate(([0], np.cumsum(lens)))
-        padding = (self.seq + 1 - (ends[seg_offsets[1:]] - ends[seg_offsets[:-1]])).astype(np.int32)
-        return tokens, (lens.astype(np.int32), seg_offsets), padding
+        return per_row, self.piece_start[pieces], self.piece_len[pieces]
+
+
+@dataclass
+class ChunkedPlan(PiecePlan):
+    """A split's best-fit plan as its plan tasks made it, one chunk of documents each (whole best-fit buffers, so
+    the chunks' rows, one chunk after another, are the rows of one plan of the split): the split's row r is row
+    r - first[c] of the chunk c that holds it."""
+
+    chunks: list[BestFitPlan]
+
+    def __post_init__(self):
+        self.seq, self.pad_id = self.chunks[0].seq, self.chunks[0].pad_id
+        self.first = np.cumsum([0] + [c.rows for c in self.chunks])
+
+    @property
+    def rows(self) -> int:
+        return int(self.first[-1])
+
+    def row_pieces(self, row_ids):
+        which = np.searchsorted(self.first, row_ids, side="right") - 1
+        per_row, parts = np.zeros(len(row_ids), np.int64), []
+        for c in np.unique(which):
+            at = np.flatnonzero(which == c)
+            n, starts, lens = self.chunks[c].row_pieces(row_ids[at] - self.first[c])
+            per_row[at] = n
+            parts.append((at, n, starts, lens))
+        offsets = np.cumsum(per_row) - per_row  # each row's first piece among all the rows' pieces
+        starts, lens = np.empty(int(per_row.sum()), np.int64), np.empty(int(per_row.sum()), np.int64)
+        for at, n, s, ln in parts:
+            where = ragged(offsets[at], n)
+            starts[where], lens[where] = s, ln
+        return per_row, starts, lens
 
 
 def concat_plan(doc_starts: np.ndarray, t0: int, t1: int, seq: int) -> ConcatPlan:

@@ -1,7 +1,8 @@
 """Pack a token cache into training shards: `<shards>/seq<N>[-<a>-<b>]/<split>/` part-NNNNN.arrow (Arrow IPC
-stream) and .slimpajama-index.json (packers/format.py), rows in a seeded global shuffle. Two stages: a plan task
-per split (rows from the documents' lengths, `_plan/`), then pack tasks over ranges of each split's files (as many
-as --task-bytes makes), which read the tokens; the driver then writes each split's index from their files.
+stream) and .slimpajama-index.json (packers/format.py), rows in a seeded global shuffle. First the plan
+(pipelines/packplan.py: rows from the documents' lengths, `_plan/`), then pack tasks over ranges of each split's
+files (as many as --task-bytes makes), which read the tokens; the driver then writes each split's index from their
+files.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.writers import file_digest, write_bytes_atomic
 from slimpajama.packers.format import INDEX_FILE, REBUILD_FILE, write_index, write_rows
-from slimpajama.packers.pack import BestFitPlan, ConcatPlan, TokenStream
+from slimpajama.packers.pack import BestFitPlan, ChunkedPlan, ConcatPlan, TokenStream
 from slimpajama.tokenize.encodings import encoding_name, get_encoding
 
 from .markers import STATE_DIR, output_file
-from .packplan import PlanStage
+from .packplan import PlanStage, run_plan
 from .runner import Progress, StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
 from .tokens import cache_files, cache_tokenizer_file, split_of_key, token_cache
@@ -51,6 +52,19 @@ class PackStage(Stage):
     def rows_per_file(self, dtype: np.dtype) -> int:
         return max(BATCH_ROWS, self.file_bytes // ((self.seq + 1) * dtype.itemsize) // BATCH_ROWS * BATCH_ROWS)
 
+    def plan_of(self, files, pad_id: int, t0: int):
+        """-> (the split's row order, its plan) from its plan files (run_plan's: the order, then each plan task's)."""
+        order, parts = np.load(files[0].local(), mmap_mode="r"), {}
+        for f in files[1:]:  # <split>.<part>.<array>.npy
+            part, array = f.rel.split(".")[-3:-1]
+            parts.setdefault(part, {})[array] = np.load(f.local(), mmap_mode="r")
+        parts = [parts[k] for k in sorted(parts)]
+        if self.packing == "concat":
+            (part,) = parts
+            return order, ConcatPlan(t0=t0, seq=self.seq, rows=len(order), doc_starts=part["doc_starts"])
+        chunks = [BestFitPlan(self.seq, a["piece_start"], a["piece_len"], a["row_ptr"], pad_id=pad_id) for a in parts]
+        return order, ChunkedPlan(chunks)
+
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         p = task.params
         split, (k0, k1), cache = p["split"], p["files"], p["cache"]
@@ -58,17 +72,11 @@ class PackStage(Stage):
         tokens = [np.memmap(f.local(), dtype=dtype, mode="r") if f.size else np.zeros(0, dtype)
                   for f in task.side["tokens"]]
         stream = TokenStream(tokens)
-        plan_files = {f.rel.split(".")[-2]: np.load(f.local(), mmap_mode="r") for f in task.side["plan"]}
-        rows = len(plan_files["order"])
-        if self.packing == "concat":
-            plan = ConcatPlan(t0=p["t0"], seq=self.seq, rows=rows, doc_starts=plan_files["doc_starts"])
-        else:
-            plan = BestFitPlan(self.seq, plan_files["piece_start"], plan_files["piece_len"], plan_files["row_ptr"],
-                               pad_id=cache["eos"])
+        order, plan = self.plan_of(task.side["plan"], cache["eos"], p["t0"])
         per_file = self.rows_per_file(dtype)
         files, padding_total = [], 0
         for k in range(k0, k1):
-            ids = np.asarray(plan_files["order"][k * per_file: (k + 1) * per_file])
+            ids = np.asarray(order[k * per_file: (k + 1) * per_file])
             toks, doc_lens, padding = plan.materialize(stream, ids)
             rel = f"{split}/part-{k:05d}.arrow"
             path = storage.join(out_dir, rel)
@@ -151,8 +159,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
     stage = PackStage(seq, packing, range_, seed, file_bytes)
-    plans = run_stage(stage.plan_stage, plan_tasks, storage.join(out, PLAN_DIR), verify_outputs=verify_outputs,
-                      **run)
+    plans, report_plan = run_plan(stage.plan_stage, plan_tasks, storage.join(out, PLAN_DIR),
+                                  verify_outputs=verify_outputs, **run)
     per_file = stage.rows_per_file(np.dtype(cache["dtype"]))
     batch_bytes = BATCH_ROWS * (seq + 1) * np.dtype(cache["dtype"]).itemsize
     if file_bytes < batch_bytes:  # a file holds whole record batches: said once, not silently raised
@@ -160,26 +168,26 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
                     f"tokens ({batch_bytes:,} bytes at {cache['dtype']}): each shard file holds {BATCH_ROWS:,} rows")
     files_per_task = max(1, (task_bytes or 0) // (per_file * (seq + 1) * np.dtype(cache["dtype"]).itemsize))
     tasks = []
-    for t, m in zip(plan_tasks, plans.markers, strict=True):
-        n_files = -(-m["extra"]["rows"] // per_file)
-        plan = tuple(plans.output_file(rel) for rel in m["outputs"])
+    for t in plan_tasks:
+        figures, plan = plans[t.key]
+        n_files = -(-figures["rows"] // per_file)
         step = files_per_task if task_bytes else max(n_files, 1)
         for k in range(0, n_files, step):
             part = [k, min(n_files, k + step)]
             tasks.append(ShardTask(f"{t.key}/part-{part[0]:05d}", (),
-                                   {**t.params, "split": t.key, "files": part, "t0": m["extra"]["t0"]},
+                                   {**t.params, "split": t.key, "files": part, "t0": figures["t0"]},
                                    side={"tokens": t.side["tokens"], "plan": plan}))
     for t in plan_tasks:  # an index says its split is complete: none while its files are rewritten
         storage.remove(storage.join(out, t.key, INDEX_FILE))
     report = run_stage(stage, tasks, out, verify_outputs=verify_outputs, **run)
     splits = {}
-    for t, m in zip(plan_tasks, plans.markers, strict=True):
+    for t in plan_tasks:
         parts = [pm["extra"] for pt, pm in zip(tasks, report.markers, strict=True) if pt.params["split"] == t.key]
         if model_file is not None:  # the split carries its tokenizer: `verify` and trainers decode without the cache
             write_bytes_atomic(storage.join(out, t.key, cache["tokenizer"]["file"]), model_file)
-        splits[t.key] = _write_index(out, t.key, cache, stage, m["extra"], parts, t.params["fingerprint"])
+        splits[t.key] = _write_index(out, t.key, cache, stage, plans[t.key][0], parts, t.params["fingerprint"])
     report.extra = {"splits": splits, "rows": {s: v["rows"] for s, v in splits.items()}}
-    report.seconds += plans.seconds
+    report.seconds += report_plan.seconds
     for split, rows in report.extra["rows"].items():
         if not rows:
             log.warning(f"{shards_dir_name(seq, range_)}/{split}: 0 rows (its tokens are fewer than one row of "

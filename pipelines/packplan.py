@@ -1,15 +1,17 @@
-"""The pack-plan stage: one task per split plans its rows from the token cache's document lengths alone (no token is
-read) and saves what the pack tasks share in `_plan/`: the row shuffle (`<split>.order.npy`) and either the
-documents' stream positions (concat) or the rows' pieces (bestfit).
+"""The pack plan: a split's rows planned from the token cache's document lengths alone (no token is read), saved
+in `_plan/` for the pack tasks: the documents' stream positions (concat) or the rows' pieces (bestfit), a file of
+each per plan task, and the seeded row shuffle (`order/<split>.order.npy`), made once the tasks have counted the
+rows.
 
 The split's lengths are streamed, never held. Its token files' sizes give the total and each file's place in the
-token stream, so only the files holding the range's bounds are read to find its first and last document; then one
-pass over the range's files (a batch at a time, one file open at a time: a split has a file per tokenize task, tens
-of thousands at RedPajama's scale) makes the plan. Best fit runs a million documents (a whole number of its
-buffers) per call, the outputs are appended to their files as they are made and the row order is shuffled in place
-in its own file, so the task's memory does not grow with the split. The files are the bytes an in-memory plan of
-the whole split gives (tests/test_pack_plan.py compares the two); a docs file whose lengths do not add up to its
-tokens file is a damaged cache, an error.
+token stream, so only the files holding the range's bounds are read to find its first and last document. Concat
+is one task per split (its plan is a copy of the positions); best fit one per TASK_DOCS documents of the range
+(a whole number of its buffers, so the tasks' rows, one task after another, are the rows of one plan of the split:
+ChunkedPlan reads them so). A task reads its files once (a batch at a time, one file open at a time: a split has a
+file per tokenize task, tens of thousands at RedPajama's scale), runs best fit a million documents at a time and
+appends the outputs to their files as they are made; the order is shuffled in place in its own file; so no task's
+memory grows with the split. tests/test_pack_plan.py compares the files with an in-memory plan of the whole split;
+a docs file whose lengths do not add up to its tokens file is a damaged cache, an error.
 """
 
 from __future__ import annotations
@@ -27,15 +29,19 @@ from slimpajama.io import storage
 from slimpajama.io.writers import NpyAppender, save_shuffled_range
 from slimpajama.packers.pack import bestfit_plan, check_range, concat_cut_docs
 
+from .runner import StageReport, run_stage
 from .stage import ShardOutcome, ShardTask, Stage
 
 BATCH_ROWS = 1 << 16  # documents per read batch of a cache file
-BUFFER_DOCS = 8192  # best fit's buffer: documents sorted and packed together (pinned: it shapes the rows)
-CHUNK_DOCS = 128 * BUFFER_DOCS  # documents per best-fit call: whole buffers, so the calls give the one plan
+BUFFER_DOCS = 8192  # best fit's buffer: documents sorted and packed together (pinned: it shapes the rows); the
+# driver passes it to the plan tasks with their documents
+CHUNK_DOCS = 1 << 20  # documents per best-fit call, rounded up to whole buffers, so the calls give the one plan
+TASK_DOCS = 16 << 20  # documents per best-fit plan task (~3-4 s of best fit), rounded up to whole buffers
 
 
 class PlanStage(Stage):
-    """One task per split: its rows planned from the cache's document lengths, saved for the pack tasks."""
+    """A task per part of a split's documents (`plan_tasks`): its rows planned from the cache's document lengths,
+    saved for the pack tasks (`<split>.<part>.<array>.npy`)."""
 
     name = "pack-plan"
     keeps_ledger = False
@@ -51,20 +57,96 @@ class PlanStage(Stage):
                 "seed": self.seed}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        split, files = task.key, SplitFiles.of(task)
-        range_ = self.range if split == "train" else defaults.PACK_RANGE
-        total = sum(files.tokens)
-        bounds = range_bounds(files, *(math.ceil(x * total) for x in range_))
-        d0, d1, t0, t1 = bounds
-        path = lambda name: storage.join(out_dir, f"{split}.{name}.npy")  # noqa: E731
+        p = task.params
+        name = f"{p['split']}.{p['part']:05d}"
+        path = lambda array: storage.join(out_dir, f"{name}.{array}.npy")  # noqa: E731
         plan = concat_outputs if self.packing == "concat" else bestfit_outputs
-        rows, padding, made = plan(files, bounds, self.seq, path)
-        save_shuffled_range(path("order"), rows, self.seed)
-        extra = {"rows": rows, "t0": t0, "range": list(range_), "padding_tokens": padding, "docs": d1 - d0,
-                 "docs_cut": made["cut"], "concat_cut": made["concat_cut"], "cache_tokens": total,
-                 "range_tokens": t1 - t0, "tokens_per_source": made["tokens_per_source"]}
-        outputs = [f"{split}.{name}.npy" for name in made["files"] + ["order"]]
-        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=extra)
+        rows, padding, made = plan(SplitFiles.of(task), (*p["docs"], p["t0"], p["t1"]), self.seq, path,
+                                   p["buffer_docs"])
+        extra = {"rows": rows, "docs": p["docs"][1] - p["docs"][0], "padding_tokens": padding, "docs_cut": made["cut"],
+                 "concat_cut": made["concat_cut"], "tokens_per_source": made["tokens_per_source"]}
+        return ShardOutcome(outputs=[f"{name}.{array}.npy" for array in made["files"]], ledger=Ledger(self.name),
+                            extra=extra)
+
+
+class OrderStage(Stage):
+    """A task per split, once its plan tasks have counted its rows: the seeded shuffle of them (`<split>.order.npy`),
+    which the pack tasks read a shard file's rows from."""
+
+    name = "pack-order"
+    keeps_ledger = False
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name, "seed": self.seed}
+
+    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+        save_shuffled_range(storage.join(out_dir, f"{task.key}.order.npy"), task.params["rows"], self.seed)
+        return ShardOutcome(outputs=[f"{task.key}.order.npy"], ledger=Ledger(self.name))
+
+
+def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask], dict]:
+    """A split's plan tasks, each given the cache files that hold its documents, and the split's figures that its
+    range's bounds give. Concat: one task (its plan is a copy of the documents' positions). Best fit: one per
+    TASK_DOCS documents of the range, whole best-fit buffers, so the tasks' rows are the one plan's in order."""
+    split, files = split_task.key, SplitFiles.of(split_task)
+    range_ = stage.range if split == "train" else defaults.PACK_RANGE
+    total = sum(files.tokens)
+    d0, d1, t0, t1 = range_bounds(files, *(math.ceil(x * total) for x in range_))
+    step = -(-TASK_DOCS // BUFFER_DOCS) * BUFFER_DOCS if stage.packing == "bestfit" else max(d1 - d0, 1)
+    ends = np.cumsum(files.rows, dtype=np.int64)  # documents up to each file's end
+    tasks = []
+    for part, lo in enumerate(range(d0, max(d1, d0 + 1), step)):
+        hi = min(lo + step, d1)
+        i0 = int(np.searchsorted(ends, lo, side="right"))  # the file holding document lo, then up to hi - 1's
+        i1 = int(np.searchsorted(ends, hi, side="left")) + 1 if hi > lo else i0
+        skip = int(ends[i0 - 1]) if i0 else 0
+        side = {kind: task_files[i0:i1] for kind, task_files in split_task.side.items()}
+        params = {**split_task.params, "split": split, "part": part, "docs": [lo - skip, hi - skip],
+                  "first_token": files.first[i0] if i0 < len(files.first) else 0, "t0": t0, "t1": t1,
+                  "buffer_docs": BUFFER_DOCS}
+        tasks.append(ShardTask(f"{split}/plan-{part:05d}", (), params, side=side))
+    summary = {"t0": t0, "range": list(range_), "docs": d1 - d0, "cache_tokens": total, "range_tokens": t1 - t0}
+    return tasks, summary
+
+
+ORDER_DIR = "order"  # in the plan's folder: the order tasks' own (a stage's folder holds its tasks' outputs alone)
+
+
+def run_plan(stage: PlanStage, split_tasks: list[ShardTask], out_dir: str, **run) -> tuple[dict, StageReport]:
+    """Plan every split: its plan tasks, then its order task. -> ({split: (its plan figures, its plan files: the
+    order first, then each plan task's in order)}, the two stages' report, their seconds summed)."""
+    parts, summaries = [], {}
+    for t in split_tasks:
+        tasks, summaries[t.key] = plan_tasks(t, stage)
+        parts += tasks
+    plans = run_stage(stage, parts, out_dir, **run)
+    figures = {split: split_plan(summary, [m["extra"] for t, m in zip(parts, plans.markers, strict=True)
+                                           if t.params["split"] == split])
+               for split, summary in summaries.items()}
+    order_tasks = [ShardTask(split, (), {"rows": f["rows"]}) for split, f in figures.items()]
+    orders = run_stage(OrderStage(stage.seed), order_tasks, storage.join(out_dir, ORDER_DIR), **run)
+    plans.seconds += orders.seconds
+    files = {split: [orders.output_file(rel) for rel in m["outputs"]] for split, m in
+             zip(figures, orders.markers, strict=True)}
+    for t, m in zip(parts, plans.markers, strict=True):
+        files[t.params["split"]] += [plans.output_file(rel) for rel in m["outputs"]]
+    return {split: (figures[split], tuple(files[split])) for split in figures}, plans
+
+
+def split_plan(summary: dict, parts: list[dict]) -> dict:
+    """A split's plan figures (what its index says) from its bounds' and its plan tasks' (their markers' extra)."""
+    per_source: dict[str, int] = {}
+    for part in parts:
+        for source, n in part["tokens_per_source"].items():
+            per_source[source] = per_source.get(source, 0) + n
+    add = lambda key: sum(part[key] for part in parts)  # noqa: E731
+    return {"rows": add("rows"), "t0": summary["t0"], "range": summary["range"], "padding_tokens": add("padding_tokens"),
+            "docs": summary["docs"], "docs_cut": add("docs_cut"), "concat_cut": add("concat_cut"),
+            "cache_tokens": summary["cache_tokens"], "range_tokens": summary["range_tokens"],
+            "tokens_per_source": dict(sorted(per_source.items()))}
 
 
 @dataclass
@@ -79,13 +161,15 @@ class SplitFiles:
 
     @classmethod
     def of(cls, task: ShardTask) -> SplitFiles:
+        """The task's files (a whole split's, or a plan task's, whose first token is params' first_token)."""
         itemsize = np.dtype(task.params["cache"]["dtype"]).itemsize
         tokens = [f.size // itemsize for f in task.side["tokens"]]
         rows = []
         for f in task.side["docs"]:  # one file open at a time: a split has a file per tokenize task
             with storage.open_parquet(f.path) as pf:
                 rows.append(pf.metadata.num_rows)
-        first = np.concatenate(([0], np.cumsum(tokens)[:-1])).astype(int).tolist() if tokens else []
+        first = (np.cumsum([task.params.get("first_token", 0)] + tokens[:-1]).astype(int).tolist()
+                 if tokens else [])
         return cls(tuple(task.side["docs"]), first, tokens, rows)
 
     def lengths(self, i: int, names: dict[str, int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -178,7 +262,7 @@ class SourceTokens:
         return {name: self.sums[c] for name, c in sorted(self.names.items()) if self.sums[c]}
 
 
-def concat_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int, dict]:
+def concat_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) -> tuple[int, int, dict]:
     """The concat plan: rows cut every `seq` tokens from t0, so only the documents' positions are saved. A source's
     tokens are its documents' up to where the last row ends (the document that row cuts gives its part before)."""
     d0, d1, t0, t1 = bounds
@@ -198,9 +282,11 @@ def concat_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int,
     return rows, 0, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
 
 
-def bestfit_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int, dict]:
-    """The best-fit plan, CHUNK_DOCS documents per call: its pieces and each row's first piece (row_ptr)."""
+def bestfit_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) -> tuple[int, int, dict]:
+    """The best-fit plan, whole buffers of `buffer_docs` per call (CHUNK_DOCS documents or just above): its pieces
+    and each row's first piece (row_ptr)."""
     d0, d1, t0, _ = bounds
+    chunk = -(-CHUNK_DOCS // buffer_docs) * buffer_docs
     tokens, concat_cut, cut, rows, padding, pieces = SourceTokens(), 0, 0, 0, 0, 0
     held_starts, held_lens = [], []  # documents not planned yet: less than a chunk
     with (NpyAppender(path("piece_start"), np.int64) as p_start, NpyAppender(path("piece_len"), np.int64) as p_len,
@@ -209,7 +295,7 @@ def bestfit_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int
 
         def plan(starts, lens):
             nonlocal cut, rows, padding, pieces
-            part, c = bestfit_plan(starts, lens, seq, pad_id=0, buffer_docs=BUFFER_DOCS)
+            part, c = bestfit_plan(starts, lens, seq, pad_id=0, buffer_docs=buffer_docs)
             p_start.write(part.piece_start)
             p_len.write(part.piece_len)
             row_ptr.write(part.row_ptr[1:] + pieces)
@@ -221,10 +307,10 @@ def bestfit_outputs(split: SplitFiles, bounds, seq: int, path) -> tuple[int, int
             tokens.add(codes, lens)
             held_starts.append(starts)
             held_lens.append(lens)
-            while sum(map(len, held_starts)) >= CHUNK_DOCS:
+            while sum(map(len, held_starts)) >= chunk:
                 starts, lens = np.concatenate(held_starts), np.concatenate(held_lens)
-                held_starts, held_lens = [starts[CHUNK_DOCS:]], [lens[CHUNK_DOCS:]]
-                plan(starts[:CHUNK_DOCS], lens[:CHUNK_DOCS])
+                held_starts, held_lens = [starts[chunk:]], [lens[chunk:]]
+                plan(starts[:chunk], lens[:chunk])
         if sum(map(len, held_starts)):
             plan(np.concatenate(held_starts), np.concatenate(held_lens))
     made = {"files": ["piece_start", "piece_len", "row_ptr"], "cut": cut, "concat_cut": concat_cut,

@@ -28,7 +28,7 @@ CLI_ARGS = ["--holdout", "0.05", "--docs-per-file", "100", "--bucket-bytes", "40
             "--seq", str(SEQ), "--range", "0:0.75", "--seq", str(4 * SEQ), "--range", "0.75:1", "--quiet"]
 # the stages, in the order the pipeline runs them
 STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "index", "release-scatter", "release-shuffle",
-          "tokenize", "pack-plan", "pack")
+          "tokenize", "pack-plan", "pack-order", "pack")
 
 
 def pipeline(raw, data, batch_rows: int = 1024, **kw):

@@ -1,6 +1,6 @@
 """The pack plan streamed from a split's cache files (pipelines/packplan.py) gives the bytes of a plan made from the
-whole split in memory, whatever the read batches and best-fit chunks, with one cache file open at a time and
-memory that does not grow with the split."""
+whole split in memory, whatever the read batches, best-fit calls and plan tasks, with one cache file open at a time
+and memory that does not grow with the split."""
 
 import math
 import os
@@ -15,9 +15,17 @@ import pytest
 
 from slimpajama.io.discover import InputFile
 from slimpajama.io.writers import NpyAppender, save_shuffled_range
-from slimpajama.packers.pack import bestfit_plan, concat_cut_docs, concat_plan, row_order
+from slimpajama.packers.pack import (
+    BestFitPlan,
+    ChunkedPlan,
+    TokenStream,
+    bestfit_plan,
+    concat_cut_docs,
+    concat_plan,
+    row_order,
+)
 from slimpajama.pipelines import packplan
-from slimpajama.pipelines.packplan import PlanStage
+from slimpajama.pipelines.packplan import OrderStage, PlanStage, plan_tasks, split_plan
 from slimpajama.pipelines.stage import ShardTask
 
 
@@ -26,6 +34,14 @@ def plan_task(files, split="train"):
     tokens = tuple(InputFile(f.path + ".tokens.bin", f.rel, n * 2) for f, n in files)
     return ShardTask(split, (), {"cache": {"eos": 0, "dtype": "uint16"}},
                      side={"docs": tuple(f for f, _ in files), "tokens": tokens})
+
+
+def plan_split(stage, split_task, out):
+    """The split planned in this process, task by task: (its figures, its plan tasks)."""
+    tasks, summary = plan_tasks(split_task, stage)
+    figures = split_plan(summary, [stage.run_shard(t, str(out)).extra for t in tasks])
+    OrderStage(stage.seed).run_shard(ShardTask(split_task.key, (), {"rows": figures["rows"]}), str(out))
+    return figures, tasks
 
 
 def cache_docs(tmp_path, rng, sizes, names_per_file, max_len=60):
@@ -78,25 +94,54 @@ def in_memory_plan(lens, sources, seq, packing, range_, seed, buffer_docs):
 @pytest.mark.parametrize("packing", ["concat", "bestfit"])
 @pytest.mark.parametrize("range_", [(0.0, 1.0), (0.137, 0.861), (0.5, 0.5000001)])
 def test_the_streamed_plan_is_the_in_memory_plan_byte_for_byte(tmp_path, monkeypatch, packing, range_):
-    # batches of 701 documents and chunks of 3 best-fit buffers of 64: both cross the files' boundaries
+    # batches of 701 documents, best-fit calls of 3 buffers of 64 and plan tasks of 2 calls: all cross the files'
+    # boundaries; a task's call ends short of 3 buffers at the task's end
     monkeypatch.setattr(packplan, "BATCH_ROWS", 701)
     monkeypatch.setattr(packplan, "BUFFER_DOCS", 64)
     monkeypatch.setattr(packplan, "CHUNK_DOCS", 3 * 64)
+    monkeypatch.setattr(packplan, "TASK_DOCS", 5 * 64)
     rng = np.random.default_rng(5)
     files, lens, sources = cache_docs(tmp_path, rng, [900, 0, 1, 1500, 333],
                                       [["b", "a"], ["x"], ["c"], ["a", "c", "b", "d"], ["d"]])
     out = tmp_path / "plan"
     out.mkdir()
     seq = 50
-    stage = PlanStage(seq, packing, range_, seed=7)
-    outcome = stage.run_shard(plan_task(files), str(out))
+    figures, tasks = plan_split(PlanStage(seq, packing, range_, seed=7), plan_task(files), out)
     arrays, extra = in_memory_plan(lens, sources, seq, packing, range_, 7, buffer_docs=64)
-    assert outcome.extra == extra
-    assert outcome.outputs == [f"train.{name}.npy" for name in arrays]
-    for name, array in arrays.items():
-        want = tmp_path / f"want-{name}.npy"
-        np.save(want, np.ascontiguousarray(array))
-        assert (out / f"train.{name}.npy").read_bytes() == want.read_bytes(), name
+    assert figures == extra
+    names = ["doc_starts"] if packing == "concat" else ["piece_start", "piece_len", "row_ptr"]
+    assert sorted(os.listdir(out)) == sorted([f"train.{k:05d}.{name}.npy" for k in range(len(tasks)) for name in names]
+                                             + ["train.order.npy"])
+    parts = [{name: np.load(out / f"train.{k:05d}.{name}.npy") for name in names} for k in range(len(tasks))]
+    if packing == "concat":
+        assert len(tasks) == 1 and np.array_equal(parts[0]["doc_starts"], arrays["doc_starts"])
+    else:
+        assert len(tasks) == max(1, math.ceil(extra["docs"] / (5 * 64)))
+        for t in tasks:  # a task is given the files holding its documents, no others
+            rows = [[900, 0, 1, 1500, 333][int(f.rel[6:9])] for f in t.side["docs"]]
+            lo, hi = t.params["docs"]
+            assert lo == hi == 0 and not rows if extra["docs"] == 0 else lo < rows[0] and sum(rows[:-1]) < hi <= sum(rows), (t.key, rows, lo, hi)
+        chunks = [BestFitPlan(seq, p["piece_start"], p["piece_len"], p["row_ptr"], pad_id=0) for p in parts]
+        whole = BestFitPlan(seq, arrays["piece_start"], arrays["piece_len"], arrays["row_ptr"], pad_id=0)
+        for name in names:  # the tasks' pieces one after another, their rows' first pieces shifted by those before
+            before = np.cumsum([0] + [len(p["piece_start"]) for p in parts])
+            joined = np.concatenate([p[name] if name != "row_ptr" else p[name][k > 0:] + before[k]
+                                     for k, p in enumerate(parts)])
+            assert np.array_equal(joined, arrays[name]), name
+        plan = ChunkedPlan(chunks)
+        assert plan.rows == whole.rows == extra["rows"]
+        ids = np.random.default_rng(1).permutation(whole.rows)
+        stream = TokenStream([np.arange(int(lens.sum()), dtype=np.int64) % 65000])
+        for got, want in zip(plan.materialize(stream, ids), whole.materialize(stream, ids), strict=True):
+            for g, w in zip(got if isinstance(got, tuple) else [got], want if isinstance(want, tuple) else [want],
+                            strict=True):
+                assert np.array_equal(g, w)
+    want = tmp_path / "want-order.npy"
+    np.save(want, arrays["order"])
+    assert (out / "train.order.npy").read_bytes() == want.read_bytes()
+    for name in names:  # each file is np.save's bytes of its array
+        np.save(want, parts[0][name])
+        assert (out / f"train.00000.{name}.npy").read_bytes() == want.read_bytes()
     if range_ == (0.0, 1.0):
         assert extra["rows"] > 100 and len(extra["tokens_per_source"]) == 4
 
@@ -133,7 +178,7 @@ def test_the_plan_memory_does_not_grow_with_the_split(tmp_path, monkeypatch):
     peaks = {}
     warm, _, _ = cache_docs(tmp_path, np.random.default_rng(0), [100], [["a"]])  # best fit's kernel loads first
     (tmp_path / "warm").mkdir()
-    PlanStage(256, "bestfit", (0.0, 1.0), 0).run_shard(plan_task(warm), str(tmp_path / "warm"))
+    plan_split(PlanStage(256, "bestfit", (0.0, 1.0), 0), plan_task(warm), tmp_path / "warm")
     for n in (400_000, 1_600_000):
         d = tmp_path / str(n)
         d.mkdir()
@@ -142,7 +187,7 @@ def test_the_plan_memory_does_not_grow_with_the_split(tmp_path, monkeypatch):
             out = d / packing
             out.mkdir()
             tracemalloc.start()
-            PlanStage(256, packing, (0.0, 1.0), 0).run_shard(plan_task(files), str(out))
+            plan_split(PlanStage(256, packing, (0.0, 1.0), 0), plan_task(files), out)
             peaks[n, packing] = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     for packing in ("concat", "bestfit"):
@@ -160,15 +205,17 @@ def test_the_plan_holds_one_cache_file_open_at_a_time(tmp_path):
     code = ("import os, resource, sys\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
             "from slimpajama.io.discover import InputFile\n"
-            "from slimpajama.pipelines.packplan import PlanStage\n"
+            "from slimpajama.pipelines.packplan import PlanStage, plan_tasks, split_plan\n"
             "from slimpajama.pipelines.stage import ShardTask\n"
             "d = sys.argv[1]\n"
             "names = [p for p in sorted(os.listdir(d)) if '.docs' in p]\n"
             "docs = tuple(InputFile(os.path.join(d, p), 'train/' + p, 0) for p in names)\n"
             "toks = tuple(InputFile(os.path.join(d, p), 'train/' + p, 2 * (int(p[:3]) + 3)) for p in names)\n"
-            "out = PlanStage(16, 'bestfit', (0.0, 1.0), 0).run_shard(ShardTask('train', (), {'cache': {'eos': 0,\n"
-            "    'dtype': 'uint16'}}, side={'docs': docs, 'tokens': toks}), os.path.join(d, 'out'))\n"
-            "print(out.extra['cache_tokens'], out.extra['docs'], out.extra['tokens_per_source'])\n")
+            "stage = PlanStage(16, 'bestfit', (0.0, 1.0), 0)\n"
+            "tasks, summary = plan_tasks(ShardTask('train', (), {'cache': {'eos': 0, 'dtype': 'uint16'}},\n"
+            "                                      side={'docs': docs, 'tokens': toks}), stage)\n"
+            "out = split_plan(summary, [stage.run_shard(t, os.path.join(d, 'out')).extra for t in tasks])\n"
+            "print(out['cache_tokens'], out['docs'], out['tokens_per_source'])\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     total = int(np.arange(1, 151).sum()) + 300
@@ -183,4 +230,4 @@ def test_a_tokens_file_that_does_not_match_its_documents_is_a_damaged_cache(tmp_
     (tmp_path / "out").mkdir()
     with pytest.raises(SlimPajamaError, match=r"token cache file train/001.docs.parquet: its documents hold .* "
                                               r"tokens but its tokens file .*rerun `slimpajama tokens`"):
-        PlanStage(16, "concat", (0.0, 1.0), 0).run_shard(plan_task(files), str(tmp_path / "out"))
+        plan_split(PlanStage(16, "concat", (0.0, 1.0), 0), plan_task(files), tmp_path / "out")

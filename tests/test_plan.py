@@ -72,7 +72,9 @@ def test_plan_calibrates_on_the_corpus_and_prints_json(pipeline_corpus, clean_pi
     r = plan_cli(LISTING, "--cores", 512, "--rates", tmp_path / "rates.json")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "normalize" in r.stdout and "total" in r.stdout and "components: one task, a node with" in r.stdout
-    assert "pack-plan: one task per split, a node with" in r.stdout  # the row order: 8 bytes per row at seq 2048
+    # the row order: 8 bytes per row at seq 2048
+    assert "pack-plan: one task per split (bestfit: one per 16.8M documents), then the split's row order: a node " \
+           "with" in r.stdout
 
 
 def test_plan_mistakes_get_one_error_line(tmp_path):

@@ -166,6 +166,28 @@ def test_bestfit_keeps_documents_whole_and_reports_padding(cache, tmp_path):
     assert pad_total == m["padding_tokens"]
 
 
+def test_bestfit_planned_by_many_tasks_packs_the_same_bytes(cache, tmp_path, monkeypatch):
+    """Best fit's plan made by a task per 64 documents (Ray workers, buffers of 16) packs the bytes of the plan made
+    by one task, through pack tasks of a file (1,024 rows) each that read the rows of several plan tasks."""
+    from slimpajama.io.writers import sha256_file
+    from slimpajama.pipelines import packplan
+
+    monkeypatch.setattr(packplan, "BUFFER_DOCS", 16)  # the driver's: the plan tasks take it from their parameters
+    digests, plans = {}, {}
+    for task_docs in (10**9, 64):
+        monkeypatch.setattr(packplan, "TASK_DOCS", task_docs)
+        out = tmp_path / str(task_docs)
+        run_shards(str(cache / "tokens" / "gpt2"), str(out), SEQ, packing="bestfit", file_bytes=1, task_bytes=1,
+                   progress=False)
+        d = out / f"seq{SEQ}"
+        digests[task_docs] = {p.relative_to(d).as_posix(): sha256_file(str(p)) for p in sorted(d.rglob("*"))
+                              if p.is_file() and not p.relative_to(d).as_posix().startswith("_")}
+        plans[task_docs] = sorted(p.name for p in (d / "_plan").glob("train.*.piece_start.npy"))
+    assert len(plans[10**9]) == 1 and len(plans[64]) > 5
+    assert len([k for k in digests[64] if k.endswith(".arrow")]) > 3
+    assert digests[64] == digests[10**9]
+
+
 def test_ranges_are_disjoint_and_cover_the_cache(cache, tmp_path):
     cdir = str(cache / "tokens" / "gpt2")
     a = run_shards(cdir, str(tmp_path), SEQ, range_=(0.0, 0.75), progress=False)

@@ -10,6 +10,7 @@ import click
 from slimpajama.cli.guard import fail_cleanly
 from slimpajama.cli.options import SIZE, size_text, task_bytes_option
 from slimpajama.core import defaults
+from slimpajama.pipelines.packplan import TASK_DOCS
 
 
 @click.command()
@@ -82,7 +83,9 @@ def _print(result: dict) -> None:
 
     click.echo(f"documents ~{count(result['documents'])}, tokens ~{count(result['tokens'])}\n"
                f"components: one task, {node(result['components_node_memory'])}\n"
-               f"pack-plan: one task per split, {node(result['pack_plan_node_memory'])} for the train split\n"
+               f"pack-plan: one task per split (bestfit: one per {count(TASK_DOCS)} documents), then the split's "
+               "row order: "
+               f"{node(result['pack_plan_node_memory'])} for the train split\n"
                f"disk: signatures {size(d['minhash_signatures'])}, token cache {size(d['token_cache'])}, "
                f"packed shards {size(d['packed_shards'])}")
     rates = result["rates"]

@@ -36,8 +36,8 @@ STANDS_IN = {"index": "lsh"}
 # components: a parent per document (4 bytes) and member and root (8 + 8) per document in a cluster of 2+; 5.9
 # bytes per document measured at 1e8 documents with 5% copies (bench_dedup --lsh-docs)
 PARENT_BYTES, CLUSTER_BYTES = 4, 16
-# pack-plan: a task streams its split (50-100 MB over the process at 1e7-3e7 documents) and shuffles the row order
-# in its file: 8 bytes per row of page cache, rows counted at seq 2048 (the most rows)
+# pack-plan: a task streams its documents (50-100 MB over the process at 1e7-3e7) and the split's order task
+# shuffles the row order in its file: 8 bytes per row of page cache, rows counted at seq 2048 (the most rows)
 PLAN_TASK_BYTES, PLAN_ORDER_BYTES_PER_ROW, PLAN_ROWS_SEQ = 250e6, 8, 2048
 MINHASH_BYTES_PER_DOC = 584  # signatures 512 + band keys 72 (deletable after a complete dedup)
 # text bytes per byte of a file, where no file of the kind was read whole: RedPajama's plain JSON lines (the text
@@ -202,7 +202,7 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
 
     from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage
-    from slimpajama.pipelines.packplan import PlanStage
+    from slimpajama.pipelines.packplan import OrderStage, PlanStage, plan_tasks
     from slimpajama.pipelines.stage import ShardTask
 
     rng = np.random.default_rng(0)
@@ -221,9 +221,15 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
     tokens_file = InputFile(doc_path, "train/lengths.tokens.bin", int(lens.sum()) * 2)  # the plan reads its size
     runs = {"components": lambda out: ComponentsStage().run_shard(ShardTask("c", tuple(edge_files), {"docs": docs}),
                                                                   out),
-            "pack-plan": lambda out: PlanStage(2048, "concat", defaults.PACK_RANGE, 0).run_shard(
-                ShardTask("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
-                          side={"docs": (doc_file,), "tokens": (tokens_file,)}), out)}
+            "pack-plan": lambda out: plan_concat(out)}
+
+    def plan_concat(out):  # the split's plan task, then its order's
+        stage = PlanStage(2048, "concat", defaults.PACK_RANGE, 0)
+        (task,), _ = plan_tasks(ShardTask("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
+                                          side={"docs": (doc_file,), "tokens": (tokens_file,)}), stage)
+        rows = stage.run_shard(task, out).extra["rows"]
+        OrderStage(0).run_shard(ShardTask("train", (), {"rows": rows}), out)
+
     rates = {}
     for stage, run in runs.items():
         for attempt in range(2):  # the faster of two: the first pays the compiled kernels' loading
@@ -246,7 +252,7 @@ def stage_text_in(by_stage: dict[str, list[dict]]) -> dict[str, int]:
     text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) for s, ms in by_stage.items()}
     text_in["lsh"] = text_in["components"] = text_in["index"] = text_in["minhash"]
     text_in["release-shuffle"] = text_in["release-scatter"]
-    text_in["pack"] = text_in["pack-plan"] = text_in["tokenize"]
+    text_in["pack"] = text_in["pack-plan"] = text_in["pack-order"] = text_in["tokenize"]
     return text_in
 
 
