@@ -73,8 +73,9 @@ def main():
         result[key] = round(min(result.get(key, 1e9), time.perf_counter() - t), 2)
         result["pack_tasks"] = len(report.markers)
         result[f"task_seconds_{workers}_worker"] = [m["seconds"] for m in report.markers]
-        state = os.path.join(out, "_plan", "_state", "train")  # the split's plan tasks, then its order task
-        markers = [json.load(open(os.path.join(state, name))) for name in sorted(os.listdir(state))]
+        state = os.path.join(out, "_plan", "_state")  # the split's plan tasks, then its order task
+        markers = [json.load(open(os.path.join(state, name))) for name in sorted(os.listdir(state))
+                   if name.startswith("train.plan-")]
         order = json.load(open(os.path.join(out, "_plan", "order", "_state", "train.json")))
         result["plan_tasks"] = len(markers)
         result["plan_seconds"] = round(sum(m["seconds"] for m in markers) + order["seconds"], 3)

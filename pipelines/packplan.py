@@ -76,14 +76,14 @@ class OrderStage(Stage):
     name = "pack-order"
     keeps_ledger = False
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self, plan: PlanStage):
+        self.plan = plan
 
-    def fingerprint(self) -> dict:
-        return {"stage": self.name, "seed": self.seed}
+    def fingerprint(self) -> dict:  # the plan's: a run of it per layout (its bytes depend on the rows and seed)
+        return {**self.plan.fingerprint(), "stage": self.name}
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
-        save_shuffled_range(storage.join(out_dir, f"{task.key}.order.npy"), task.params["rows"], self.seed)
+        save_shuffled_range(storage.join(out_dir, f"{task.key}.order.npy"), task.params["rows"], self.plan.seed)
         return ShardOutcome(outputs=[f"{task.key}.order.npy"], ledger=Ledger(self.name))
 
 
@@ -107,7 +107,9 @@ def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask]
         params = {**split_task.params, "split": split, "part": part, "docs": [lo - skip, hi - skip],
                   "first_token": files.first[i0] if i0 < len(files.first) else 0, "t0": t0, "t1": t1,
                   "buffer_docs": BUFFER_DOCS}
-        tasks.append(ShardTask(f"{split}/plan-{part:05d}", (), params, side=side))
+        # a marker file in _state/, no folder named for the split: HF's load_dataset takes the files under any
+        # folder named train/ for that split's (the majority extension decides what it reads)
+        tasks.append(ShardTask(f"{split}.plan-{part:05d}", (), params, side=side))
     summary = {"t0": t0, "range": list(range_), "docs": d1 - d0, "cache_tokens": total, "range_tokens": t1 - t0}
     return tasks, summary
 
@@ -127,7 +129,7 @@ def run_plan(stage: PlanStage, split_tasks: list[ShardTask], out_dir: str, **run
                                            if t.params["split"] == split])
                for split, summary in summaries.items()}
     order_tasks = [ShardTask(split, (), {"rows": f["rows"]}) for split, f in figures.items()]
-    orders = run_stage(OrderStage(stage.seed), order_tasks, storage.join(out_dir, ORDER_DIR), **run)
+    orders = run_stage(OrderStage(stage), order_tasks, storage.join(out_dir, ORDER_DIR), **run)
     plans.seconds += orders.seconds
     files = {split: [orders.output_file(rel) for rel in m["outputs"]] for split, m in
              zip(figures, orders.markers, strict=True)}

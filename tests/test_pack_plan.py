@@ -40,7 +40,7 @@ def plan_split(stage, split_task, out):
     """The split planned in this process, task by task: (its figures, its plan tasks)."""
     tasks, summary = plan_tasks(split_task, stage)
     figures = split_plan(summary, [stage.run_shard(t, str(out)).extra for t in tasks])
-    OrderStage(stage.seed).run_shard(ShardTask(split_task.key, (), {"rows": figures["rows"]}), str(out))
+    OrderStage(stage).run_shard(ShardTask(split_task.key, (), {"rows": figures["rows"]}), str(out))
     return figures, tasks
 
 

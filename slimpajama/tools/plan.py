@@ -228,7 +228,7 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
         (task,), _ = plan_tasks(ShardTask("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
                                           side={"docs": (doc_file,), "tokens": (tokens_file,)}), stage)
         rows = stage.run_shard(task, out).extra["rows"]
-        OrderStage(0).run_shard(ShardTask("train", (), {"rows": rows}), out)
+        OrderStage(stage).run_shard(ShardTask("train", (), {"rows": rows}), out)
 
     rates = {}
     for stage, run in runs.items():
