@@ -201,7 +201,8 @@ class ChunkedPlan(PiecePlan):
             per_row[at] = n
             parts.append((at, n, starts, lens))
         offsets = np.cumsum(per_row) - per_row  # each row's first piece among all the rows' pieces
-        starts, lens = np.empty(int(per_row.sum()), np.int64), np.empty(int(per_row.sum()), np.int64)
+        total = int(per_row.sum())
+        starts, lens = np.empty(total, np.int64), np.empty(total, np.int64)
         for at, n, s, ln in parts:
             where = ragged(offsets[at], n)
             starts[where], lens[where] = s, ln

@@ -105,8 +105,8 @@ def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask]
         skip = int(ends[i0 - 1]) if i0 else 0
         side = {kind: task_files[i0:i1] for kind, task_files in split_task.side.items()}
         params = {**split_task.params, "split": split, "part": part, "docs": [lo - skip, hi - skip],
-                  "first_token": files.first[i0] if i0 < len(files.first) else 0, "t0": t0, "t1": t1,
-                  "buffer_docs": BUFFER_DOCS}
+                  "first_token": files.first[i0] if i0 < len(files.first) else 0, "file_rows": files.rows[i0:i1],
+                  "t0": t0, "t1": t1, "buffer_docs": BUFFER_DOCS}
         # a marker file in _state/, no folder named for the split: HF's load_dataset takes the files under any
         # folder named train/ for that split's (the majority extension decides what it reads)
         tasks.append(ShardTask(f"{split}.plan-{part:05d}", (), params, side=side))
@@ -119,7 +119,7 @@ ORDER_DIR = "order"  # in the plan's folder: the order tasks' own (a stage's fol
 
 def run_plan(stage: PlanStage, split_tasks: list[ShardTask], out_dir: str, **run) -> tuple[dict, StageReport]:
     """Plan every split: its plan tasks, then its order task. -> ({split: (its plan figures, its plan files: the
-    order first, then each plan task's in order)}, the two stages' report, their seconds summed)."""
+    order first, then each plan task's in order)}, the plan stage's report with the order stage's seconds added)."""
     parts, summaries = [], {}
     for t in split_tasks:
         tasks, summaries[t.key] = plan_tasks(t, stage)
@@ -163,13 +163,16 @@ class SplitFiles:
 
     @classmethod
     def of(cls, task: ShardTask) -> SplitFiles:
-        """The task's files (a whole split's, or a plan task's, whose first token is params' first_token)."""
+        """The task's files: a whole split's (the driver's: every footer read), or a plan task's (its first token
+        and its files' rows are params the driver gave it: the footers are not read again)."""
         itemsize = np.dtype(task.params["cache"]["dtype"]).itemsize
         tokens = [f.size // itemsize for f in task.side["tokens"]]
-        rows = []
-        for f in task.side["docs"]:  # one file open at a time: a split has a file per tokenize task
-            with storage.open_parquet(f.path) as pf:
-                rows.append(pf.metadata.num_rows)
+        rows = task.params.get("file_rows")
+        if rows is None:
+            rows = []
+            for f in task.side["docs"]:  # one file open at a time: a split has a file per tokenize task
+                with storage.open_parquet(f.path) as pf:
+                    rows.append(pf.metadata.num_rows)
         first = (np.cumsum([task.params.get("first_token", 0)] + tokens[:-1]).astype(int).tolist()
                  if tokens else [])
         return cls(tuple(task.side["docs"]), first, tokens, rows)

@@ -119,6 +119,7 @@ def test_the_streamed_plan_is_the_in_memory_plan_byte_for_byte(tmp_path, monkeyp
         assert len(tasks) == max(1, math.ceil(extra["docs"] / (5 * 64)))
         for t in tasks:  # a task is given the files holding its documents, no others
             rows = [[900, 0, 1, 1500, 333][int(f.rel[6:9])] for f in t.side["docs"]]
+            assert t.params["file_rows"] == rows  # from the driver's footers: the task does not read them again
             lo, hi = t.params["docs"]
             assert lo == hi == 0 and not rows if extra["docs"] == 0 else lo < rows[0] and sum(rows[:-1]) < hi <= sum(rows), (t.key, rows, lo, hi)
         chunks = [BestFitPlan(seq, p["piece_start"], p["piece_len"], p["row_ptr"], pad_id=0) for p in parts]
