@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from slimpajama.core import defaults
 from slimpajama.core.ledger import Ledger
@@ -23,8 +25,9 @@ from slimpajama.io import outputs, storage
 from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
-from slimpajama.tokenize.batch import encode_documents, token_dtype
+from slimpajama.tokenize.batch import Encoded, encode_documents, token_dtype
 from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encoding
+from slimpajama.tokenize.engine import ReferenceEngine, engine_for
 from slimpajama.tokenize.modelfiles import ModelTokenizer, from_bytes
 
 from .documents import run_documents
@@ -34,6 +37,7 @@ from .stage import ShardOutcome, ShardTask, Stage
 
 MODEL_DIR = "_tokenizer"  # in a token cache: the copy of a model tokenizer's file, which workers load
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
+GUARD_RATE = 1e-3  # the share of a task's documents the guard re-encodes with the reference (and its longest)
 
 
 def split_of_key(key: str) -> str:
@@ -45,9 +49,10 @@ class TokenizeStage(Stage):
     name = "tokenize"
 
     def __init__(self, encoding: str = defaults.ENCODING, threads: int = 1, read: ReadOptions | None = None, *,
-                 eos: str | None = None, bos: str | None = None):
+                 eos: str | None = None, bos: str | None = None, engine: str = "auto"):
         self.encoding, self.threads, self.read = encoding, threads, read or ReadOptions()
         self.eos, self.bos = eos, bos
+        self.engine = engine  # "auto" | "fast" | "reference"; `prepare` resolves auto for the workers
         self.model: dict | None = None  # a model tokenizer: how workers load the cache's copy (see `prepare`)
         self._fingerprint: dict | None = None  # computed once (the runner asks for it for every task)
 
@@ -63,6 +68,10 @@ class TokenizeStage(Stage):
             self.model = {"kind": enc.kind, "name": enc.name, "filename": enc.filename, "file": copy,
                           "eos": enc.eos, "bos": enc.bos}
         self.fingerprint()
+        # the engine chosen once here (a notice when auto falls back); workers load that one, or fail saying why
+        chosen = engine_for(self.tokenizer(), self.engine, self.threads,
+                            notice=lambda line: print(line, file=sys.stderr))
+        self.engine = "reference" if isinstance(chosen, ReferenceEngine) else "fast"
 
     def tokenizer(self):
         if self.model is None:
@@ -89,6 +98,8 @@ class TokenizeStage(Stage):
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         enc = self.tokenizer()
+        engine = engine_for(enc, self.engine, self.threads)
+        guard = Guard(enc, engine, task.key)
         ledger = Ledger(self.name)
         tok_rel, docs_rel = task.key + ".tokens.bin", task.key + ".docs.parquet"
         per_source: dict[str, int] = {}
@@ -100,23 +111,59 @@ class TokenizeStage(Stage):
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         ledger.batch_in(batch)
                         ledger.batch_out(batch)
-                        tokens, lengths = encode_documents(enc, batch.column("text").to_pylist(), self.threads)
-                        out.write(tokens.tobytes())
-                        docs.write(pa.table({"source": batch.column("source"), "tokens": lengths.astype(np.int32)},
-                                            schema=DOCS_SCHEMA))
-                        for s, n in zip(batch.column("source").to_pylist(), lengths.tolist(), strict=True):
-                            per_source[s] = per_source.get(s, 0) + n
+                        texts = batch.column("text")
+                        encoded = encode_documents(enc, texts.to_pylist(), self.threads, self.engine)
+                        guard.check(batch, texts, encoded)
+                        out.write(memoryview(encoded.tokens))  # the flat buffer as it is: no copy, no lists
+                        docs.write(pa.table({"source": batch.column("source"),
+                                             "tokens": encoded.lengths.astype(np.int32)}, schema=DOCS_SCHEMA))
+                        sources = pc.dictionary_encode(batch.column("source"))  # tokens per source, no loop
+                        sums = np.bincount(sources.indices.to_numpy(zero_copy_only=False), encoded.lengths,
+                                           len(sources.dictionary))
+                        for s, n in zip(sources.dictionary.to_pylist(), sums.tolist(), strict=True):
+                            per_source[s] = per_source.get(s, 0) + int(n)
         return ShardOutcome(outputs=[tok_rel, docs_rel], ledger=ledger, errors_file=errors.written,
-                            extra={"tokens": sum(per_source.values()), "tokens_per_source": per_source})
+                            extra={"tokens": sum(per_source.values()), "tokens_per_source": per_source,
+                                   "engine": engine.name, "guard_checked": guard.checked})
+
+
+class Guard:
+    """The engine checked in production: a seeded sample of the task's documents (GUARD_RATE, and each batch's
+    longest when it is the longest yet) re-encoded by the reference library; a difference stops the run with one
+    line naming the document and `--engine reference`. Nothing to check when the engine is the reference."""
+
+    def __init__(self, enc, engine, key: str):
+        self.enc, self.engine, self.checked, self.longest = enc, engine, 0, -1
+        self.reference = None if isinstance(engine, ReferenceEngine) else ReferenceEngine(enc)
+        self.rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+        self.head = 0 if getattr(enc, "bos_token", None) is None else 1
+
+    def check(self, batch, texts, encoded: Encoded) -> None:
+        if self.reference is None or not len(texts):
+            return
+        picks = set(np.flatnonzero(self.rng.random(len(texts)) < GUARD_RATE).tolist())
+        sizes = pc.binary_length(texts)
+        at = int(pc.index(sizes, pc.max(sizes)).as_py())
+        if sizes[at].as_py() > self.longest:
+            self.longest = sizes[at].as_py()
+            picks.add(at)
+        for i in sorted(picks):
+            want = self.reference.encode_list([texts[i].as_py()])[0]
+            if not np.array_equal(encoded.ids_of(i, self.head), want):
+                raise SlimPajamaError(f"document {batch.column('doc_id')[i].as_py()}: the {self.engine.name} "
+                                      f"engine's ids differ from {self.reference.name}'s ({len(want)} ids); rerun "
+                                      "with --engine reference and report it")
+            self.checked += 1
 
 
 def run_tokenize(inputs, out_root: str, encoding: str = defaults.ENCODING, *, threads: int = 1,
                  read: ReadOptions | None = None, workers: int | None = None, ray_address: str | None = None,
                  progress: Progress | None = None, verify_inputs: bool = False,
                  task_bytes: int | None = defaults.TASK_BYTES, eos: str | None = None,
-                 bos: str | None = None) -> StageReport:
-    """`encoding`: a tiktoken encoding or a model's tokenizer file/folder; `eos`, `bos`: see get_encoding."""
-    stage = TokenizeStage(encoding, threads, read, eos=eos, bos=bos)
+                 bos: str | None = None, engine: str = "auto") -> StageReport:
+    """`encoding`: a tiktoken encoding or a model's tokenizer file/folder; `eos`, `bos`: see get_encoding;
+    `engine`: see slimpajama.tokenize.engine (the bytes are the same whichever encodes)."""
+    stage = TokenizeStage(encoding, threads, read, eos=eos, bos=bos, engine=engine)
     cache_dir = storage.join(out_root, encoding_name(encoding))
     stage.prepare(cache_dir)
     return run_documents(stage, inputs, cache_dir, verify_inputs=verify_inputs,

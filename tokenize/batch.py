@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
+
+from .engine import engine_for
 
 
 def token_dtype(n_vocab: int) -> np.dtype:
@@ -12,31 +14,37 @@ def token_dtype(n_vocab: int) -> np.dtype:
     return np.dtype(np.uint16) if n_vocab <= 1 << 16 else np.dtype(np.uint32)
 
 
-def _encode_ordinary_numpy(enc, text: str) -> np.ndarray:
-    # encode() with no special tokens allowed and none disallowed is encode_ordinary: "<|endoftext|>" inside a
-    # document is plain text, so a document cannot inject an EOS. The numpy variant skips building Python ints.
-    return enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
+class Encoded(NamedTuple):
+    tokens: np.ndarray  # every document's ids, each preceded by the BOS (when the tokenizer has one) and followed by EOS
+    lengths: np.ndarray  # int64 per document: its ids + EOS (+ BOS)
+
+    def ids_of(self, i: int, head: int) -> np.ndarray:
+        """Document i's own ids (no BOS / EOS); `head`: 1 where a BOS precedes every document."""
+        end = int(self.lengths[: i + 1].sum())
+        return self.tokens[end - int(self.lengths[i]) + head: end - 1]
 
 
-def _ids(enc, texts: list[str], threads: int) -> list[np.ndarray]:
-    if hasattr(enc, "encode_batch_numpy"):  # a model's tokenizer.json / tokenizer.model (modelfiles.py)
-        return enc.encode_batch_numpy(texts, threads)
-    if hasattr(enc, "encode_to_numpy"):  # tiktoken
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                return list(pool.map(lambda t: _encode_ordinary_numpy(enc, t), texts))
-        return [_encode_ordinary_numpy(enc, t) for t in texts]
-    return [np.asarray(x, dtype=np.uint32) for x in enc.encode_ordinary_batch(texts, num_threads=threads)]
+def with_specials(ids: np.ndarray, offsets: np.ndarray, eos: int, bos: int | None, dtype: np.dtype) -> Encoded:
+    """The flat ids of n documents (`offsets`: n + 1) with BOS before and EOS after each, in one array of `dtype`:
+    scattered in place, no per-document arrays."""
+    n, head = len(offsets) - 1, 0 if bos is None else 1
+    counts = np.diff(offsets)
+    lengths = counts + 1 + head
+    out = np.empty(len(ids) + n * (1 + head), dtype)
+    starts = offsets[:-1] + np.arange(n, dtype=np.int64) * (1 + head)
+    eos_at = starts + head + counts
+    special = np.zeros(len(out), bool)
+    special[eos_at] = True
+    out[eos_at] = eos
+    if head:
+        special[starts] = True
+        out[starts] = bos
+    out[~special] = ids
+    return Encoded(out, lengths.astype(np.int64))
 
 
-def encode_documents(enc, texts: list[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """-> (tokens, per-document lengths including the EOS, and the BOS where the tokenizer prepends one)."""
-    dtype = token_dtype(enc.n_vocab)
-    ids = _ids(enc, texts, threads)
-    eos = np.array([enc.eot_token], dtype=np.uint32)
-    bos = getattr(enc, "bos_token", None)
-    head = () if bos is None else (np.array([bos], dtype=np.uint32),)
-    lengths = np.fromiter((len(x) + 1 + len(head) for x in ids), dtype=np.int64, count=len(ids))
-    if not ids:
-        return np.zeros(0, dtype), lengths
-    return np.concatenate([x for seq in ids for x in (*head, seq, eos)]).astype(dtype, copy=False), lengths
+def encode_documents(enc, texts: list[str], threads: int = 1, engine: str = "auto") -> Encoded:
+    """-> (tokens, per-document lengths including the EOS, and the BOS where the tokenizer prepends one).
+    `engine`: see engine.py (never changes the ids)."""
+    ids, offsets = engine_for(enc, engine, threads).encode_flat(texts)
+    return with_specials(ids, offsets, enc.eot_token, getattr(enc, "bos_token", None), token_dtype(enc.n_vocab))

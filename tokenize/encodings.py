@@ -124,15 +124,66 @@ def _gpt2_encoding(fetch: bool):
                              mergeable_ranks=ranks, special_tokens={"<|endoftext|>": GPT2_EOS_ID})
 
 
+class _Captured(Exception):
+    pass
+
+
+def known_tiktoken_files() -> dict[str, str]:
+    """{SHA-256: encoding name} of the .tiktoken files tiktoken's own encodings load (their expected hashes, read
+    from tiktoken_ext's constructors without loading anything; the first name of a shared file wins)."""
+    from unittest import mock
+
+    from tiktoken_ext import openai_public
+
+    found: dict[str, str] = {}
+    for name, make in openai_public.ENCODING_CONSTRUCTORS.items():
+        seen = {}
+
+        def capture(url, expected_hash=None, seen=seen):
+            seen["sha256"] = expected_hash
+            raise _Captured
+
+        with _TIKTOKEN_LOCK, mock.patch.object(openai_public, "load_tiktoken_bpe", capture):
+            try:
+                make()
+            except _Captured:
+                pass
+            except Exception:  # noqa: BLE001 - a constructor that loads otherwise (gpt2's data-gym files)
+                continue
+        if seen.get("sha256"):
+            found.setdefault(seen["sha256"], name)
+    return found
+
+
+_TIKTOKEN_LOCK = threading.Lock()
+
+
 def _file_encoding(path: str):
-    """A .tiktoken file: GPT-2's split pattern, <|endoftext|> appended after its ranks."""
+    """A .tiktoken file tiktoken knows (by SHA-256): its encoding, with the encoding's own split pattern and special
+    tokens (the file holds only the ranks). Any other file is refused: its pattern and specials are unknown."""
+    from unittest import mock
+
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
-    from tiktoken_ext.openai_public import r50k_pat_str
+    from tiktoken_ext import openai_public
 
-    ranks = load_tiktoken_bpe(path)
-    return tiktoken.Encoding(name=Path(path).name.removesuffix(".tiktoken"), pat_str=r50k_pat_str,
-                             mergeable_ranks=ranks, special_tokens={"<|endoftext|>": len(ranks)})
+    with open(path, "rb") as f:
+        digest = _sha256(f.read())
+    name = known_tiktoken_files().get(digest)
+    if name is None:
+        raise SlimPajamaError(
+            f"{path} is not a .tiktoken file of a known encoding (SHA-256 {digest[:12]}...; known: "
+            f"{', '.join(sorted(set(known_tiktoken_files().values())))}), so its split pattern and special tokens "
+            "are unknown: give them in a tokenizer.json (--tokenizer FILE)")
+    ranks = load_tiktoken_bpe(path, expected_hash=digest)
+
+    def verified(url, expected_hash=None):
+        assert expected_hash == digest, (url, expected_hash)
+        return ranks
+
+    with _TIKTOKEN_LOCK, mock.patch.object(openai_public, "load_tiktoken_bpe", verified):
+        spec = openai_public.ENCODING_CONSTRUCTORS[name]()
+    return tiktoken.Encoding(**spec)
 
 
 def _named_encoding(name: str):

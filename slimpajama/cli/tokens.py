@@ -15,7 +15,8 @@ from slimpajama.core import defaults
 @click.option("--out", "-o", default="data/tokens", show_default=True, type=click.Path(file_okay=False),
               help="Token cache root; the cache goes to <out>/<encoding or tokenizer name>/.")
 @click.option("--encoding", default=defaults.ENCODING, show_default=True,
-              help="gpt2 (= r50k_base, BTLM's), another tiktoken encoding name, or a .tiktoken file.")
+              help="gpt2 (= r50k_base, BTLM's), another tiktoken encoding name, or the .tiktoken file of one "
+                   "(cl100k_base, o200k_base, ...: recognized by its SHA-256).")
 @click.option("--tokenizer", default=None, metavar="PATH",
               help="A model's tokenizer instead: a Hugging Face tokenizer.json, a SentencePiece tokenizer.model, or "
                    "the model folder holding one (local; the cache goes to <out>/<folder or file name>/).")
@@ -26,10 +27,15 @@ from slimpajama.core import defaults
 @click.option("--bos-token", default=None, metavar="TOKEN", help="The BOS token to prepend (implies --bos).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tokenizer threads per task (tasks already run one per core).")
+@click.option("--engine", type=click.Choice(["auto", "fast", "reference"]), default="auto", show_default=True,
+              help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; a sample of "
+                   "every task re-checked), else the tokenizer's own library, with a notice. fast / reference: force "
+                   "one.")
 @ReadFlags.apply
 @RayFlags.apply
 @fail_cleanly
-def tokenize(inputs, out, encoding, tokenizer, eos, bos, bos_token, threads, read: ReadFlags, ray: RayFlags):
+def tokenize(inputs, out, encoding, tokenizer, eos, bos, bos_token, threads, engine, read: ReadFlags,
+             ray: RayFlags):
     """Tokenize documents (a release, or any corpus/parquet shards) once into a token cache, EOS after each."""
     from slimpajama.errors import SlimPajamaError
     from slimpajama.pipelines.tokens import run_tokenize
@@ -38,7 +44,7 @@ def tokenize(inputs, out, encoding, tokenizer, eos, bos, bos_token, threads, rea
         raise SlimPajamaError("give either --encoding (tiktoken) or --tokenizer (a model's tokenizer file), not both")
     report = run_tokenize(list(inputs), out, tokenizer or encoding, threads=threads, read=read.options(),
                           verify_inputs=read.verify_inputs, task_bytes=read.task_bytes, eos=eos,
-                          bos=bos_token if bos_token else ("" if bos else None), **ray.run())
+                          bos=bos_token if bos_token else ("" if bos else None), engine=engine, **ray.run())
     print_report(report, ray.as_json)
 
 

@@ -216,17 +216,24 @@ def shard_stats(split_dir: str) -> dict:
 # ------------------------------------------------------------------------------------------------ dispatch
 
 
+def _token_markers(token_dir: str) -> list[dict]:
+    """The tokenize markers of a token cache (one per task)."""
+    state = os.path.join(token_dir, "_state")
+    found = []
+    for dirpath, _, files in os.walk(state):
+        for f in sorted(files):
+            m = _load_json(os.path.join(dirpath, f)) if f.endswith(".json") and not f.startswith("_") else None
+            if m:
+                found.append(m)
+    return found
+
+
 def _token_sources(token_dir: str) -> dict[str, int] | None:
     """Tokens per source of a token cache, from its tokenize markers."""
-    state = os.path.join(token_dir, "_state")
-    if not os.path.isdir(state):
-        return None
     total: dict[str, int] = {}
-    for dirpath, _, files in os.walk(state):
-        for f in files:
-            m = _load_json(os.path.join(dirpath, f)) if f.endswith(".json") and not f.startswith("_") else None
-            for s, n in ((m or {}).get("extra", {}).get("tokens_per_source") or {}).items():
-                total[s] = total.get(s, 0) + n
+    for m in _token_markers(token_dir):
+        for s, n in (m.get("extra", {}).get("tokens_per_source") or {}).items():
+            total[s] = total.get(s, 0) + n
     return total or None
 
 
@@ -254,8 +261,12 @@ def token_stats(path: str) -> dict:
     out = {}
     for c in caches:
         per_source = _token_sources(c) or {}
-        out[os.path.basename(c.rstrip("/"))] = {"tokens": sum(per_source.values()),
-                                                "tokens_per_source": dict(sorted(per_source.items()))}
+        extras = [m.get("extra", {}) for m in _token_markers(c)]
+        out[os.path.basename(c.rstrip("/"))] = {
+            "tokens": sum(per_source.values()), "tokens_per_source": dict(sorted(per_source.items())),
+            # which engine encoded the tasks, and how many documents the guard re-encoded with the reference
+            "engines": sorted({e["engine"] for e in extras if "engine" in e}),
+            "guard_checked": sum(e.get("guard_checked", 0) for e in extras)}
     return out
 
 
