@@ -157,6 +157,8 @@ def main():
         ("--e2e-gb", 2.0, "GB of text in the end-to-end run of every stage"),
         ("--e2e-real-mb", 200, "MB of real text (benchmarks/common.real_corpus) in a second end-to-end run"),
         ("--e2e-web-mb", 160, "MB of web-shaped real text (benchmarks/common.web_corpus) in a third end-to-end run"),
+        ("--tokenize-mb", 40, "MB of web pages, and of the real text, tokenized per core by the stage, tiktoken, the "
+                              "tokenizers library and the engine alone"),
         ("--normalize-web-mb", 20, "MB of web-shaped real text normalized by us and by a plain ftfy loop"),
         ("--dedup-peers-mb", 20, "MB of normalized real text deduplicated by us, SlimPajama's algorithm and (with "
                                  "$PEER_PYTHON) datatrove"),
@@ -174,6 +176,10 @@ def main():
                                                            args.normalize_web_mb),
                "dedup": lambda: bench_dedup(args.lsh_docs),
                "tokenize_pack": lambda: bench_tokens(args.docs),
+               "tokenize_engines": lambda: {
+                   corpus: run("bench_tokens.py", "--engines", flag, str(args.tokenize_mb))
+                   for corpus, flag in (("web_pages", "--web-mb"), ("real_text", "--real-mb"))}
+               if args.tokenize_mb else None,
                "end_to_end": lambda: bench_e2e(args.e2e_gb, args.e2e_real_mb, args.e2e_web_mb)
                if args.e2e_gb or args.e2e_real_mb or args.e2e_web_mb else None,
                "task_bytes": lambda: bench_split(args.split_gb, args.rp_gb) if args.split_gb or args.rp_gb else None,

@@ -24,6 +24,7 @@ One thread per process (the stage runs a task per core): fastokens' own thread p
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import tempfile
@@ -190,6 +191,30 @@ def tiktoken_json(ranks: dict[bytes, int], special_tokens: dict[str, int], patte
                   "vocab": {s(t): r for t, r in ranks.items()}, "merges": merges}})
 
 
+def _converted(ranks: dict[bytes, int], specials: dict[str, int]) -> str:
+    """tiktoken_json, made once per machine: kept under the cache folder by a digest of the ranks and specials
+    (converting takes about a second, in every worker process otherwise)."""
+    from .encodings import cache_dir
+
+    h = hashlib.sha256(json.dumps(sorted(specials.items())).encode())
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        h.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
+    path = cache_dir().parent / "engine" / f"{h.hexdigest()[:32]}.tokenizer.json"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    text = tiktoken_json(ranks, specials)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache folder: convert in every process
+        pass
+    return text
+
+
 def _single_thread() -> None:
     # one thread per process: the stage already runs a task per core (set before fastokens makes its pools)
     for var in ("RAYON_NUM_THREADS", "FASTOKENS_BPE_THREADS"):
@@ -207,7 +232,7 @@ def _fast_tokenizer(enc):
         return fastokens.Tokenizer.from_json_str(enc.data.decode("utf-8"))
     ranks, specials, pattern = enc._mergeable_ranks, enc._special_tokens, enc._pat_str  # tiktoken's own fields
     if pattern == GPT2_PATTERN:
-        return fastokens.Tokenizer.from_json_str(tiktoken_json(ranks, specials))
+        return fastokens.Tokenizer.from_json_str(_converted(ranks, specials))
     with tempfile.TemporaryDirectory() as d:  # fastokens reads ranks from a .tiktoken file
         path = os.path.join(d, "ranks.tiktoken")
         with open(path, "wb") as f:
@@ -224,31 +249,36 @@ def _probe_differs(fast: FastEngine, ref: ReferenceEngine) -> str | None:
     return None
 
 
-_ENGINES: dict = {}  # (id(enc), choice, threads) -> engine: chosen and loaded once per process
+_LOADED: dict = {}  # id(enc) -> (enc, FastEngine's tokenizer or why there is none): loaded once per process
+
+
+def _fast_or_why(enc) -> tuple[object | None, str | None]:
+    if id(enc) not in _LOADED:
+        tok, why = None, None
+        try:
+            tok = _fast_tokenizer(enc)
+            why = _probe_differs(FastEngine(tok), ReferenceEngine(enc))
+        except ImportError:
+            why = "fastokens is not installed"
+        except Exception as e:  # noqa: BLE001 - any load failure means: use the reference
+            why = f"fastokens cannot load it ({(str(e).splitlines() or [type(e).__name__])[0]})"
+        _LOADED[id(enc)] = (enc, None if why else tok, why)  # enc kept alive so its id is not reused
+    return _LOADED[id(enc)][1:]
 
 
 def engine_for(enc, choice: str = "auto", threads: int = 1, notice=None):
     """The engine that encodes with `enc` (see the module docstring). `notice(line)` hears why "auto" fell back."""
     if choice not in ENGINES:
         raise SlimPajamaError(f"--engine {choice!r} is not one of {', '.join(ENGINES)}")
-    key = (id(enc), choice, threads)
-    if key in _ENGINES:
-        return _ENGINES[key][1]
     ref = ReferenceEngine(enc, threads)
-    engine, why = ref, None
-    if choice != "reference":
-        try:
-            fast = FastEngine(_fast_tokenizer(enc), threads)
-            why = _probe_differs(fast, ref)
-            engine = ref if why else fast
-        except ImportError:
-            why = "fastokens is not installed"
-        except Exception as e:  # noqa: BLE001 - any load failure means: use the reference
-            why = f"fastokens cannot load it ({(str(e).splitlines() or [type(e).__name__])[0]})"
+    if choice == "reference":
+        return ref
+    tok, why = _fast_or_why(enc)
+    if tok is not None:
+        return FastEngine(tok, threads)
     name = getattr(enc, "name", "?")
-    if why and choice == "fast":
+    if choice == "fast":
         raise SlimPajamaError(f"--engine fast cannot encode {name}: {why}; use --engine auto or reference")
-    if why and notice is not None:
+    if notice is not None:
         notice(f"notice: tokenizing {name} with {ref.name} (the reference), not {FAST}: {why}")
-    _ENGINES[key] = (enc, engine)  # enc kept alive so its id is not reused
-    return engine
+    return ref

@@ -20,7 +20,8 @@ from slimpajama.io.reading import OnBad
 
 
 def read_documents(file: InputFile, on_bad: OnBad, **kwargs) -> Iterator[pa.RecordBatch]:
-    """Stream one corpus file as DOC_SCHEMA batches (see the module docstring)."""
+    """Stream one corpus file as DOC_SCHEMA batches (see the module docstring); with_texts=True: (batch, its texts
+    as Python strings) pairs."""
     reader = read_parquet if file.is_parquet else read_jsonl
     return reader(file, on_bad, **kwargs)
 

@@ -78,11 +78,13 @@ def _meta_json(obj: dict):
 def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                batch_rows: int = defaults.BATCH_ROWS, batch_bytes: int = defaults.BATCH_BYTES,
                max_doc_bytes: int | None = defaults.MAX_DOC_BYTES,
-               source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
+               source_map: tuple[tuple[str, str], ...] = (), with_texts: bool = False) -> Iterator[pa.RecordBatch]:
+    """`with_texts`: yield (batch, its texts as Python strings) pairs (see BatchBuilder.flush_with_texts)."""
     names = sources.source_map(source_map)
     fallback_source = default_source(file, source, names)
     limit = max_doc_bytes if max_doc_bytes else -1
     builder = BatchBuilder(batch_rows, batch_bytes)
+    flush = builder.flush_with_texts if with_texts else builder.flush
 
     def bad(line_no: int, reason: str, message: str, nbytes: int, src: str = fallback_source) -> None:
         on_bad(BadRecord(file.rel, line_no, reason, message, src, nbytes))
@@ -145,8 +147,8 @@ def read_jsonl(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                 bad(line_no, "non_string_text", f"'text' is {type(text).__name__}, not a string", nbytes, src)
                 continue
             if builder.add(f"{file.rel}:{line_no}", src, text, meta_json, len(text)):
-                yield builder.flush()
-    batch = builder.flush()
+                yield flush()
+    batch = flush()
     if batch is not None:
         yield batch
     if records == 0 and not file.span:  # (a range of a file may hold blank lines only)

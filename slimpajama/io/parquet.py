@@ -154,7 +154,8 @@ _PARQUET_ERRORS = (OSError, pa.ArrowException, ValueError, IndexError, KeyError)
 def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
                  batch_rows: int = defaults.BATCH_ROWS, batch_bytes: int = defaults.BATCH_BYTES,
                  max_doc_bytes: int | None = defaults.MAX_DOC_BYTES,
-                 source_map: tuple[tuple[str, str], ...] = ()) -> Iterator[pa.RecordBatch]:
+                 source_map: tuple[tuple[str, str], ...] = (), with_texts: bool = False) -> Iterator[pa.RecordBatch]:
+    """`with_texts`: yield (batch, its texts as Python strings) pairs, as read_jsonl does."""
     del batch_bytes  # parquet batches are bounded by rows and row groups
     names = sources.source_map(source_map)
     fallback_source = default_source(file, source, names)
@@ -177,6 +178,6 @@ def read_parquet(file: InputFile, on_bad: OnBad, *, source: str | None = None,
             out = _cast_doc_batch(batch, file, row, source, on_bad, names, max_doc_bytes)
             row += batch.num_rows
             if out.num_rows:
-                yield out
+                yield (out, out.column("text").to_pylist()) if with_texts else out
     except _PARQUET_ERRORS as e:
         on_bad(BadRecord(file.rel, row + 1, "corrupt", f"{type(e).__name__}: {e}", fallback_source, 0))

@@ -62,3 +62,10 @@ class BatchBuilder:
         batch = make_batch(self.ids, self.sources, self.texts, self.metas)
         self._clear()
         return batch
+
+    def flush_with_texts(self) -> tuple[pa.RecordBatch, list[str]] | None:
+        """The batch and its texts as the reader made them: str objects that already hold their UTF-8 form (the
+        batch's text column was made from it), so a tokenizer reads them without encoding again."""
+        texts = self.texts
+        batch = self.flush()
+        return None if batch is None else (batch, texts)
