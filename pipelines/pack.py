@@ -1,4 +1,4 @@
-"""Pack a token cache into training shards: `<shards>/seq<N>[-<a>-<b>]/<split>/` part-NNNNN.arrow (Arrow IPC
+"""Pack a token cache into training shards: `<shards>/seq<N>[-<a>-<b>][-bestfit][-<tokenizer>]/<split>/` part-NNNNN.arrow (Arrow IPC
 stream) and .slimpajama-index.json (packers/format.py), rows in a seeded global shuffle. First the plan
 (pipelines/packplan.py: rows from the documents' lengths, `_plan/`), then pack tasks over ranges of each split's
 files (as many as --task-bytes makes), which read the tokens; the driver then writes each split's index from their
@@ -88,8 +88,14 @@ class PackStage(Stage):
                             extra={"files": files, "padding_tokens": padding_total})
 
 
-def shards_dir_name(seq: int, range_: tuple[float, float]) -> str:
-    return f"seq{seq}" if tuple(range_) == defaults.PACK_RANGE else f"seq{seq}-{range_[0]:g}-{range_[1]:g}"
+def shards_dir_name(seq: int, range_: tuple[float, float], packing: str = "concat", encoding: str = "gpt2") -> str:
+    """seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]: BTLM's GPT-2 concat layouts keep their plain names, another
+    packing or tokenizer its own folder (it never overwrites them). Fractions in decimals (0.000001, not 1e-06)."""
+    def frac(x: float) -> str:
+        return np.format_float_positional(x, trim="-")
+
+    name = f"seq{seq}" if tuple(range_) == defaults.PACK_RANGE else f"seq{seq}-{frac(range_[0])}-{frac(range_[1])}"
+    return name + ("" if packing == "concat" else f"-{packing}") + ("" if encoding == "gpt2" else f"-{encoding}")
 
 
 log = logging.getLogger(__name__)
@@ -156,7 +162,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
             [fp, [f.identity() for pair in zip(files["tokens"], files["docs"], strict=True) for f in pair]]
         ).encode()).hexdigest()
         plan_tasks.append(ShardTask(split, (), {"cache": cache, "fingerprint": fingerprint}, side=files))
-    out = out_dir or storage.join(out_root, shards_dir_name(seq, range_))
+    name = shards_dir_name(seq, range_, packing, cache["encoding"])
+    out = out_dir or storage.join(out_root, name)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
     stage = PackStage(seq, packing, range_, seed, file_bytes)
     plans, report_plan = run_plan(stage.plan_stage, plan_tasks, storage.join(out, PLAN_DIR),
@@ -190,7 +197,7 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
     report.seconds += report_plan.seconds
     for split, rows in report.extra["rows"].items():
         if not rows:
-            log.warning(f"{shards_dir_name(seq, range_)}/{split}: 0 rows (its tokens are fewer than one row of "
+            log.warning(f"{name}/{split}: 0 rows (its tokens are fewer than one row of "
                         f"{seq + 1:,}): a larger --holdout at release, or a shorter --seq, gives it rows")
     rebuild = {"cache": cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir),
                "args": f"--seq {seq} --packing {packing} --range {range_[0]:g}:{range_[1]:g} --seed {seed} "

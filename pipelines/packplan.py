@@ -290,7 +290,9 @@ def concat_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) 
 def bestfit_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) -> tuple[int, int, dict]:
     """The best-fit plan, whole buffers of `buffer_docs` per call (CHUNK_DOCS documents or just above): its pieces
     and each row's first piece (row_ptr)."""
-    d0, d1, t0, _ = bounds
+    d0, d1, t0, t1 = bounds
+    if (t1 - t0 - 1) // seq <= 0:  # the range holds fewer tokens than a row: no rows, as concat makes none (a
+        d1 = d0  # best-fit row of them would be nearly all padding)
     chunk = -(-CHUNK_DOCS // buffer_docs) * buffer_docs
     tokens, concat_cut, cut, rows, padding, pieces = SourceTokens(), 0, 0, 0, 0, 0
     held_starts, held_lens = [], []  # documents not planned yet: less than a chunk

@@ -157,15 +157,19 @@ def require(path: str, accepted: tuple[str, ...], command: str) -> PathKind:
 DOCUMENTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
 
 
-def require_inputs(inputs, accepted: tuple[str, ...], command: str) -> None:
-    """`require` for every input that is a path (a glob is expanded later, by discovery)."""
+def require_inputs(inputs, accepted: tuple[str, ...], command: str) -> list[str]:
+    """`require` for every input that is a path (a glob is expanded later, by discovery): what each holds (a glob:
+    "corpus")."""
     import glob
 
+    kinds = []
     for spec in [inputs] if isinstance(inputs, str | os.PathLike) else inputs:
         spec = str(spec)
         if glob.has_magic(spec) and not os.path.exists(spec):
+            kinds.append("corpus")
             continue
-        require(spec, accepted, command)
+        kinds.append(require(spec, accepted, command).kind)
+    return kinds
 
 
 def inputs_text(inputs) -> str:

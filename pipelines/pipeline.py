@@ -1,7 +1,7 @@
 """The whole pipeline in one driver (one Ray session): raw corpus -> release -> token cache -> packed shards.
 
 The layout under `data` is the Makefile's: work/normalized, work/dedup (signatures in work/dedup/_minhash),
-slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>]. Every stage resumes, so rerunning after a crash finishes
+slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]. Every stage resumes, so rerunning after a crash finishes
 the job with the same bytes.
 """
 

@@ -38,7 +38,7 @@ from .stage import ShardOutcome, ShardTask, Stage
 MODEL_DIR = "_tokenizer"  # in a token cache: the copy of a model tokenizer's file, which workers load
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
 GUARD_RATE = 1e-3  # the share of a task's documents the guard re-encodes with the reference (and its longest)
-GUARD_LONGEST = 0.002  # the longest document is re-encoded up to this share of the task's text (see Guard)
+GUARD_LONGEST = 0.001  # the longest document is re-encoded up to this share of the task's text (see Guard)
 
 
 def split_of_key(key: str) -> str:
@@ -134,10 +134,10 @@ class Guard:
     `--engine reference`. Nothing to check when the engine is the reference.
 
     The reference is 10-100x slower than the engine, so the longest document is checked when it is at most
-    GUARD_LONGEST of the task's text (or 256 KiB), else the longest one of at most 256 KiB: the guard stays a few
+    GUARD_LONGEST of the task's text (or 64 KiB), else the longest one of at most 64 KiB: the guard stays a few
     percent of the task (the exactness tests cover documents of 20 MB)."""
 
-    SMALL = 256 << 10
+    SMALL = 64 << 10
 
     def __init__(self, enc, engine, key: str):
         self.enc, self.engine, self.checked, self.text_bytes = enc, engine, 0, 0

@@ -132,6 +132,15 @@ def test_a_negative_size_is_a_usage_error(tmp_path, flag):
     (["shards", "x", "--seq", "abc"], "error: Invalid value for '--seq': 'abc' is not a valid integer range. (see "
                                       "'slimpajama shards --help')"),
     (["bogus"], "error: No such command 'bogus'. (see 'slimpajama --help')"),
+    # issue 44.7: these were `error: ... (unexpected ...)`, exit 1, some after the pack plan had run
+    *[(["shards", "x", "--seq", "8", "--range", r], f"error: Invalid value for '--range': '{r}' is not A:B with 0 <= "
+       "A < B <= 1, e.g. 0:0.75 (see 'slimpajama shards --help')") for r in ("0.3", "a:b", "0:1:2", "0.5:0.2")],
+    (["shards", "x", "--seq", "8", "--seed", "-1"], "error: Invalid value for '--seed': -1 is not in the range x>=0. "
+                                                    "(see 'slimpajama shards --help')"),
+    (["release", "x", "--seed", "-1"], "error: Invalid value for '--seed': -1 is not in the range x>=0. (see "
+                                       "'slimpajama release --help')"),
+    (["export", "x", "--range", "1:2"], "error: Invalid value for '--range': '1:2' is not A:B with 0 <= A < B <= 1, "
+                                        "e.g. 0:0.75 (see 'slimpajama export --help')"),
 ])
 def test_a_usage_mistake_is_one_error_line_and_exit_2(args, expect):
     """The installed command (not click's three lines, "Usage:", "Try ...", "Error: ...")."""

@@ -236,3 +236,22 @@ def test_own_shards_pass_through_and_rows_needing_repair_are_still_repaired(tmp_
     rows, bad = collect(str(tmp_path / "s" / "odd.parquet"), max_doc_bytes=32, source="RedPajamaWikipedia")
     assert rows == [{"doc_id": "b:1", "source": "RedPajamaWikipedia", "text": "fine", "meta": "{}"}]
     assert sorted((b.line, b.reason) for b in bad) == [(2, "invalid_utf8"), (3, "too_large")]
+
+
+def test_a_json_error_message_says_at_once(tmp_path):
+    """Issue 44.9: the stdlib's "Invalid control character at" came out as "... at at column 12"."""
+    write_lines(tmp_path / "s" / "a.jsonl", [b'{"text": "a\x01b"}'])
+    _, bad = collect(str(tmp_path))
+    assert bad[0].reason == "malformed_json" and bad[0].message == "Invalid control character at column 12"
+
+
+def test_the_default_shards_folder_names_the_packing_and_the_tokenizer():
+    """Issue 44.9: every layout had one default folder (the README's Qwen example overwrote GPT-2's seq2048, best
+    fit overwrote concat), and --range 0:0.000001 was named seq256-0-1e-06."""
+    from slimpajama.pipelines.pack import shards_dir_name
+
+    assert shards_dir_name(2048, (0.0, 1.0)) == "seq2048"
+    assert shards_dir_name(2048, (0.0, 0.75)) == "seq2048-0-0.75"
+    assert shards_dir_name(256, (0.0, 0.000001)) == "seq256-0-0.000001"
+    assert shards_dir_name(8192, (0.75, 1.0), "bestfit") == "seq8192-0.75-1-bestfit"
+    assert shards_dir_name(2048, (0.0, 1.0), "concat", "Qwen2.5-0.5B") == "seq2048-Qwen2.5-0.5B"

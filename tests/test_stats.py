@@ -105,8 +105,8 @@ def test_json_keys_are_stable_and_plots_are_images(data_root, tmp_path):
     src = next(iter(st["corpus"]["sources"].values()))
     assert sorted(src) == SOURCE_KEYS and sorted(src["chars"]) == CHAR_KEYS
     assert sorted(next(iter(st["pipeline"]["sources"].values()))) == PIPELINE_ROW_KEYS
-    assert sorted(st["shards"]["seq512/train"]) == SHARD_KEYS and st["shards"]["seq512/train"]["checksums_ok"]
-    assert st["shards"]["seq512/train"]["tokenizer"] == {"name": "gpt2", "kind": "tiktoken", "vocab_size": 50257,
+    assert sorted(st["shards"]["seq512-bestfit/train"]) == SHARD_KEYS and st["shards"]["seq512-bestfit/train"]["checksums_ok"]
+    assert st["shards"]["seq512-bestfit/train"]["tokenizer"] == {"name": "gpt2", "kind": "tiktoken", "vocab_size": 50257,
                                                          "dtype": "uint16"}
     assert st["pipeline"]["stages"] == ["dedup", "normalize", "release"]
     assert st["clusters"]["duplicates"] == sum(r["duplicate"] for r in st["pipeline"]["sources"].values())
@@ -130,16 +130,16 @@ def test_each_kind_is_recognized(data_root):
     rel = compute(str(data_root / "slimpajama"))
     assert rel["kind"] == "release" and rel["release"]["splits"]["train"]["docs"] > 0
     sh = compute(str(data_root / "shards"))
-    assert sh["kind"] == "shards" and sh["shards"]["seq512/train"]["rows"] > 0
+    assert sh["kind"] == "shards" and sh["shards"]["seq512-bestfit/train"]["rows"] > 0
 
 
 def test_damaged_shards_are_reported(data_root, tmp_path):
     import shutil
 
     shutil.copytree(data_root / "shards", tmp_path / "shards")
-    part = tmp_path / "shards" / "seq512" / "train" / "part-00000.arrow"
+    part = tmp_path / "shards" / "seq512-bestfit" / "train" / "part-00000.arrow"
     part.write_bytes(part.read_bytes()[:-10])
-    st = compute(str(tmp_path / "shards"))["shards"]["seq512/train"]
+    st = compute(str(tmp_path / "shards"))["shards"]["seq512-bestfit/train"]
     assert not st["checksums_ok"] and "part-00000.arrow" in st["error"]
 
 

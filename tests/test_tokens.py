@@ -7,12 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
 from slimpajama.packers import PackedDataset, ShardReader, verify
 from slimpajama.packers.pack import row_order
 from slimpajama.pipelines.pack import run_shards
+from slimpajama.pipelines.tokens import run_tokenize
 from slimpajama.tokenize import encodings
 from slimpajama.tokenize.batch import encode_documents, token_dtype
 from slimpajama.tokenize.encodings import get_encoding
@@ -141,7 +143,7 @@ def test_concat_rows_reproduce_the_documents_and_every_token_is_one_label(cache,
 
 def test_bestfit_keeps_documents_whole_and_reports_padding(cache, tmp_path):
     run_shards(str(cache / "tokens" / "gpt2"), str(tmp_path), BF_SEQ, packing="bestfit", progress=False)
-    reader = ShardReader(str(tmp_path / f"seq{BF_SEQ}" / "train"))
+    reader = ShardReader(str(tmp_path / f"seq{BF_SEQ}-bestfit" / "train"))
     tokens, lens = cache_stream(cache / "tokens" / "gpt2")
     m = reader.manifest
     assert m["docs_cut"] == int((lens > BF_SEQ + 1).sum()) and m["docs_cut_fraction"] < m["concat_comparison"][
@@ -179,7 +181,7 @@ def test_bestfit_planned_by_many_tasks_packs_the_same_bytes(cache, tmp_path, mon
         out = tmp_path / str(task_docs)
         run_shards(str(cache / "tokens" / "gpt2"), str(out), SEQ, packing="bestfit", file_bytes=1, task_bytes=1,
                    progress=False)
-        d = out / f"seq{SEQ}"
+        d = out / f"seq{SEQ}-bestfit"
         digests[task_docs] = {p.relative_to(d).as_posix(): sha256_file(str(p)) for p in sorted(d.rglob("*"))
                               if p.is_file() and not p.relative_to(d).as_posix().startswith("_")}
         plans[task_docs] = sorted(p.name for p in (d / "_plan").glob("train.*.piece_start.npy"))
@@ -228,7 +230,7 @@ def test_reader_zero_copy_and_verify_catches_damage(cache, tmp_path):
 def packed(cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("packed")
     run_shards(str(cache / "tokens" / "gpt2"), str(out), BF_SEQ, packing="bestfit", progress=False)
-    return str(out / f"seq{BF_SEQ}" / "train")
+    return str(out / f"seq{BF_SEQ}-bestfit" / "train")
 
 
 def test_dataset_items(packed):
@@ -245,3 +247,28 @@ def test_dataset_items(packed):
     starts = np.cumsum(lens) - lens
     assert (item["position_ids"].numpy()[starts[starts < BF_SEQ]] == 0).all()
     assert item["position_ids"][1] == 1 or lens[0] == 1
+
+
+def test_a_range_of_fewer_tokens_than_a_row_packs_no_rows_whatever_the_packing(cache, tmp_path):
+    """Issue 44.9: best fit wrote one row of 99.92% padding at --seq 1000000 where concat writes none."""
+    for packing in ("concat", "bestfit"):
+        report = run_shards(str(cache / "tokens" / "gpt2"), str(tmp_path), 1_000_000, packing=packing,
+                            progress=False)
+        assert {s: v["rows"] for s, v in report.extra["splits"].items()} == {"train": 0, "validation": 0, "test": 0}
+
+
+def test_a_stage_reads_what_the_stage_before_it_wrote_whatever_its_size(cache, tmp_path):
+    """Issue 44.5: a document over --max-doc-bytes in a stage's output (normalize --max-doc-bytes 0 let it through)
+    stopped dedup, and tokenize dropped it from a release: the limit guards a raw corpus only."""
+    from slimpajama.errors import raise_on_bad
+    from slimpajama.io.discover import discover
+    from slimpajama.io.documents import read_documents
+    from slimpajama.pipelines import ReadOptions
+
+    small = ReadOptions(max_doc_bytes=100)
+    report = run_tokenize(str(cache / "release"), str(tmp_path / "t"), read=small, progress=False)
+    totals = report.ledger.totals()
+    assert totals.docs_in == totals.docs_out == sum(len(release_texts(cache / "release", s)) for s in SPLITS)
+    normalized = [f for f in discover(str(cache / "n")) if f.is_parquet]
+    rows = sum(b.num_rows for f in normalized for b in read_documents(f, raise_on_bad, max_doc_bytes=100))
+    assert rows == sum(b.num_rows for f in normalized for b in read_documents(f, raise_on_bad))

@@ -8,7 +8,7 @@ import os
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, at_least, parse_range, range_text
+from slimpajama.cli.options import RANGE, SIZE, at_least, range_text
 from slimpajama.core import defaults
 
 
@@ -22,7 +22,7 @@ from slimpajama.core import defaults
 @click.option("--out", "-o", "prefix", required=True,
               help="Output prefix: writes PREFIX.json and PREFIX.bin + PREFIX.idx (megatron) or PREFIX/.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="train", show_default=True)
-@click.option("--range", "range_", default=range_text(defaults.PACK_RANGE), show_default=True,
+@click.option("--range", "range_", type=RANGE, default=range_text(defaults.PACK_RANGE), show_default=True,
               help="The documents whose first token lies in this fraction A:B of the split's tokens (as shards).")
 @click.option("--by-source", is_flag=True,
               help="One dataset per source (PREFIX_<source>); PREFIX.json gives the sources' token shares as "
@@ -55,7 +55,7 @@ def export(path, fmt, prefix, split, range_, by_source, encoding, tokens_root, c
 
         run_tokenize([path], tokens_root, encoding or defaults.ENCODING, progress=None if quiet else shard_progress)
         path = tokens_root
-    summary = run_export(path, prefix, fmt=fmt, split=split, range_=parse_range(range_), by_source=by_source,
+    summary = run_export(path, prefix, fmt=fmt, split=split, range_=range_, by_source=by_source,
                          encoding=encoding, chunk_bytes=at_least("--chunk-bytes", chunk_bytes, 1 << 20,
                                                                      "a chunk file per few documents"))
     if as_json:

@@ -54,18 +54,41 @@ SIZE = SizeType()
 
 
 def parse_range(value: str | tuple[float, float]) -> tuple[float, float]:
-    """'0:0.75' -> (0.0, 0.75): a contiguous fraction A:B of a split's tokens."""
+    """'0:0.75' -> (0.0, 0.75): a contiguous fraction A:B of a split's tokens, 0 <= A < B <= 1 (ValueError)."""
     if isinstance(value, tuple):
         return value
+    parts = str(value).split(":")
     try:
-        a, b = (float(x) for x in value.split(":"))
+        a, b = (float(x) for x in parts) if len(parts) == 2 else (None, None)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not A:B, e.g. 0:0.75") from None
+        a = b = None
+    if a is None or not 0 <= a < b <= 1:
+        raise ValueError(f"{value!r} is not A:B with 0 <= A < B <= 1, e.g. 0:0.75")
     return a, b
+
+
+class RangeType(click.ParamType):
+    """--range A:B, checked before any work: a mistake is a usage error (exit 2)."""
+
+    name = "A:B"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_range(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+RANGE = RangeType()
 
 
 def range_text(range_: tuple[float, float]) -> str:
     return f"{range_[0]:g}:{range_[1]:g}"
+
+
+def seed_option(default: int, help: str):
+    """--seed: a non-negative integer (numpy's generators refuse a negative one), checked before any work."""
+    return click.option("--seed", type=click.IntRange(min=0), default=default, show_default=True, help=help)
 
 
 def at_least(flag: str, value: int | None, minimum: int, why: str) -> int:
@@ -138,7 +161,8 @@ class ReadFlags(OptionGroup):
             task_bytes_option("Split plain .jsonl and parquet files bigger than this into parts read by separate "
                               "tasks"),
             click.option("--max-doc-bytes", type=SIZE, default=size_text(defaults.MAX_DOC_BYTES), show_default=True,
-                         help="Records larger than this are bad input (0: no limit)."),
+                         help="Records of a raw corpus larger than this are bad input (0: no limit); a stage's "
+                              "output is read whole."),
             click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
                          help="skip: count bad input under bad_input and log it in _errors.jsonl; fail: stop at the "
                               "first bad record, naming file and line."),

@@ -7,7 +7,7 @@ import json
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, ReadFlags, check_bucket_bytes, parse_range, size_text
+from slimpajama.cli.options import RANGE, SIZE, RayFlags, ReadFlags, check_bucket_bytes, size_text
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 
@@ -23,7 +23,8 @@ from slimpajama.errors import SlimPajamaError
               help="Documents per read batch (memory per task; never changes the output).")
 @click.option("--seq", "seqs", type=click.IntRange(min=1), multiple=True, default=(defaults.SEQ,), show_default=True,
               help="Sequence length of a packed output; repeat with --range for BTLM's schedule.")
-@click.option("--range", "ranges", multiple=True, default=None, help="Train range A:B per --seq (default 0:1).")
+@click.option("--range", "ranges", type=RANGE, multiple=True, default=None,
+              help="Train range A:B per --seq (default 0:1).")
 @click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a packed shard file.")
@@ -45,7 +46,7 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
                          encoding=encoding, packing=packing, task_bytes=read.task_bytes or 0,
                          file_bytes=file_bytes or 1,
-                         shards=tuple(zip(seqs, [parse_range(r) for r in ranges] if ranges else
+                         shards=tuple(zip(seqs, list(ranges) if ranges else
                                           [defaults.PACK_RANGE] * len(seqs), strict=True)))
     reports = run_pipeline(list(inputs), data, cfg, verify_inputs=read.verify_inputs, **ray.run())
     summaries = [r.summary() for r in reports]

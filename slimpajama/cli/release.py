@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, check_bucket_bytes, size_text, task_bytes_option
+from slimpajama.cli.options import (
+    SIZE,
+    RayFlags,
+    check_bucket_bytes,
+    seed_option,
+    size_text,
+    task_bytes_option,
+)
 from slimpajama.cli.render import print_report
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
@@ -15,8 +22,7 @@ from slimpajama.errors import SlimPajamaError
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", "-o", default="data/slimpajama", show_default=True, type=click.Path(file_okay=False),
               help="Release directory: train/, validation/, test/, manifest.json, ledger.json.")
-@click.option("--seed", type=int, default=defaults.RELEASE_SEED, show_default=True,
-              help="Seed of the split, weights and shuffle.")
+@seed_option(defaults.RELEASE_SEED, "Seed of the split, weights and shuffle.")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True,
               help="Fraction of documents held out, split evenly into validation and test.")
 @click.option("--weights", default=None,

@@ -7,7 +7,15 @@ import json
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import SIZE, RayFlags, parse_range, range_text, size_text, task_bytes_option
+from slimpajama.cli.options import (
+    RANGE,
+    SIZE,
+    RayFlags,
+    range_text,
+    seed_option,
+    size_text,
+    task_bytes_option,
+)
 from slimpajama.core import defaults
 
 
@@ -15,13 +23,13 @@ from slimpajama.core import defaults
 @click.argument("cache", type=click.Path(file_okay=False))
 @click.option("--seq", type=click.IntRange(min=1), required=True, help="Sequence length (2048, 8192, ...).")
 @click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
-@click.option("--range", "range_", default=range_text(defaults.PACK_RANGE), show_default=True,
+@click.option("--range", "range_", type=RANGE, default=range_text(defaults.PACK_RANGE), show_default=True,
               help="Contiguous fraction A:B of the train cache (document-aligned): 0:0.75 then 0.75:1 is BTLM's "
                    "75/25 schedule on disjoint tokens.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the global row shuffle.")
+@seed_option(0, "Seed of the global row shuffle.")
 @click.option("--out-root", default="data/shards", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", "-o", default=None, type=click.Path(file_okay=False),
-              help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>]).")
+              help="Exact output directory (default <out-root>/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]: GPT-2 concat layouts need no suffix).")
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a shard file. A file holds whole record batches of 1,024 rows, so at least "
                    "1,024 x (seq + 1) tokens (1 MiB at --seq 511 and uint16); a smaller value is raised to that.")
@@ -39,7 +47,7 @@ def shards(cache, seq, packing, range_, seed, out_root, out, file_bytes, task_by
     tokens than a row has none) of Arrow IPC files and an index, .slimpajama-index.json."""
     from slimpajama.pipelines.pack import run_shards
 
-    report = run_shards(cache, out_root, seq, packing=packing, range_=parse_range(range_), seed=seed,
+    report = run_shards(cache, out_root, seq, packing=packing, range_=range_, seed=seed,
                         file_bytes=file_bytes or 1, out_dir=out, verify_outputs=verify_outputs, encoding=encoding,
                         task_bytes=task_bytes, **ray.run())
     summary = {"out": report.out_dir, "splits": report.extra["splits"]}

@@ -53,7 +53,8 @@ def _parse_line(line: bytes):
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        return None, ("malformed_json", f"{e.msg} at column {e.colno}")
+        # the stdlib's messages for some errors end in "at" ("Invalid control character at"): say it once
+        return None, ("malformed_json", f"{e.msg.removesuffix(' at')} at column {e.colno}")
     except RecursionError:
         return None, ("malformed_json", "nesting too deep")
     try:  # only this parser lets lone surrogates (\\ud800 escapes) through; they cannot be written as UTF-8

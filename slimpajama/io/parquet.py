@@ -52,10 +52,11 @@ def _string_or_none(values: list, fallback) -> list:
     return [v if isinstance(v, str) and v else fallback(i) for i, v in enumerate(values)]
 
 
-def _own_shard_batch(batch: pa.RecordBatch, max_doc_bytes: int | None) -> pa.RecordBatch | None:
+def _own_shard_batch(batch: pa.RecordBatch) -> pa.RecordBatch | None:
     """A batch of one of our own shards, as it is, when it needs no repair (DOC_SCHEMA's columns, no null or empty
-    id, source or meta, valid UTF-8, no text over the limit); None otherwise (the row-by-row path decides). Every
-    later stage reads such shards: no text becomes a Python object here."""
+    id, source or meta, valid UTF-8); None otherwise (the row-by-row path decides). Every later stage reads such
+    shards: no text becomes a Python object here. No size limit: the stage that wrote them applied its own, and a
+    stage accepts what the stage before it wrote (a 40 MB document normalized with --max-doc-bytes 0 is deduped)."""
     if (not batch.num_rows or batch.schema.names != DOC_SCHEMA.names
             or any(t != pa.string() for t in batch.schema.types)):
         return None
@@ -64,7 +65,7 @@ def _own_shard_batch(batch: pa.RecordBatch, max_doc_bytes: int | None) -> pa.Rec
         if col.null_count or pc.min(pc.binary_length(col)).as_py() == 0:
             return None
     text = batch.column("text")
-    if text.null_count or (max_doc_bytes and pc.max(pc.binary_length(text)).as_py() > max_doc_bytes):
+    if text.null_count:
         return None
     try:
         batch.validate(full=True)  # UTF-8, which parquet does not check
@@ -77,7 +78,7 @@ def _cast_doc_batch(batch: pa.RecordBatch, file: InputFile, first_row: int, sour
                     on_bad: OnBad, source_names: dict[str, str], max_doc_bytes: int | None) -> pa.RecordBatch:
     """A parquet batch -> DOC_SCHEMA. Our own shards pass through; other parquet keeps non-text columns as meta.
     A null doc_id, source or meta gets what a file without that column would give."""
-    own = _own_shard_batch(batch, max_doc_bytes)
+    own = _own_shard_batch(batch)
     if own is not None:
         return own
     fallback_source = default_source(file, source, source_names)
