@@ -255,3 +255,26 @@ def test_the_default_shards_folder_names_the_packing_and_the_tokenizer():
     assert shards_dir_name(256, (0.0, 0.000001)) == "seq256-0-0.000001"
     assert shards_dir_name(8192, (0.75, 1.0), "bestfit") == "seq8192-0.75-1-bestfit"
     assert shards_dir_name(2048, (0.0, 1.0), "concat", "Qwen2.5-0.5B") == "seq2048-Qwen2.5-0.5B"
+
+
+def test_a_file_name_that_is_not_utf8_is_read_with_its_bytes_escaped(tmp_path):
+    """Issue 44.4: `na\\xefve\\xff.jsonl` stopped normalize, ingest and stats with a UnicodeEncodeError naming no
+    file. Its doc ids, outputs and messages spell the name with the bytes escaped."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from slimpajama.cli import main
+
+    raw = tmp_path / "raw" / "src"
+    raw.mkdir(parents=True)
+    with open(os.path.join(os.fsencode(raw), b"na\xefve\xff.jsonl"), "w") as f:
+        f.writelines(_json.dumps({"text": f"document {i} " + "word " * 60}) + "\n" for i in range(3))
+    rows, bad = collect(str(tmp_path / "raw"))
+    assert not bad and [r["doc_id"] for r in rows] == [f"src/na\\xefve\\xff.jsonl:{i}" for i in (1, 2, 3)]
+    for args in (["normalize", str(tmp_path / "raw"), "--out", str(tmp_path / "n"), "--quiet"],
+                 ["ingest", str(tmp_path / "raw"), "--out", str(tmp_path / "i"), "--quiet"],
+                 ["stats", str(tmp_path / "raw")]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 0, r.output
+    assert (tmp_path / "n" / "src" / "na\\xefve\\xff.parquet").is_file()

@@ -19,6 +19,16 @@ JSONL_SUFFIXES = tuple(base + c for base in (".jsonl", ".json") for c in COMPRES
 PARQUET_SUFFIXES = (".parquet",)
 
 
+def printable(name: str) -> str:
+    """A file name as doc ids, outputs and messages spell it: a name whose bytes are not UTF-8 (Python holds them as
+    lone surrogates, which no UTF-8 file can store) with those bytes escaped, na\\xefve.jsonl; any other unchanged."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class InputFile:
     path: str  # where to open it
@@ -182,10 +192,10 @@ def _expand(spec: str, skipped: dict[str, str]) -> Iterator[tuple[str, InputFile
     else:
         raise SlimPajamaError(f"input not found: {spec}")
     for p in paths:
-        rel = Path(os.path.relpath(p, root)).as_posix()
+        rel = printable(Path(os.path.relpath(p, root)).as_posix())
         if not _wanted(rel):
             if _visible(rel):
-                skipped[os.path.realpath(p)] = p
+                skipped[os.path.realpath(p)] = printable(p)
             continue
         st = os.stat(p)
         yield os.path.realpath(p), InputFile(path=p, rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
