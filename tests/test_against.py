@@ -172,6 +172,11 @@ def test_stats_shows_the_duplicates_of_the_release_in_the_funnel(batches, tmp_pa
     want = json.loads((tmp_path / "d" / "dedup.json").read_text())["duplicates_of_release"]
     assert sum(v["duplicate_of_release"] for v in rows.values()) == want > 0
     assert rows["RedPajamaC4"]["duplicate_of_release"] > 0
+    # issue 44.6: every dropped document counted (clusters matching the release keep none), and a source removed
+    # as duplicates of the release has a duplication rate
+    clusters = json.loads(r.stdout)["clusters"]
+    assert clusters["duplicates"] == sum(v["duplicate"] + v["duplicate_of_release"] for v in rows.values())
+    assert rows["RedPajamaC4"]["byte_duplication_rate"] > 0.5
     r = CliRunner().invoke(main, ["stats", str(tmp_path / "d")], terminal_width=80)
     assert r.exit_code == 0 and "dup. of" in r.stdout and max(map(len, r.stdout.splitlines())) <= 80
 

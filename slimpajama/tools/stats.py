@@ -130,7 +130,9 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
                    "duplicate_of_release": dropped(s, "duplicate_of_release"),  # (dedup --against)
                    "decontaminated": dropped(s, "decontaminated"), "sampled_out": dropped(s, "sampled_out"),
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
-                   "byte_duplication_rate": (round(dropped(s, "duplicate", "bytes") / dd["bytes_in"], 6)
+                   # duplicates within the run and of an earlier release (--against) alike
+                   "byte_duplication_rate": (round((dropped(s, "duplicate", "bytes")
+                                                    + dropped(s, "duplicate_of_release", "bytes")) / dd["bytes_in"], 6)
                                              if dd and dd["bytes_in"] else None)}
     kept = sum(r["kept_bytes"] for r in rows.values()) or 1
     for r in rows.values():
@@ -166,9 +168,11 @@ def cluster_stats(dedup_dir: str, top: int = 10) -> dict:
     path = os.path.join(dedup_dir, "duplicates.parquet")
     if not os.path.exists(path):
         return {}
-    t = pq.read_table(path, columns=["source", "cluster_id", "kept_doc_id"])
+    t = pq.read_table(path, columns=["source", "cluster_id", "kept_doc_id", "kept"])
     if t.num_rows == 0:
         return {"clusters": 0, "duplicates": 0, "size_histogram": {}, "largest": []}
+    # the documents dropped: every one not kept (a cluster matching an earlier release, --against, keeps none)
+    duplicates = t.num_rows - int(pc.sum(t["kept"]).as_py() or 0)
     agg = t.group_by("cluster_id").aggregate([("source", "count"), ("kept_doc_id", "min"),
                                               ("source", "distinct")])
     sizes = agg["source_count"].to_numpy()
@@ -177,7 +181,7 @@ def cluster_stats(dedup_dir: str, top: int = 10) -> dict:
     largest = [{"cluster_id": int(agg["cluster_id"][i].as_py()), "size": int(sizes[i]),
                 "kept_doc_id": agg["kept_doc_id_min"][i].as_py(),
                 "sources": sorted(agg["source_distinct"][i].as_py())} for i in order]
-    return {"clusters": int(len(sizes)), "duplicates": int(sizes.sum() - len(sizes)),
+    return {"clusters": int(len(sizes)), "duplicates": duplicates,
             "size_histogram": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
             "largest": largest}
 
