@@ -61,6 +61,26 @@ def test_2_a_same_size_edit_is_noticed_and_its_old_bad_record_goes(tmp_path, ray
     assert second.ledger.totals().docs_in == 2 and "bad_input" not in second.ledger.totals().dropped
 
 
+def test_2_a_stage_output_replaced_by_hand_is_read_as_it_is_now(tmp_path, ray_session):
+    """Issue 44.3: a normalized shard replaced under the same name was deduped with the previous run's clusters
+    (the run key trusted the SHA-256 its _outputs.json recorded): documents were dropped by position."""
+    raw = tmp_path / "raw"
+    base = text(1, 120)
+    write_jsonl(raw / "A" / "a.jsonl", [base, base + " extra", text(2)])
+    write_jsonl(raw / "B" / "b.jsonl", [text(3, 120), text(4, 120), text(5, 120)])
+    normalize(raw, tmp_path / "n")
+    assert run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False).ledger.totals().dropped["duplicate"][0]
+    shard = tmp_path / "n" / "A" / "a.parquet"
+    table = pq.read_table(shard)
+    pq.write_table(table.take([2, 0]), shard)  # other rows under the same name, by hand
+    rerun = run_dedup(str(tmp_path / "n"), str(tmp_path / "d"), progress=False)
+    fresh = run_dedup(str(tmp_path / "n"), str(tmp_path / "fresh"), progress=False)
+    assert "duplicate" not in fresh.ledger.totals().dropped
+    assert rerun.ledger.to_dict() == fresh.ledger.to_dict()
+    assert sorted(read_texts(tmp_path / "d")) == sorted(read_texts(tmp_path / "fresh")) == sorted(
+        [text(2), base, text(3, 120), text(4, 120), text(5, 120)])
+
+
 def test_2_verify_inputs_notices_an_edit_that_kept_the_modification_time(tmp_path, ray_session):
     raw = tmp_path / "raw"
     path = raw / "A" / "a.jsonl"

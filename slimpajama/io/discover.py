@@ -215,10 +215,24 @@ def _walk(top: str) -> Iterator[str]:
 
 
 def _manifest_files(manifest: outputs.Manifest) -> list[InputFile]:
+    """A stage's document files as its manifest records them, each checked against the file on disk: one whose
+    size or modification time is not the record's (replaced by hand under the same name) is hashed again, so what
+    depends on it (a rerun's run key, a later stage's resume) sees the new content."""
+    from slimpajama.io.writers import sha256_file
+
     if manifest.data.get("documents_root") is None:
         raise SlimPajamaError(f"{manifest.directory} holds the output of stage {manifest.stage}, not documents")
-    return [InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0), digest=rec["sha256"])
-            for rel, path, rec in manifest.documents() if _wanted(rel)]
+    out = []
+    for rel, path, rec in manifest.documents():
+        if not _wanted(rel):
+            continue
+        now, recorded = storage.stat(path), (rec["size"], rec.get("mtime_ns", 0))
+        if now is None:
+            raise SlimPajamaError(f"{path} is missing from {manifest.directory}, whose {outputs.OUTPUTS_FILE} lists "
+                                  f"it: rerun the stage that wrote {manifest.directory}")
+        digest = rec["sha256"] if now == recorded or not recorded[1] else sha256_file(path)
+        out.append(InputFile(path=path, rel=rel, size=now[0], mtime_ns=now[1] if recorded[1] else 0, digest=digest))
+    return out
 
 
 def _with_digests(files: list[InputFile]) -> list[InputFile]:
