@@ -48,12 +48,14 @@ from slimpajama.errors import SlimPajamaError, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
+from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
 from . import lock
 from .against import (
     INDEX_DIR,
+    INDEX_FILE,
     IndexStage,
     Release,
     index_complete,
@@ -66,7 +68,7 @@ from .against import (
 from .bands import collect_partition
 from .docstage import DocumentStage
 from .markers import previous_run, run_key, save_run
-from .paths import inputs_text, require_inputs
+from .paths import DEDUP_RUN_FILE, inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
@@ -74,7 +76,7 @@ from .stage import ShardOutcome, ShardTask, Stage
 DUPLICATE = "duplicate"
 DUPLICATE_OF_RELEASE = "duplicate_of_release"  # (--against) in a cluster with a document an earlier run kept
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
-RUN_FILE = "_dedup_run.json"  # in <out>/_state: the run key of the clusters the remove tasks applied
+RUN_FILE = DEDUP_RUN_FILE  # in <out>/_state: the run key of the clusters the remove tasks applied
 
 
 # ------------------------------------------------------------------------------------------------ minhash
@@ -358,6 +360,10 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         if previous is not None and index_complete(out_dir, key):
             summary = previous["summary"]  # nothing upstream changed: minhash/lsh/components are not needed
         else:
+            # a new run: the folder is no complete dedup (release refuses it) and no index (--against refuses it)
+            # until this run has written everything; an interrupted or failed run leaves it so
+            for done in (storage.join(out_dir, STATE_DIR, RUN_FILE), storage.join(out_dir, INDEX_DIR, INDEX_FILE)):
+                storage.remove(done)
             summary, clusters_, index_side, parts = _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir,
                                                               partition_bytes, run, releases)
             remove_tasks = [replace(t, side=clusters_) for t in remove_tasks]

@@ -20,6 +20,7 @@ DESCRIPTIONS = {
     "normalized": ("normalized documents", "slimpajama normalize"),
     "ingested": ("ingested documents", "slimpajama ingest"),
     "dedup": ("deduplicated documents (a dedup output)", "slimpajama dedup"),
+    "unfinished_dedup": ("an unfinished dedup run (interrupted or failed: rerun that dedup to finish it)", None),
     "release": ("a SlimPajama release", "slimpajama release"),
     "token_root": ("a token cache root (one folder per encoding)", "slimpajama tokenize"),
     "token_cache": ("a token cache", "slimpajama tokenize"),
@@ -31,6 +32,9 @@ DESCRIPTIONS = {
     "export": ("an export for other trainers (PREFIX.json and its datasets)", "slimpajama export"),
     "foreign": ("another library's dataset (an index.json not ours: litdata's or MosaicML streaming's)", None),
 }
+# a dedup's output is complete once its run file is written, last (after its audit and its index): without it the
+# folder is an unfinished run that no later stage takes
+DEDUP_RUN_FILE = "_dedup_run.json"
 _STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
                 "tokenize": "token_cache", "pack": "packed"}
 
@@ -69,6 +73,8 @@ def what_is(path: str) -> PathKind:
         stage = manifest.get("stage")
         if stage in _STAGE_KINDS:
             kind = _STAGE_KINDS[stage]
+            if kind == "dedup" and not _isfile(storage.join(path, outputs.STATE_DIR, DEDUP_RUN_FILE)):
+                return PathKind("unfinished_dedup", path, stage)
             children = tuple(_subdirs(path)) if kind == "packed" else ()
             return PathKind(kind, path, stage, children)
         return PathKind("intermediate", path, stage)

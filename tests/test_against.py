@@ -203,3 +203,33 @@ def test_sigkill_mid_lookup_then_rerun_gives_the_same_bytes_and_release_reads_it
     # release takes the new run's output as it takes any dedup's
     report = run_release(str(out), str(tmp_path / "release"), ReleaseConfig(holdout=0.0), progress=False)
     assert report.ledger.totals().docs_in == json.loads((out / "ledger.json").read_text())["totals"]["docs_out"]
+
+
+def test_a_dedup_that_fails_after_remove_leaves_nothing_release_or_against_takes(batches, tmp_path, monkeypatch):
+    """Issue 44.2: OLD rerun on other data and interrupted in its index stage kept its earlier index.json beside
+    band files of the new run: `dedup NEW --against OLD` removed every document of both sources, then failed, and
+    `release` took what it had published. A run is complete only once its index and run file are written."""
+    from slimpajama.pipelines import dedup as dedup_module
+    from slimpajama.pipelines.paths import what_is
+    from slimpajama.pipelines.release import run_release
+
+    old = tmp_path / "old"
+    shutil.copytree(batches / "old", old)  # a complete run, indexed
+    assert what_is(str(old)).kind == "dedup"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # the driver stopped while the rerun's index tasks ran
+
+    monkeypatch.setattr(dedup_module, "write_index_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # a rerun of OLD on other data (the whole sample)
+        run_dedup(str(batches / "new"), str(old), cfg=EXACT, progress=False)
+    monkeypatch.undo()
+    assert what_is(str(old)).kind == "unfinished_dedup"
+    with pytest.raises(SlimPajamaError, match="not a complete dedup run"):
+        run_dedup(str(batches / "new"), str(tmp_path / "new"), cfg=EXACT, against=[str(old)], progress=False)
+    with pytest.raises(SlimPajamaError, match="an unfinished dedup run .*rerun that dedup"):
+        run_release(str(old), str(tmp_path / "release"), progress=False)
+    r = CliRunner().invoke(main, ["release", str(old), "--out", str(tmp_path / "r2")])
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "unfinished dedup run" in r.output
+    run_dedup(str(batches / "new"), str(old), cfg=EXACT, progress=False)  # the rerun finishes it
+    assert what_is(str(old)).kind == "dedup"

@@ -243,6 +243,7 @@ def _token_sources(token_dir: str) -> dict[str, int] | None:
 
 # what each kind of path (paths.what_is) is reported as
 REPORT_KIND = {"corpus": "corpus", "ingested": "stage", "normalized": "stage", "dedup": "stage", "release": "release",
+               "unfinished_dedup": "intermediate",
                "token_root": "tokens", "token_cache": "tokens", "packed": "shards", "packed_split": "shards",
                "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root", "export": "export",
                "foreign": "intermediate"}
