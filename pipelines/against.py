@@ -36,7 +36,7 @@ INDEX_DIR = "index"
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
 NO_MATCH = np.iinfo(np.int64).max
-SETTINGS = ("ngram", "num_perm", "bands", "rows", "hash", "seed")  # what must equal the old run's to compare keys
+SETTINGS = ("ngram", "num_perm", "bands", "rows", "hash", "seed", "scheme")  # must equal the old run's to compare keys
 
 
 class IndexStage(Stage):
@@ -101,7 +101,12 @@ class Release:
         except ValueError as e:
             raise SlimPajamaError(f"--against {where}: not valid JSON ({e}): rerun that dedup") from None
         old = self.info.get("config", {})
-        wrong = [f"{k} {old.get(k)!r} there, {cfg[k]!r} here" for k in SETTINGS if old.get(k) != cfg[k]]
+        old_scheme = old.get("scheme", 1)  # an index from before schemes were versioned: fast 1, slimpajama 1
+        if old.get("hash") == cfg["hash"] and old_scheme != cfg["scheme"]:
+            raise SlimPajamaError(f"--against {self.path}: its index was made by the {cfg['hash']} hash's scheme "
+                                  f"{old_scheme}, this version's is {cfg['scheme']} (their band keys never match): "
+                                  f"rebuild it by running that dedup again with this version")
+        wrong = [f"{k} {old.get(k)!r} there, {cfg[k]!r} here" for k in SETTINGS if k != "scheme" and old.get(k) != cfg[k]]
         if wrong:
             raise SlimPajamaError(f"--against {self.path}: other MinHash settings ({'; '.join(wrong)}): band keys "
                                   "compare only under the same settings; dedup with that run's")

@@ -233,3 +233,20 @@ def test_a_dedup_that_fails_after_remove_leaves_nothing_release_or_against_takes
     assert r.exit_code == 1 and r.output.startswith("error: ") and "unfinished dedup run" in r.output
     run_dedup(str(batches / "new"), str(old), cfg=EXACT, progress=False)  # the rerun finishes it
     assert what_is(str(old)).kind == "dedup"
+
+
+def test_an_index_of_the_earlier_fast_scheme_is_refused_saying_to_rebuild_it(batches, tmp_path):
+    """Issue 45: the fast hash's scheme is in every fingerprint and index; band keys of scheme 1 (128
+    permutations) never match scheme 2's (one permutation, densified)."""
+    from slimpajama.pipelines.dedup import MinhashStage
+
+    old = tmp_path / "old"
+    shutil.copytree(batches / "old", old)
+    index = old / "index" / "index.json"
+    info = json.loads(index.read_text())
+    info["config"] = {**info["config"], "hash": "fast"}
+    info["config"].pop("scheme", None)  # an index written before schemes were versioned
+    index.write_text(json.dumps(info))
+    with pytest.raises(SlimPajamaError, match=r"made by the fast hash's scheme 1, this version's is 2 .*rebuild it"):
+        run_dedup(str(batches / "new"), str(tmp_path / "d"), against=[str(old)], progress=False)
+    assert MinhashStage(MinHashConfig()).fingerprint()["scheme"] == 2  # signatures of scheme 1 are recomputed

@@ -115,14 +115,13 @@ def test_fast_kernel_matches_its_numpy_definition_on_real_pages():
     "ab" * 1500 + "abc" * 1000,
     "".join(chr(97 + (i * i) % 26) for i in range(2000)) * 3,  # a whole page repeated
 ])
-def test_repeated_runs_are_skipped_without_changing_the_signature(text):
+def test_repeated_runs_give_the_signature_of_the_shingle_set(text):
     cfg = MinHashConfig(num_perm=16, ngram=13, bands=2, rows=8)
     assert np.array_equal(fast_signatures([text, "x" + text], cfg), fast_signatures_numpy([text, "x" + text], cfg))
 
 
-def test_a_document_with_more_anchors_than_the_table_holds():
-    """Past the anchor table's half (a document of ~1 MB of distinct text) new anchors are not remembered: the
-    signature is still exact."""
+def test_a_document_of_a_megabyte():
+    """~750k characters of distinct text and a repeat of part of it: the kernel equals the definition."""
     rng = np.random.default_rng(0)
     page = "".join(rng.choice(list("abcdefghij klmnopqrstuvwxyz"), size=700_000))
     text = page + page[:50_000]

@@ -4,11 +4,14 @@ Two hash modes:
   * "slimpajama": datasketch's `MinHash(num_perm, seed=1)` in its legacy scheme (datasketch 1.x, what SlimPajama
     ran: sha1_hash32 of each UTF-8 shingle, permutations (a*h+b) mod 2^61-1), computed by datasketch itself, so
     signatures are bit-identical to SlimPajama's.
-  * "fast" (default): a 64-bit polynomial hash of each character n-gram over code points, mixed with
-    splitmix64, and `num_perm` multiply-shift permutations (odd a, any b: ((a*h + b) mod 2^64) >> 32), all in
-    one compiled loop that reads the UTF-8 bytes (an Arrow column's own buffer) and cleans as it goes, so no
-    cleaned string is built. A plain numpy version (`fast_signatures_numpy`, over `clean_text`) defines it and
-    tests check the kernel against it.
+  * "fast" (default): one hash per shingle (one-permutation hashing, Li, Owen and Zhang 2012): a 64-bit
+    polynomial hash of each character n-gram over code points, seeded and mixed with splitmix64; its high bits pick
+    one of `num_perm` bins, its low 32 bits are the value, each bin keeps its min. An empty bin (a short document
+    has fewer shingles than bins) takes the value of the first non-empty bin of its own fixed random probe
+    sequence (optimal densification, Shrivastava 2017), so every slot of two documents collides with probability
+    J and the LSH S-curve 1-(1-J^r)^b holds (tests/test_scurve.py). All in one compiled loop that reads the UTF-8
+    bytes (an Arrow column's own buffer) and cleans as it goes, so no cleaned string is built. A plain numpy
+    version (`fast_signatures_numpy`, over `clean_text`) defines it and tests check the kernel against it.
 A document with fewer characters than the n-gram width has no shingles: its signature is all 0xFFFFFFFF and it is
 never a duplicate (`has_shingles` is False).
 """
@@ -24,6 +27,8 @@ from slimpajama.core import defaults
 from slimpajama.core.cleaned import DELETE, PYTHON, SPACE, clean_table, clean_text
 
 EMPTY = np.uint32(0xFFFFFFFF)
+# fast 1: 128 multiply-shift permutations of every shingle; 2: one-permutation hashing, optimally densified
+SCHEMES = {"fast": 2, "slimpajama": 1}
 _POLY = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so the rolling polynomial is invertible mod 2^64
 _FAST_SEED = 0x5EED_51A7
 
@@ -52,8 +57,14 @@ class MinHashConfig:
         bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
         return cls(num_perm=num_perm, bands=bands, rows=rows, threshold=threshold, **kw)
 
+    @property
+    def scheme(self) -> int:
+        """The version of the hash scheme: part of every fingerprint and run key, so signatures, clusters and an
+        --against index made by an earlier scheme are recomputed or refused, never mixed."""
+        return SCHEMES[self.hash]
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "scheme": self.scheme}
 
 
 # ------------------------------------------------------------------------------------------------ slimpajama mode
@@ -79,11 +90,9 @@ def slimpajama_signature(cleaned: str, cfg: MinHashConfig) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ fast mode
 
 
-def fast_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng([_FAST_SEED, seed])
-    a = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-    return a, b
+def _seed_key(seed: int) -> np.uint64:
+    """What the seed adds to every shingle's polynomial hash before mixing (another seed: other signatures)."""
+    return np.uint64(np.random.default_rng([_FAST_SEED, seed]).integers(0, 2**63, dtype=np.uint64) * 2 + 1)
 
 
 def _mix64_np(h: np.ndarray) -> np.ndarray:
@@ -92,7 +101,7 @@ def _mix64_np(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def shingle_hashes_numpy(cps: np.ndarray, ngram: int) -> np.ndarray:
+def shingle_hashes_numpy(cps: np.ndarray, ngram: int, key: int = 0) -> np.ndarray:
     """The fast mode's 64-bit hash of every character n-gram of one text (definition)."""
     n = len(cps) - ngram + 1
     if n <= 0:
@@ -101,20 +110,39 @@ def shingle_hashes_numpy(cps: np.ndarray, ngram: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         for k in range(ngram):
             h = h * _POLY + cps[k: k + n].astype(np.uint64) + np.uint64(1)
-        return _mix64_np(h)
+        return _mix64_np(h + np.uint64(key))
 
 
 def fast_signatures_numpy(texts: list[str], cfg: MinHashConfig) -> np.ndarray:
-    """Plain numpy definition of the fast signatures of the cleaned views (slow; the compiled kernel must match)."""
-    a, b = fast_permutations(cfg.num_perm, cfg.seed)
-    out = np.full((len(texts), cfg.num_perm), EMPTY, dtype=np.uint32)
+    """Plain numpy definition of the fast signatures of the cleaned views (slow; the compiled kernel must match):
+    one-permutation hashing, then optimal densification (see the module docstring)."""
+    k, key = cfg.num_perm, _seed_key(cfg.seed)
+    out = np.full((len(texts), k), EMPTY, dtype=np.uint32)
     with np.errstate(over="ignore"):
         for i, text in enumerate(texts):
             cps = np.frombuffer(clean_text(text).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-            h = shingle_hashes_numpy(cps, cfg.ngram)
-            if len(h):
-                out[i] = ((h[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0).astype(np.uint32)
+            h = shingle_hashes_numpy(cps, cfg.ngram, key)
+            if not len(h):
+                continue
+            bins = ((h >> np.uint64(32)) * np.uint64(k) >> np.uint64(32)).astype(np.int64)
+            sig = np.full(k, EMPTY, dtype=np.uint32)
+            np.minimum.at(sig, bins, (h & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+            filled = np.zeros(k, dtype=bool)
+            filled[bins] = True
+            for b in np.flatnonzero(~filled):
+                attempt = 1
+                while not filled[_probe_np(b, attempt, k)]:
+                    attempt += 1
+                sig[b] = sig[_probe_np(b, attempt, k)]
+            out[i] = sig
     return out
+
+
+def _probe_np(i: int, attempt: int, k: int) -> int:
+    with np.errstate(over="ignore"):
+        h = np.uint64(i) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(attempt) * np.uint64(0xD1B54A32D192ED03)
+        return int((_mix64_np(np.array([h + np.uint64(_FAST_SEED)]))[0] >> np.uint64(32)) * np.uint64(k)
+                   >> np.uint64(32))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -124,26 +152,12 @@ def _mix64(h):
     return h ^ (h >> np.uint64(31))
 
 
-_BLOCK = 8  # shingles per pass over the permutations (4: 3% slower on web pages)
-_ANCHOR_SLOTS = 1 << 16  # per document: a table of its anchor hashes (1 MB)
 @numba.njit(cache=True, nogil=True, inline="always")
-def _permute_block(ms, a, b, sig):
-    """The permutations of 8 shingle hashes, a branch-free min (compiles to SIMD; a conditional store per value
-    did not: 2.9x slower)."""
-    shift = np.uint64(32)
-    m0, m1, m2, m3, m4, m5, m6, m7 = ms[0], ms[1], ms[2], ms[3], ms[4], ms[5], ms[6], ms[7]
-    for j in range(a.shape[0]):
-        aj = a[j]
-        bj = b[j]
-        v0 = np.uint32((m0 * aj + bj) >> shift)
-        v1 = np.uint32((m1 * aj + bj) >> shift)
-        v2 = np.uint32((m2 * aj + bj) >> shift)
-        v3 = np.uint32((m3 * aj + bj) >> shift)
-        v4 = np.uint32((m4 * aj + bj) >> shift)
-        v5 = np.uint32((m5 * aj + bj) >> shift)
-        v6 = np.uint32((m6 * aj + bj) >> shift)
-        v7 = np.uint32((m7 * aj + bj) >> shift)
-        sig[j] = min(sig[j], min(min(min(v0, v1), min(v2, v3)), min(min(v4, v5), min(v6, v7))))
+def _probe(i, attempt, k):
+    """The bin that empty bin i borrows from at its `attempt`-th try (optimal densification): a fixed random
+    sequence per bin, the same for every document, so two documents' bin i borrow alike (`_probe_np`: the same)."""
+    h = np.uint64(i) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(attempt) * np.uint64(0xD1B54A32D192ED03)
+    return np.int64(((_mix64(h + np.uint64(_FAST_SEED)) >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -183,52 +197,13 @@ def _clean_into(data, i, e, table, buf):
 
 
 @numba.njit(cache=True, nogil=True)
-def _drop_repeats(hs, count, anchors, rep):
-    """Moves the shingle hashes of hs[:count] that are not repeats of an earlier one to the front: -> how many.
-    Repeats come in runs (a menu, a footer, a quoted paragraph), so only "anchor" hashes (1 in 16) go in a table;
-    an anchor seen before marks the run around it by comparing the two runs position by position. Each mark
-    points at an equal hash further back, so the first of every value is kept: the min is exact, only cheaper."""
-    slots = 64  # twice the anchors expected
-    while slots < count // 8 and slots < anchors.shape[0]:
-        slots *= 2
-    anchors[:slots, 1] = -1
-    mask, filled = slots - 1, 0
-    rep[:count] = False
-    for i in range(count):
-        m = hs[i]
-        if (m >> np.uint64(60)) != 0 or rep[i]:
-            continue
-        slot = np.int64(m & np.uint64(mask))
-        while anchors[slot, 1] >= 0 and anchors[slot, 0] != np.int64(m):
-            slot = (slot + 1) & mask
-        p = anchors[slot, 1]
-        if p < 0:
-            if filled < slots // 2:  # past half full (a huge document) new anchors are no longer remembered
-                anchors[slot, 0], anchors[slot, 1], filled = np.int64(m), i, filled + 1
-            continue
-        k = 0
-        while i + k < count and hs[i + k] == hs[p + k]:
-            rep[i + k] = True
-            k += 1
-        k = 1
-        while k <= p and not rep[i - k] and hs[i - k] == hs[p - k]:
-            rep[i - k] = True
-            k += 1
-    kept = 0
-    for i in range(count):
-        if not rep[i]:
-            hs[kept] = hs[i]
-            kept += 1
-    return kept
-
-
-@numba.njit(cache=True, nogil=True)
-def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
+def _fused_kernel(data, offsets, table, ngram, key, out, python):
     """UTF-8 bytes of each document -> the fast signature of its cleaned view: clean into a buffer of code points
-    (lowercase / delete / space through the table, spaces collapsed), roll the n-gram hash over it, skip a hash the
-    document had a moment ago (a direct-mapped memory of its hashes: a repeat cannot change a min) and permute
-    blocks of 8 (a short last block repeats its first, which leaves a min unchanged). A document holding a
+    (lowercase / delete / space through the table, spaces collapsed), roll the n-gram hash over it, and put each
+    shingle's hash in one bin (its high bits pick the bin, its low 32 bits are the value: a min per bin), then
+    fill every empty bin from the bins its probe sequence names (optimal densification). A document holding a
     `PYTHON` character is flagged and left to the caller."""
+    k = out.shape[1]
     top = np.uint64(1)  # POLY ** ngram, to drop the character leaving the rolling window
     for _ in range(ngram):
         top = top * _POLY
@@ -236,13 +211,14 @@ def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
     for d in range(offsets.shape[0] - 1):
         longest = max(longest, offsets[d + 1] - offsets[d])
     buf = np.empty(longest + 1, dtype=np.uint64)  # a character per byte at most
-    hs = np.empty(longest + _BLOCK, dtype=np.uint64)
-    rep = np.empty(longest, dtype=np.bool_)
-    anchors = np.empty((_ANCHOR_SLOTS, 2), dtype=np.int64)
+    filled = np.empty(k, dtype=np.bool_)
+    shift, low = np.uint64(32), np.uint64(0xFFFFFFFF)
+    kk = np.uint64(k)
     for d in range(offsets.shape[0] - 1):
         sig = out[d]
-        for j in range(sig.shape[0]):
+        for j in range(k):
             sig[j] = EMPTY
+            filled[j] = False
         n = _clean_into(data, offsets[d], offsets[d + 1], table, buf)
         if n < 0:
             python[d] = True
@@ -250,18 +226,23 @@ def _fused_kernel(data, offsets, table, ngram, a, b, out, python):
         if n < ngram:
             continue
         h = np.uint64(0)
-        for k in range(ngram):
-            h = h * _POLY + buf[k]
-        count = n - ngram + 1
-        for i in range(count):
+        for t in range(ngram):
+            h = h * _POLY + buf[t]
+        for i in range(n - ngram + 1):
             if i > 0:
                 h = h * _POLY + buf[i + ngram - 1] - top * buf[i - 1]
-            hs[i] = _mix64(h)
-        kept = _drop_repeats(hs, count, anchors, rep)
-        for t in range(kept, kept + _BLOCK):  # pad the last block with a repeat
-            hs[t] = hs[0]
-        for i in range(0, kept, _BLOCK):
-            _permute_block(hs[i: i + _BLOCK], a, b, sig)
+            m = _mix64(h + key)
+            b = np.int64(((m >> shift) * kk) >> shift)
+            v = np.uint32(m & low)
+            if v < sig[b]:
+                sig[b] = v
+            filled[b] = True
+        for b in range(k):
+            if not filled[b]:
+                attempt = 1
+                while not filled[_probe(b, attempt, k)]:
+                    attempt += 1
+                sig[b] = sig[_probe(b, attempt, k)]
 
 
 def _utf8(texts) -> tuple[np.ndarray, np.ndarray]:
@@ -287,18 +268,18 @@ def fast_signatures(texts, cfg: MinHashConfig) -> np.ndarray:
     """Fast signatures of the cleaned views of `texts` (a list of str or an Arrow string array), without building
     the cleaned strings; the few documents the table leaves to Python are cleaned by `clean_text` and signed
     again (cleaning is idempotent)."""
-    a, b = fast_permutations(cfg.num_perm, cfg.seed)
+    key = _seed_key(cfg.seed)
     data, offsets = _utf8(texts)
     out = np.empty((len(offsets) - 1, cfg.num_perm), dtype=np.uint32)
     python = np.zeros(len(offsets) - 1, dtype=np.bool_)
-    _fused_kernel(data, offsets, clean_table(), cfg.ngram, a, b, out, python)
+    _fused_kernel(data, offsets, clean_table(), cfg.ngram, key, out, python)
     if python.any():
         rows = np.flatnonzero(python)
         raw = texts if isinstance(texts, list) else None
         cleaned = [clean_text(raw[r] if raw is not None else texts[int(r)].as_py()) for r in rows]
         data, offsets = _utf8(cleaned)
         again = np.zeros(len(rows), dtype=np.bool_)
-        _fused_kernel(data, offsets, clean_table(), cfg.ngram, a, b, out_rows := out[rows], again)
+        _fused_kernel(data, offsets, clean_table(), cfg.ngram, key, out_rows := out[rows], again)
         assert not again.any()
         out[rows] = out_rows
     return out
