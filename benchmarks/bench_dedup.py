@@ -7,6 +7,11 @@
                                                          signatures (bytes per document over the process baseline)
     python benchmarks/bench_dedup.py --quality           decisions on the default sample corpus: recall per planted
                                                          level, fast/slimpajama agreement, what --verify changes
+    python benchmarks/bench_dedup.py --scurve [--web]    the LSH S-curve on planted pairs of real text (web pages with
+                                                         --web; long and short documents): per Jaccard bin, the share
+                                                         clustered by the fast hash against 1-(1-J^r)^b for 9x13 and
+                                                         20x6, its agreement with the exact (SlimPajama) hash and,
+                                                         where $PEER_RENSA has it, rensa's RMinHash and CMinHash
 """
 
 from __future__ import annotations
@@ -163,10 +168,79 @@ def bench_quality() -> dict:
     return out
 
 
+RENSA_SIGS = r'''
+import json, sys
+from rensa import CMinHash, RMinHash
+
+views, out = json.load(open(sys.argv[1])), {}
+for name, cls in (("rmin", RMinHash), ("cmin", CMinHash)):
+    out[name] = []
+    for v in views:
+        m = cls(num_perm=128, seed=1)
+        m.update([v[i: i + 13] for i in range(len(v) - 12)])
+        out[name].append([int(x) for x in m.digest()])
+json.dump(out, open(sys.argv[2], "w"))
+'''
+
+
+def bench_scurve(web: bool) -> dict:
+    """Planted pairs of the bench corpus's real text (its documents' cleaned views cut into pieces: long ones of
+    1-6k characters, short ones of 200-600), each clustered or not by each hash at 9x13 and 20x6 (a pair is
+    clustered when its two documents share a band key)."""
+    import subprocess
+
+    from common import real_corpus, web_corpus
+
+    from slimpajama.core.minhash import band_keys
+    from slimpajama.core.quality import planted_pairs, s_curve
+
+    raw = web_corpus(20) if web else real_corpus(20)
+    views = [clean_text(t) for f in discover(raw) for b in read_documents(f, raise_on_bad)
+             for t in b.column("text").to_pylist()]
+    views = views[:: max(1, len(views) // 400)]
+    long_ = [v[i: i + 1000 + (i * 7919) % 5000] for v in views for i in range(0, len(v) - 1000, 5000)][:400]
+    short = [v[i: i + 200 + (i * 31) % 400] for v in views for i in range(0, len(v) - 600, 1600)][:400]
+    out = {"corpus": "web pages" if web else "real text (code, docs, LaTeX, web)"}
+    for kind, bases, rates in (("long", long_, (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07)),
+                               ("short", short, (0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25))):
+        a, b, jac = planted_pairs(bases, rates)
+        sigs = {"fast": (signatures(a, MinHashConfig()), signatures(b, MinHashConfig())),
+                "exact": (signatures(a, MinHashConfig(hash="slimpajama"), already_clean=True),
+                          signatures(b, MinHashConfig(hash="slimpajama"), already_clean=True))}
+        if os.environ.get("PEER_RENSA"):
+            with tempfile.TemporaryDirectory() as d:
+                got = {}
+                for side, texts in (("a", a), ("b", b)):
+                    with open(os.path.join(d, f"{side}.json"), "w") as f:
+                        json.dump(texts, f)
+                    subprocess.run([os.environ["PEER_RENSA"], "-c", RENSA_SIGS, os.path.join(d, f"{side}.json"),
+                                    os.path.join(d, f"{side}.sigs.json")], check=True)
+                    with open(os.path.join(d, f"{side}.sigs.json")) as f:
+                        got[side] = json.load(f)
+                for name in ("rmin", "cmin"):  # (rensa 0.5 has no OptDensMinHash)
+                    sigs[f"rensa_{name}"] = tuple(np.array(got[side][name], np.uint32) for side in "ab")
+        res = {"pairs": len(a)}
+        for bands, rows in ((9, 13), (20, 6)):
+            cfg = MinHashConfig(bands=bands, rows=rows)
+            hits = {k: (band_keys(x, cfg) == band_keys(y, cfg)).any(axis=0) for k, (x, y) in sigs.items()}
+            res[f"{bands}x{rows}"] = {
+                "fast": s_curve(hits["fast"], jac, bands, rows, min_pairs=20),
+                "exact": s_curve(hits["exact"], jac, bands, rows, min_pairs=20),
+                **{f"fast_agrees_with_{k}": round(float((hits["fast"] == h).mean()), 4)
+                   for k, h in hits.items() if k != "fast"},
+                **{f"{k}_agrees_with_exact": round(float((hits[k] == hits["exact"]).mean()), 4)
+                   for k in hits if k.startswith("rensa")}}
+            res[f"{bands}x{rows}"]["max_abs_z_fast"] = max(abs(r["z"]) for r in res[f"{bands}x{rows}"]["fast"])
+        out[kind] = res
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--signatures", action="store_true")
     ap.add_argument("--quality", action="store_true")
+    ap.add_argument("--scurve", action="store_true")
+    ap.add_argument("--web", action="store_true")
     ap.add_argument("--lsh-docs", type=int, default=0)
     ap.add_argument("--shards", type=int, default=16)
     ap.add_argument("--partition-bytes", type=int, default=256 << 20)
@@ -176,6 +250,8 @@ def main():
         result = bench_signatures()
     elif args.quality:
         result = bench_quality()
+    elif args.scurve:
+        result = bench_scurve(args.web)
     elif args.root:
         result = lsh_memory_child(args.root, args.lsh_docs, args.shards, args.partition_bytes)
     else:

@@ -58,6 +58,8 @@ def bench_dedup(lsh_docs: int) -> dict:
     out["lsh_components_memory_4_partitions"] = run("bench_dedup.py", "--lsh-docs", str(lsh_docs),
                                                     "--partition-bytes", str(lsh_docs * 48 // 4))
     out["quality_sample_corpus"] = run("bench_dedup.py", "--quality")
+    out["s_curve_real_text"] = run("bench_dedup.py", "--scurve")
+    out["s_curve_web_pages"] = run("bench_dedup.py", "--scurve", "--web")
     return out
 
 

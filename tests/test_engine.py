@@ -271,3 +271,18 @@ def test_stats_show_the_engine_and_the_documents_the_guard_checked(cache):
     assert st["engines"] == ["fastokens"] and st["guard_checked"] >= tasks  # at least each task's longest
     r = CliRunner().invoke(main, ["stats", str(cache / "tokens")], terminal_width=200)
     assert r.exit_code == 0 and f"{st['guard_checked']} documents re-encoded by the reference" in r.output
+
+
+def test_the_pipelines_release_tokenizes_to_the_same_bytes_with_either_engine(clean_pipeline, tmp_path):
+    """The pinned token cache (tests/test_pinned.py) is the reference library's bytes."""
+    from slimpajama.pipelines.tokens import run_tokenize
+
+    data = clean_pipeline[0]
+    for engine in ("reference", "fast"):
+        run_tokenize(str(data / "slimpajama"), str(tmp_path / engine), engine=engine, progress=False)
+    made_files = sorted((data / "tokens" / "gpt2").rglob("*.tokens.bin"))
+    assert len(made_files) > 3
+    for made in made_files:
+        rel = made.relative_to(data / "tokens" / "gpt2")
+        for engine in ("reference", "fast"):
+            assert (tmp_path / engine / "gpt2" / rel).read_bytes() == made.read_bytes(), (engine, rel)

@@ -126,7 +126,7 @@ def test_uint32_ids_through_cache_shards_and_packed_dataset(wide_cache, texts):
     train = cache_stream_u32(cache)
     expected = [t for ids in library_ids(tok, texts) for t in ids + [tok.token_to_id("<|endoftext|>")]]
     assert train.tolist() == expected and train.max() >= 1 << 16  # ids past uint16 really occur
-    split = wide_cache / "shards" / "seq64-0-0.75" / "train"
+    split = wide_cache / "shards" / "seq64-0-0.75-wide" / "train"
     reader = ShardReader(str(split))
     assert reader.manifest["vocab_size"] == fp["vocab_size"] and reader.manifest["dtype"] == "uint32"
     rows = np.stack([reader[i] for i in range(len(reader))])
@@ -160,8 +160,8 @@ def test_uint32_exports_are_read_by_megatron_and_hold_the_ids(wide_cache, tmp_pa
 
 
 def test_the_trainer_sizes_its_embedding_from_the_shards(wide_cache, tmp_path):
-    stage1 = str(wide_cache / "shards" / "seq64-0-0.75" / "train")
-    stage2 = str(wide_cache / "shards" / "seq256-0.75-1" / "train")
+    stage1 = str(wide_cache / "shards" / "seq64-0-0.75-wide" / "train")
+    stage2 = str(wide_cache / "shards" / "seq256-0.75-1-wide" / "train")
     cfg = TrainConfig(stage1=stage1, stage2=stage2, out=str(tmp_path), steps=2, tokens_per_step=128,
                       warmup_steps=1, eval_every=1000, log_every=1000, stage1_fraction=0.5)
     t = Trainer(cfg)
@@ -185,12 +185,12 @@ def test_a_sentencepiece_model_tokenizes_as_sentencepiece_does(cache, texts, tmp
     expected = [t for ids in sp.encode(texts) for t in [sp.bos_id(), *ids, sp.eos_id()]]
     assert tokens.tolist() == expected and len(lens) == len(texts)
     run_shards(str(tmp_path / "tokens" / "Tiny-SPM"), str(tmp_path / "shards"), 64, progress=False)
-    r = CliRunner().invoke(main, ["verify", str(tmp_path / "shards" / "seq64")])
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "shards" / "seq64-Tiny-SPM")])
     assert r.exit_code == 0 and "row 0 decoded: " in r.output, r.output
 
 
 def test_verify_decodes_a_row_and_names_a_damaged_tokenizer_copy(wide_cache):
-    split = wide_cache / "shards" / "seq64-0-0.75" / "train"
+    split = wide_cache / "shards" / "seq64-0-0.75-wide" / "train"
     r = CliRunner().invoke(main, ["verify", str(split)])
     assert r.exit_code == 0 and "row 0 decoded: '" in r.output, r.output
     copy = split / ".slimpajama-tokenizer.json"

@@ -14,9 +14,9 @@ from conftest import ARXIV_SAMPLE, CC_SAMPLE, DATA, SHARED_CORPORA
 
 from slimpajama.core.cleaned import clean_text
 from slimpajama.core.minhash import EMPTY, MinHashConfig, band_keys, signatures
+from slimpajama.core.quality import planted_pairs, s_curve
 
 SETTINGS = ((9, 13), (20, 6))
-EDGES = np.round(np.arange(0.5, 1.0001, 0.05), 2)
 
 
 def real_views() -> list[str]:
@@ -27,57 +27,16 @@ def real_views() -> list[str]:
     return [clean_text(t) for t in texts + [code[i: i + 4000] for i in range(0, len(code), 4000)]]
 
 
-def shingles(view: str, n: int = 13) -> set[str]:
-    return {view[i: i + n] for i in range(len(view) - n + 1)}
-
-
-def edited(view: str, rng: random.Random, rate: float) -> str:
-    """Words replaced, deleted or inserted at `rate` (words of the same document)."""
-    words = view.split(" ")
-    vocab = sorted({w for w in words if w})
-    out = []
-    for w in words:
-        r = rng.random()
-        if r < rate / 2:
-            out.append(rng.choice(vocab))
-        elif r < rate * 0.75:
-            continue
-        elif r < rate:
-            out += [w, rng.choice(vocab)]
-        else:
-            out.append(w)
-    return " ".join(out)
-
-
-def pairs_of(bases: list[str], rates, seed: int = 0) -> tuple[list[str], list[str], np.ndarray]:
-    rng = random.Random(seed)
-    a, b, jac = [], [], []
-    for view in bases:
-        for rate in rates:
-            copy = edited(view, rng, rate)
-            x, y = shingles(view), shingles(copy)
-            a.append(view)
-            b.append(copy)
-            jac.append(len(x & y) / len(x | y))
-    return a, b, np.array(jac)
-
-
-def assert_s_curve(a: list[str], b: list[str], jac: np.ndarray, min_pairs: int) -> dict:
-    """Per Jaccard bin and band setting: the pairs sharing a band key, against the sum of each pair's own
-    1-(1-J^r)^b, within three standard deviations of that sum of Bernoulli trials (plus one pair)."""
-    seen = {}
+def assert_s_curve(a: list[str], b: list[str], jac: np.ndarray, min_pairs: int) -> list[tuple]:
+    """Per Jaccard bin and band setting: the pairs sharing a band key within three standard deviations (plus one
+    pair) of the sum of each pair's own 1-(1-J^r)^b (core/quality.s_curve)."""
+    seen = []
     for bands, rows in SETTINGS:
         cfg = MinHashConfig(bands=bands, rows=rows)
         hit = (band_keys(signatures(a, cfg), cfg) == band_keys(signatures(b, cfg), cfg)).any(axis=0)
-        p = 1 - (1 - jac ** rows) ** bands
-        for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
-            in_bin = (jac >= lo) & ((jac < hi) if hi < 1 else (jac <= 1))
-            if in_bin.sum() < min_pairs:
-                continue
-            expected, sd = p[in_bin].sum(), np.sqrt((p[in_bin] * (1 - p[in_bin])).sum())
-            got = int(hit[in_bin].sum())
-            seen[(bands, rows, float(lo))] = (got, round(expected, 1))
-            assert abs(got - expected) <= 3 * sd + 1, (bands, rows, lo, got, expected, sd)
+        for row in s_curve(hit, jac, bands, rows, min_pairs):
+            seen.append((bands, rows, row["jaccard"][0]))
+            assert abs(row["clustered"] - row["expected"]) <= 3 * row["sd"] + 1, (bands, rows, row)
     return seen
 
 
@@ -88,7 +47,7 @@ def views():
 
 def test_the_s_curve_holds_on_real_documents(views):
     bases = [v[i: i + 1000 + (i * 7919) % 5000] for v in views for i in range(0, len(v) - 1000, 5000)]
-    a, b, jac = pairs_of(bases, (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07))
+    a, b, jac = planted_pairs(bases, (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.07))
     seen = assert_s_curve(a, b, jac, min_pairs=30)
     assert {lo for _, _, lo in seen} >= {0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95}  # the threshold's whole slope
 
@@ -97,7 +56,7 @@ def test_the_s_curve_holds_on_short_documents(views):
     """200-600 cleaned characters: 190-590 shingles for 128 bins, many empty before densification."""
     bases = [v[i: i + 200 + (i * 31) % 400] for v in views for i in range(0, len(v) - 600, 1600)]
     assert 200 <= min(map(len, bases)) and max(map(len, bases)) < 600 and len(bases) > 600
-    a, b, jac = pairs_of(bases, (0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25), seed=1)
+    a, b, jac = planted_pairs(bases, (0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.25), seed=1)
     seen = assert_s_curve(a, b, jac, min_pairs=100)
     assert len({lo for _, _, lo in seen}) >= 8
 
@@ -109,7 +68,7 @@ def test_the_s_curve_holds_on_pages_with_long_repeated_runs(views):
     for v in views[:120]:
         menu = " ".join(rng.choice(v.split(" ")) for _ in range(8)) + " "
         bases.append(menu * rng.randint(5, 40) + v[:3000] + " " + menu * rng.randint(5, 40))
-    a, b, jac = pairs_of(bases, (0.005, 0.01, 0.02, 0.03, 0.05, 0.08), seed=3)
+    a, b, jac = planted_pairs(bases, (0.005, 0.01, 0.02, 0.03, 0.05, 0.08), seed=3)
     assert_s_curve(a, b, jac, min_pairs=20)
     cfg = MinHashConfig()  # the signature is the set's: repeating a run whose shingles are all there changes nothing
     one = "home about blog contact " * 30
