@@ -115,7 +115,11 @@ class PackedSampler(Sampler[int]):
 
     def state_dict(self, samples_seen: int = 0) -> dict:
         """The position after `samples_seen` samples of the current iteration (of the next one, if a state was
-        loaded and not yet iterated)."""
+        loaded and not yet iterated). More samples than the epoch holds is a miscount (the last batch may be
+        short: count each batch's rows, not steps x batch size), refused rather than saved."""
+        if not 0 <= self._start + samples_seen <= self.num_samples:
+            raise ValueError(f"{samples_seen} samples seen, but this rank's epoch holds {self.num_samples} (from "
+                             f"{self._start}): count the rows of each batch (the last one may be short)")
         return {"epoch": self.epoch, "samples": self._start + samples_seen, "seed": self.seed, "rank": self.rank,
                 "world_size": self.world_size, "shuffle": self.shuffle, "drop_last": self.drop_last,
                 "rows": self.rows}

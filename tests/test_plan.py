@@ -185,11 +185,11 @@ def test_per_document_stages_are_timed_on_enough_documents():
     assert rates["docs_per_s"]["components"] > 1e6 and rates["docs_per_s"]["pack-plan"] > 1e6
     out = model(list_corpus(str(LISTING)), rates, Settings(cores=64, layouts=2))
     assert out["stages"]["components"]["wall"] < 600 and out["stages"]["pack-plan"]["wall"] < 600
-    # the README's example, as written, on a fresh clone: its rates file is in the repository
+    # docs/cluster.md's example, as written, on a fresh clone: its rates file is in the repository
     r = plan_cli(LISTING, "--cores", 64, "--rates", REPO / "benchmarks" / "reference-rates.json", "--layouts", 2)
     assert r.returncode == 0, r.stderr
     assert "rates from" in r.stdout and "components, pack-plan: timed on 10M generated documents" in r.stdout
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "cluster.md").read_text()
     assert "--rates benchmarks/reference-rates.json" in readme and "--rates benchmarks/results.json" not in readme
 
 

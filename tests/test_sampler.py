@@ -92,6 +92,14 @@ def test_a_state_of_another_order_is_refused(split):
         PackedSampler(ds, rank=2, world_size=2)
 
 
+def test_more_samples_than_the_epoch_holds_is_refused_when_saved(split):
+    """Issue 44.9: the docs' snippet saved `step * batch` samples, 936 for a 935-row split, and it was accepted."""
+    sampler = PackedSampler(PackedDataset(split), rank=0, world_size=1, seed=0)
+    assert sampler.state_dict(ROWS)["samples"] == ROWS
+    with pytest.raises(ValueError, match=f"{ROWS + 3} samples seen, but this rank's epoch holds {ROWS}"):
+        sampler.state_dict(ROWS + 3)  # 26 steps x 4 for 101 rows
+
+
 def test_items_are_the_rows(split):
     ds = PackedDataset(split)
     item = ds[17]
