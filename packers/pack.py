@@ -70,10 +70,20 @@ class TokenStream:
         inside = starts + lens <= self.starts[which + 1]
         order = np.flatnonzero(inside)[np.argsort(which[inside], kind="stable")]
         arrays, bounds = np.unique(which[order], return_index=True)
+        compiled = len(order) >= PYTHON_RUNS  # loading the compiled loop (~0.5 s) repays itself past that
         for i, runs in zip(arrays.tolist(), np.split(order, bounds[1:]) if len(order) else [], strict=True):
-            _copy_runs()(self.arrays[i], starts[runs] - self.starts[i], lens[runs], out, dst[runs])
+            copy = _copy_runs() if compiled else _copy_runs_plain
+            copy(self.arrays[i], starts[runs] - self.starts[i], lens[runs], out, dst[runs])
         for k in np.flatnonzero(~inside).tolist():
             out[dst[k]: dst[k] + lens[k]] = self.slice(int(starts[k]), int(starts[k] + lens[k]))
+
+
+PYTHON_RUNS = 20_000  # fewer runs per call are copied by a plain loop (~1 us a run): a small pack loads no numba
+
+
+def _copy_runs_plain(src, starts, lens, out, dst):
+    for s, n, d in zip(starts.tolist(), lens.tolist(), dst.tolist(), strict=True):
+        out[d: d + n] = src[s: s + n]
 
 
 @functools.cache

@@ -55,8 +55,16 @@ def same(got, want) -> None:
         np.testing.assert_array_equal(values[offsets[j]: offsets[j + 1]], lens)
 
 
+@pytest.fixture(params=["compiled", "plain loop"])
+def copy_loop(request, monkeypatch):
+    """Both copy loops: the compiled one (big calls) and the plain one (calls of fewer than PYTHON_RUNS runs)."""
+    from slimpajama.packers import pack
+
+    monkeypatch.setattr(pack, "PYTHON_RUNS", 0 if request.param == "compiled" else 10**9)
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_concat_rows_equal_the_plain_version(seed):
+def test_concat_rows_equal_the_plain_version(seed, copy_loop):
     stream, starts, lens, rng = corpus(seed)
     t0 = int(starts[7])
     plan = concat_plan(starts, t0, len(stream), 128)
@@ -66,7 +74,7 @@ def test_concat_rows_equal_the_plain_version(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_bestfit_rows_equal_the_plain_version(seed):
+def test_bestfit_rows_equal_the_plain_version(seed, copy_loop):
     stream, starts, lens, rng = corpus(seed)
     plan, _ = bestfit_plan(starts, lens, 256, pad_id=50256, buffer_docs=64)
     ids = rng.permutation(plan.rows)
