@@ -115,7 +115,13 @@ def main():
                                          "one_core_alone": [round(x, 1) for x in alone]},
               "release_text_mb": stages["tokenize"]["text_mb_in"], "tokens": tokens,
               "bytes_per_token": round(stages["tokenize"]["text_mb_in"] * MB / max(tokens, 1), 3),
-              "driver_peak_rss_mb": peak_rss_mb(), "stages": stages}
+              "driver_peak_rss_mb": peak_rss_mb(), "stages": stages,
+              # every stage's task-seconds per second of a bare read of the raw text on one core: what the five
+              # stage commands cost, in bare reads (as the issues count it)
+              "bare_reads": round(sum(v["task_seconds"] for v in stages.values())
+                                  / (norm.bytes_in / MB / (sum(alone) / len(alone))), 1),
+              "bare_reads_by_stage": {k: round(v["task_seconds"] / (norm.bytes_in / MB / (sum(alone) / len(alone))),
+                                               2) for k, v in stages.items()}}
     shutil.rmtree(data, ignore_errors=True)
     print(json.dumps(result))
 

@@ -42,7 +42,9 @@ NETWORK_TIMEOUT_S = 10
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("SLIMPAJAMA_CACHE", Path.home() / ".cache" / "slimpajama")) / "tiktoken"
+    from slimpajama.io.storage import cache_dir as root
+
+    return Path(root()) / "tiktoken"
 
 
 def _sha256(data: bytes) -> str:

@@ -19,7 +19,6 @@ import os
 import posixpath
 import shutil
 import stat as stat_module
-import tempfile
 import uuid
 
 import pyarrow as pa
@@ -27,7 +26,7 @@ import pyarrow.fs as pafs
 
 from slimpajama.errors import SlimPajamaError
 
-CACHE_ENV = "SLIMPAJAMA_CACHE_DIR"  # node-local disk for downloads and staged uploads
+CACHE_ENV = "SLIMPAJAMA_CACHE"  # the one cache folder: tokenizer files, downloads and staged uploads (node-local)
 # The driver's object-store settings, forwarded to every Ray task (a cluster node may have none of its own).
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                  "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_EC2_METADATA_DISABLED",
@@ -173,7 +172,9 @@ def remove(path: str) -> None:
 
 
 def cache_dir() -> str:
-    d = os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), f"slimpajama-cache-{os.getuid()}")
+    """$SLIMPAJAMA_CACHE, default ~/.cache/slimpajama: tiktoken/ (GPT-2's verified file), engine/ (converted
+    tokenizers), objects/ (object-store files memory-mapped on this node), staging/ (uploads being written)."""
+    d = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "slimpajama")
     os.makedirs(d, exist_ok=True)
     return d
 
