@@ -1,0 +1,57 @@
+"""Every stage that writes documents or tokens, declared once: its name (the `Stage.name` its markers carry), what
+its output holds (the kind `paths.what_is` recognizes), the command that makes it, the kinds it reads, and the
+reasons it drops documents, each with its table label and plot colour. `paths.py` (what a folder holds and what
+each command needs), `stats` (its per-source columns), `render` and `plots` read this table, so a new stage or a
+new drop reason is declared here once, and a test checks that every stage accepts what the one before it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Drop:
+    reason: str  # the ledger's key: ledger.json's `dropped.<reason>`
+    label: str  # the stats table's column header
+    color: str  # the documents-per-source plot's colour
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    name: str  # Stage.name: what its _outputs.json and markers say
+    output: str  # the kind of folder it writes (paths.what_is)
+    description: str  # what that folder holds, as messages say it
+    command: str  # what makes it
+    accepts: tuple[str, ...]  # the kinds of input it reads
+    drops: tuple[Drop, ...] = ()
+
+
+BAD_INPUT = Drop("bad_input", "bad\ninput", "tab:red")
+SHORT = Drop("short", "short", "tab:orange")
+DUPLICATE = Drop("duplicate", "duplicate", "tab:purple")
+DUPLICATE_OF_RELEASE = Drop("duplicate_of_release", "dup. of\nrelease", "tab:pink")  # dedup --against
+DECONTAMINATED = Drop("decontaminated", "decontam.", "tab:brown")
+SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray")  # release --weights below 1
+
+DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
+
+STAGES = (
+    StageInfo("ingest", "ingested", "ingested documents", "slimpajama ingest", DOCUMENT_INPUTS, (BAD_INPUT,)),
+    StageInfo("normalize", "normalized", "normalized documents", "slimpajama normalize", DOCUMENT_INPUTS,
+              (BAD_INPUT, SHORT)),
+    StageInfo("dedup", "dedup", "deduplicated documents (a dedup output)", "slimpajama dedup",
+              ("normalized", "ingested", "corpus"), (DUPLICATE, DUPLICATE_OF_RELEASE)),
+    StageInfo("release-shuffle", "release", "a SlimPajama release", "slimpajama release",
+              ("dedup", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT)),
+    StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS),
+    StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root")),
+)
+BY_NAME = {s.name: s for s in STAGES}
+BY_OUTPUT = {s.output: s for s in STAGES}
+# every drop reason, in the order of the stages that drop them (stats' columns, the plot's stack)
+DROPS = tuple({d.reason: d for s in STAGES for d in s.drops}.values())
+
+
+def stage(name: str) -> StageInfo:
+    return BY_NAME[name]
