@@ -52,7 +52,7 @@ from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
 
-from . import lock
+from . import lock, registry
 from .against import (
     INDEX_DIR,
     INDEX_FILE,
@@ -73,8 +73,8 @@ from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
 
-DUPLICATE = "duplicate"
-DUPLICATE_OF_RELEASE = "duplicate_of_release"  # (--against) in a cluster with a document an earlier run kept
+DUPLICATE = registry.DUPLICATE.reason
+DUPLICATE_OF_RELEASE = registry.DUPLICATE_OF_RELEASE.reason  # in a cluster with what an earlier run kept
 LSH_BYTES_PER_ENTRY = 48  # key, index, argsort order, sorted copies and run bookkeeping
 RUN_FILE = DEDUP_RUN_FILE  # in <out>/_state: the run key of the clusters the remove tasks applied
 
@@ -336,7 +336,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         raise SlimPajamaError("--verify does not combine with --against: an earlier run's index holds band keys, "
                               "not the signatures --verify compares")
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
-    require_inputs(inputs, ("normalized", "ingested", "corpus"), "dedup")
+    require_inputs(inputs, registry.stage("dedup").accepts, "dedup")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not normalized documents: run "

@@ -8,9 +8,10 @@ from slimpajama.core import defaults
 from slimpajama.core.normalize import normalize_batch
 from slimpajama.io.reading import ReadOptions
 
+from . import registry
 from .docstage import DocumentStage
 
-SHORT = "short"
+SHORT = registry.SHORT.reason
 
 
 class NormalizeStage(DocumentStage):

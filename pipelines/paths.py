@@ -14,17 +14,14 @@ from slimpajama.io import outputs, storage
 from slimpajama.packers.exports import FORMATS
 from slimpajama.packers.format import INDEX_FILE, foreign_index, index_path
 
-# what each kind is called in messages, and the command that makes it
+from . import registry
+
+# what each kind is called in messages, and the command that makes it: the stages' outputs from the registry
 DESCRIPTIONS = {
     "corpus": ("a corpus (JSON lines / parquet files)", None),
-    "normalized": ("normalized documents", "slimpajama normalize"),
-    "ingested": ("ingested documents", "slimpajama ingest"),
-    "dedup": ("deduplicated documents (a dedup output)", "slimpajama dedup"),
+    **{s.output: (s.description, s.command) for s in registry.STAGES},
     "unfinished_dedup": ("an unfinished dedup run (interrupted or failed: rerun that dedup to finish it)", None),
-    "release": ("a SlimPajama release", "slimpajama release"),
     "token_root": ("a token cache root (one folder per encoding)", "slimpajama tokenize"),
-    "token_cache": ("a token cache", "slimpajama tokenize"),
-    "packed": ("packed shards (split folders)", "slimpajama shards"),
     "packed_split": (f"one split of packed shards ({INDEX_FILE})", "slimpajama shards"),
     "shards_root": ("a folder of packed shard sets", "slimpajama shards"),
     "intermediate": ("intermediate files", None),
@@ -35,8 +32,7 @@ DESCRIPTIONS = {
 # a dedup's output is complete once its run file is written, last (after its audit and its index): without it the
 # folder is an unfinished run that no later stage takes
 DEDUP_RUN_FILE = "_dedup_run.json"
-_STAGE_KINDS = {"normalize": "normalized", "ingest": "ingested", "dedup": "dedup", "release-shuffle": "release",
-                "tokenize": "token_cache", "pack": "packed"}
+_STAGE_KINDS = {s.name: s.output for s in registry.STAGES}
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,7 @@ def require(path: str, accepted: tuple[str, ...], command: str) -> PathKind:
     raise SlimPajamaError(f"{path} holds {found.describe()}; {command} needs {wanted}{hint}")
 
 
-DOCUMENTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
+DOCUMENTS = registry.DOCUMENT_INPUTS  # what a document stage can read
 
 
 def require_inputs(inputs, accepted: tuple[str, ...], command: str) -> list[str]:

@@ -15,6 +15,7 @@ class Drop:
     reason: str  # the ledger's key: ledger.json's `dropped.<reason>`
     label: str  # the stats table's column header
     color: str  # the documents-per-source plot's colour
+    always: bool = True  # a column of the stats table even when no document was dropped for it
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class StageInfo:
 BAD_INPUT = Drop("bad_input", "bad\ninput", "tab:red")
 SHORT = Drop("short", "short", "tab:orange")
 DUPLICATE = Drop("duplicate", "duplicate", "tab:purple")
-DUPLICATE_OF_RELEASE = Drop("duplicate_of_release", "dup. of\nrelease", "tab:pink")  # dedup --against
+DUPLICATE_OF_RELEASE = Drop("duplicate_of_release", "dup. of\nrelease", "tab:pink", always=False)  # --against
 DECONTAMINATED = Drop("decontaminated", "decontam.", "tab:brown")
-SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray")  # release --weights below 1
+SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray", always=False)  # release --weights below 1
 
 DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
 

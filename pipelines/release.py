@@ -47,15 +47,15 @@ from slimpajama.io.writers import (
     write_bytes_atomic,
 )
 
-from . import lock
+from . import lock, registry
 from .markers import output_file, previous_run, run_key, save_run
 from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
 from .stage import ShardOutcome, ShardTask, Stage
 
-DECONTAMINATED = "decontaminated"
-SAMPLED_OUT = "sampled_out"
+DECONTAMINATED = registry.DECONTAMINATED.reason
+SAMPLED_OUT = registry.SAMPLED_OUT.reason
 RUN_FILE = "_release_run.json"  # in <out>/_state: the run key and shuffle tasks of the last complete release
 _SLICE_ROWS = 512  # rows of the shuffled bucket taken and written at a time
 SCATTER_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("text", pa.string()),
@@ -226,7 +226,7 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     """`task_bytes`: shards bigger than this are scattered by several tasks, runs of whole row groups (0: one
     each); the release never changes."""
     cfg = cfg or ReleaseConfig()
-    require_inputs(inputs, ("dedup", "normalized", "ingested", "corpus"), "release")
+    require_inputs(inputs, registry.stage("release-shuffle").accepts, "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not deduplicated documents: run "

@@ -18,7 +18,9 @@ from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import atomic_path
 
-BAD_INPUT = "bad_input"
+from . import registry
+
+BAD_INPUT = registry.BAD_INPUT.reason
 
 
 @dataclass(frozen=True)

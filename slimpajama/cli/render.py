@@ -7,6 +7,7 @@ import textwrap
 
 import click
 
+from slimpajama.pipelines import registry
 from slimpajama.tools.units import count, size
 
 
@@ -69,13 +70,12 @@ def print_stats(st: dict, console=None) -> None:
                                   "`slimpajama ingest`)"))
     pipe = st.get("pipeline")
     if pipe:
-        # a dedup --against run's duplicates of the earlier release: a column of their own, where there are any
-        against = any(r.get("duplicate_of_release") for r in pipe["sources"].values())
-        keys = ["docs_in", "bad_input", "short", "duplicate", *(["duplicate_of_release"] if against else []),
-                "decontaminated", "kept_docs"]
+        # every stage's drop reasons (pipelines/registry.py); the rare ones (a dedup --against run's duplicates of
+        # the earlier release, release --weights' sampled out) only where there are any
+        drops = [d for d in registry.DROPS if d.always or any(r.get(d.reason) for r in pipe["sources"].values())]
+        keys = ["docs_in", *(d.reason for d in drops), "kept_docs"]
         t = table(f"pipeline ({', '.join(pipe['stages'])}): documents",
-                  ["source", "in", "bad\ninput", "short", "duplicate", *(["dup. of\nrelease"] if against else []),
-                   "decontam.", "kept"], pipe["sources"])
+                  ["source", "in", *(d.label for d in drops), "kept"], pipe["sources"])
         for s, r in pipe["sources"].items():
             t.add_row(s, *(count(r.get(k, 0)) for k in keys))
         console.print(t)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter  # noqa: E402
 
+from slimpajama.pipelines import registry  # noqa: E402
 from slimpajama.tools.units import count, size  # noqa: E402
 
 # SlimPajama's published share of each source in its 627B tokens (the dataset card, cerebras/SlimPajama-627B)
@@ -77,10 +78,10 @@ def _documents(stats, out_dir):
     rows = pipeline["sources"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     left = np.zeros(len(rows))
-    for what in ("kept_docs", "short", "duplicate", "duplicate_of_release", "decontaminated", "bad_input"):
+    for what, color in (("kept_docs", "tab:green"), *((d.reason, d.color) for d in registry.DROPS)):
         n = np.array([r.get(what, 0) for r in rows.values()], dtype=float)
         if n.any():
-            ax.barh(list(rows), n, left=left, label=what.replace("_docs", ""))
+            ax.barh(list(rows), n, left=left, label=what.replace("_docs", ""), color=color)
             left += n
     _counts(ax.xaxis)
     ax.set(xlabel="documents", title=f"Documents per source: kept and dropped ({', '.join(pipeline['stages'])})")

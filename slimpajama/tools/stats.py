@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from slimpajama.errors import BadRecord, SlimPajamaError
 from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
+from slimpajama.pipelines import registry
 from slimpajama.pipelines.paths import export_summaries, packed_splits, what_is
 
 STATS_VERSION = 1
@@ -126,13 +127,11 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
         dd = ledgers.get("dedup", {}).get("sources", {}).get(s)
         out = last["sources"].get(s, {})
         rows[s] = {"docs_in": src_in.get("docs_in", 0), "bytes_in": src_in.get("bytes_in", 0),
-                   "bad_input": dropped(s, "bad_input"), "short": dropped(s, "short"), "duplicate": dropped(s, "duplicate"),
-                   "duplicate_of_release": dropped(s, "duplicate_of_release"),  # (dedup --against)
-                   "decontaminated": dropped(s, "decontaminated"), "sampled_out": dropped(s, "sampled_out"),
+                   **{d.reason: dropped(s, d.reason) for d in registry.DROPS},  # every stage's drop reasons
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
                    # duplicates within the run and of an earlier release (--against) alike
-                   "byte_duplication_rate": (round((dropped(s, "duplicate", "bytes")
-                                                    + dropped(s, "duplicate_of_release", "bytes")) / dd["bytes_in"], 6)
+                   "byte_duplication_rate": (round(sum(dropped(s, d.reason, "bytes") for d in registry.stage(
+                                                    "dedup").drops) / dd["bytes_in"], 6)
                                              if dd and dd["bytes_in"] else None)}
     kept = sum(r["kept_bytes"] for r in rows.values()) or 1
     for r in rows.values():
