@@ -13,13 +13,12 @@ files are written under temporary names and renamed when complete.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import struct
 
 import numpy as np
 
-from slimpajama.io.writers import atomic_path
+from slimpajama.io.writers import AtomicFile
 
 EXPORT_FORMAT = "megatron-mmap-indexed-dataset"  # the "format" of an export's PREFIX.json
 INDEX_HEADER = b"MMIDIDX\x00\x00"
@@ -43,12 +42,14 @@ class MegatronWriter:
         self.files = [prefix + ".bin", prefix + ".idx"]
         if self.dtype not in DTYPE_CODES:
             raise ValueError(f"Megatron's indexed dataset has no dtype {self.dtype}")
-        self._bin_ctx, self._idx_ctx = atomic_path(prefix + ".bin"), atomic_path(prefix + ".idx")
         self._bin = self._lens = None
+        self._outs: list[AtomicFile] = []
         self.sequences = self.tokens = 0
         try:
-            self._bin = open(self._bin_ctx.__enter__(), "wb")
-            self._idx_tmp = self._idx_ctx.__enter__()
+            self._outs = [AtomicFile(prefix + ".bin")]
+            self._outs.append(AtomicFile(prefix + ".idx"))
+            self._bin = open(self._outs[0].tmp, "wb")
+            self._idx_tmp = self._outs[1].tmp
             self._lens = open(self._idx_tmp + ".lengths", "w+b")
         except BaseException as e:  # e.g. a read-only folder: no temporary file, no half-entered context left
             self.__exit__(type(e), e, None)
@@ -83,8 +84,8 @@ class MegatronWriter:
                 idx.write(np.arange(lo, min(lo + _CHUNK, n + 1), dtype=np.int64).tobytes())
             del lens
         self._close_lengths()
-        self._bin_ctx.__exit__(None, None, None)
-        self._idx_ctx.__exit__(None, None, None)
+        for out in self._outs:
+            out.commit()
 
     def _close_lengths(self) -> None:
         if self._lens is not None:
@@ -98,14 +99,17 @@ class MegatronWriter:
 
     def __exit__(self, et, ev, tb):
         if et is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:  # a write refused at the end: nothing published
+                for out in self._outs:
+                    out.abort()
+                raise
             return False
         if self._bin is not None:
             with contextlib.suppress(OSError):  # a full disk may refuse the flush: the original error is the news
                 self._bin.close()
         self._close_lengths()
-        for ctx in (self._bin_ctx, self._idx_ctx):
-            if inspect.getgeneratorstate(ctx.gen) == inspect.GEN_SUSPENDED:  # entered, not yet exited
-                with contextlib.suppress(BaseException):  # the original error is the one to report
-                    ctx.__exit__(et, ev, tb)
+        for out in self._outs:  # those made (a read-only folder fails the first), not yet committed
+            out.abort()
         return False

@@ -16,7 +16,7 @@ from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
 from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
-from slimpajama.io.writers import atomic_path
+from slimpajama.io.writers import AtomicFile
 
 from . import registry
 
@@ -90,7 +90,7 @@ class ErrorLog:
 
     def __init__(self, out_dir: str, rel: str, ledger: Ledger, fail: bool):
         self.path, self.rel, self.ledger, self.fail = storage.join(out_dir, rel), rel, ledger, fail
-        self._ctx = self._fh = None
+        self._file = self._fh = None
         self.count = 0
 
     @property
@@ -102,8 +102,8 @@ class ErrorLog:
         if self.fail:
             raise_on_bad(rec)
         if self._fh is None:
-            self._ctx = atomic_path(self.path)
-            self._fh = open(self._ctx.__enter__(), "wb")
+            self._file = AtomicFile(self.path)
+            self._fh = open(self._file.tmp, "wb")
         self._fh.write(orjson.dumps(rec.to_dict()) + b"\n")
         self.ledger.count_in(rec.source, 1, rec.nbytes)
         self.ledger.count_dropped(rec.source, BAD_INPUT, 1, rec.nbytes)
@@ -114,7 +114,6 @@ class ErrorLog:
             return
         self._fh.close()
         if ok:
-            self._ctx.__exit__(None, None, None)
+            self._file.commit()
         else:
-            with contextlib.suppress(BaseException):
-                self._ctx.__exit__(RuntimeError, RuntimeError("shard failed"), None)
+            self._file.abort()

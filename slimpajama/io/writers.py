@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -53,28 +52,58 @@ def tmp_run_id(name: str) -> str | None:
     return name[len(TMP_PREFIX):].split("-", 1)[0]
 
 
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary local path; on success fsync and rename it to `path` (or upload it, for an object-store
-    URI), on failure remove it."""
-    remote = storage.is_remote(path)
-    if not remote:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = storage.staging_path(path) if remote else tmp_path_for(path)
-    try:
-        yield tmp
-        _digests[str(path)] = sha256_file(tmp)
-        if remote:
-            storage.publish(tmp, path)
-            os.remove(tmp)
+class AtomicFile:
+    """One output file written under a temporary local name: `commit()` fsyncs and renames it to `path` (or uploads
+    it, for an object-store URI), `abort()` removes it. As a context manager it yields the temporary path and
+    commits on success, aborts on an exception (`atomic_path`); a writer that outlives a `with` block holds one and
+    calls commit or abort itself."""
+
+    def __init__(self, path: str):
+        self.path, self.remote = str(path), storage.is_remote(path)
+        if not self.remote:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.tmp = storage.staging_path(self.path) if self.remote else tmp_path_for(self.path)
+        self.done = False
+
+    def commit(self) -> None:
+        try:
+            _digests[self.path] = sha256_file(self.tmp)
+            if self.remote:
+                storage.publish(self.tmp, self.path)
+                os.remove(self.tmp)
+            else:
+                with open(self.tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self.done = True
+
+    def abort(self) -> None:
+        if not self.done:
+            self.done = True
+            with contextlib.suppress(OSError):  # gone, or a read-only folder: the original error is the news
+                os.remove(self.tmp)
+
+    def __del__(self):  # dropped without commit or abort (an error on a path nobody caught): nothing stays
+        self.abort()
+
+    def __enter__(self) -> str:
+        return self.tmp
+
+    def __exit__(self, et, ev, tb) -> bool:
+        if et is None:
+            self.commit()
         else:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # gone, or a read-only folder: the original error is the news
-            os.remove(tmp)
-        raise
+            self.abort()
+        return False
+
+
+def atomic_path(path: str) -> AtomicFile:
+    """`with atomic_path(path) as tmp:` write to `tmp`; on success it is fsynced and renamed to `path` (or
+    uploaded, for an object-store URI), on failure removed."""
+    return AtomicFile(path)
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
@@ -146,7 +175,7 @@ PAGE_BYTES = 1 << 30  # pages end with their column chunk (see ParquetShardWrite
 
 
 class AtomicFileWriter:
-    """A writer of one file through `atomic_path` (its `_ctx`): leaving `with` normally closes and publishes the
+    """A writer of one file through an `AtomicFile` (its `_file`): leaving `with` normally closes and publishes the
     file; an exception discards it (`_discard` closes what is open, the temporary file is removed)."""
 
     def __enter__(self):
@@ -154,13 +183,16 @@ class AtomicFileWriter:
 
     def __exit__(self, et, ev, tb):
         if et is None:
-            self.close()
-        else:
             try:
-                self._discard()
-            finally:
-                with contextlib.suppress(BaseException):
-                    self._ctx.__exit__(et, ev, tb)
+                self.close()
+            except BaseException:  # e.g. a full disk refused the last write: the file is not published
+                self._file.abort()
+                raise
+            return False
+        try:
+            self._discard()
+        finally:
+            self._file.abort()
         return False
 
 
@@ -176,8 +208,8 @@ class ParquetShardWriter(AtomicFileWriter):
     def __init__(self, path: str, schema: pa.Schema = DOC_SCHEMA, compression: str = SHARD_CODEC):
         self.path = path
         self.schema = schema
-        self._ctx = atomic_path(path)
-        self._tmp = self._ctx.__enter__()
+        self._file = AtomicFile(path)
+        self._tmp = self._file.tmp
         # dictionary pages only for columns that repeat (source): tried on text, they cost a quarter of the write
         # and fall back to plain pages anyway
         dictionary = [c for c in ("source",) if c in schema.names] if "text" in schema.names else True
@@ -220,7 +252,7 @@ class ParquetShardWriter(AtomicFileWriter):
     def close(self) -> None:
         self._flush(final=True)
         self._writer.close()
-        self._ctx.__exit__(None, None, None)
+        self._file.commit()
 
     def _discard(self) -> None:
         self._writer.close()
@@ -232,8 +264,8 @@ class NpyAppender(AtomicFileWriter):
 
     def __init__(self, path: str, dtype):
         self.path, self.dtype, self.count = path, np.dtype(dtype), 0
-        self._ctx = atomic_path(path)
-        self._tmp = self._ctx.__enter__()
+        self._file = AtomicFile(path)
+        self._tmp = self._file.tmp
         self._fh = open(self._tmp, "wb")
         self._fh.seek(len(self._header(0)))
 
@@ -254,7 +286,7 @@ class NpyAppender(AtomicFileWriter):
         self._fh.seek(0)
         self._fh.write(head)
         self._fh.close()
-        self._ctx.__exit__(None, None, None)
+        self._file.commit()
 
     def _discard(self) -> None:
         self._fh.close()
@@ -272,8 +304,8 @@ class ReleaseChunkWriter(AtomicFileWriter):
 
     def __init__(self, path: str, level: int = RELEASE_ZSTD_LEVEL):
         self.path = path
-        self._ctx = atomic_path(path)
-        self._tmp = self._ctx.__enter__()
+        self._file = AtomicFile(path)
+        self._tmp = self._file.tmp
         self._fh = open(self._tmp, "wb")
         import zstandard
 
@@ -297,7 +329,7 @@ class ReleaseChunkWriter(AtomicFileWriter):
     def close(self) -> None:
         self._zw.close()
         self._fh.close()
-        self._ctx.__exit__(None, None, None)
+        self._file.commit()
 
     def _discard(self) -> None:
         with contextlib.suppress(BaseException):
