@@ -7,13 +7,14 @@ the tokenizers library on every tokenizer it loads), the reference library where
   * "auto" (the default): fastokens where it loads the tokenizer and encodes PROBE exactly as the reference does,
     else the reference, with a one-line notice.
 An engine never changes the bytes: it gives the reference's ids for every text (the tests show it id for id on real
-and adversarial text; the stage re-checks a sample of every task, `TokenizeStage.guard`). The token cache's
+and adversarial text; the stage re-checks a sample of every task, `pipelines/tokens.Guard`). The token cache's
 fingerprint does not name the engine.
 
 How fastokens gets each tokenizer. Its fast pre-tokenizers are the ones it recognizes by pattern; the others run
 PCRE2 at about tiktoken's speed:
   * GPT-2's split pattern (r50k_base, p50k_base): as a tokenizer.json with GPT-2's ByteLevel pre-tokenizer,
-    converted from the ranks (`tiktoken_json`; ~0.5 s per process): ~9x tiktoken per core here;
+    converted from the ranks once per machine (`tiktoken_json`, kept under $SLIMPAJAMA_CACHE/engine; ~0.4 s to
+    load in each process): ~12x tiktoken per core here;
   * cl100k_base: its .tiktoken ranks with the tokenizers-library form of its pattern (the same splits: the tests
     compare every short whitespace/letter/digit/punctuation string), ~9x;
   * o200k_base and any other pattern: the .tiktoken ranks with the encoding's own pattern (o200k ~10x);

@@ -215,9 +215,9 @@ def _walk(top: str) -> Iterator[str]:
 
 
 def _manifest_files(manifest: outputs.Manifest) -> list[InputFile]:
-    """A stage's document files as its manifest records them, each checked against the file on disk: one whose
-    size or modification time is not the record's (replaced by hand under the same name) is hashed again, so what
-    depends on it (a rerun's run key, a later stage's resume) sees the new content."""
+    """A stage's document files as its manifest records them, each local one checked against the file on disk: one
+    whose size or modification time is not the record's (replaced by hand under the same name) is hashed again, so
+    what depends on it (a rerun's run key, a later stage's resume) sees the new content."""
     from slimpajama.io.writers import sha256_file
 
     if manifest.data.get("documents_root") is None:
@@ -225,6 +225,10 @@ def _manifest_files(manifest: outputs.Manifest) -> list[InputFile]:
     out = []
     for rel, path, rec in manifest.documents():
         if not _wanted(rel):
+            continue
+        if storage.is_remote(path):  # an object's time is its upload's, not the record's: the record is trusted
+            out.append(InputFile(path=path, rel=rel, size=rec["size"], mtime_ns=rec.get("mtime_ns", 0),
+                                 digest=rec["sha256"]))
             continue
         now, recorded = storage.stat(path), (rec["size"], rec.get("mtime_ns", 0))
         if now is None:
