@@ -34,6 +34,7 @@ class PipelineConfig:
     partition_bytes: int = defaults.PARTITION_BYTES
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     encoding: str = defaults.ENCODING
+    engine: str = "auto"  # who tokenizes (tokenize/engine.py): never changes the bytes
     # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
     shards: tuple[tuple[int, tuple[float, float]], ...] = ((defaults.SEQ, defaults.PACK_RANGE),)
     packing: str = "concat"
@@ -71,7 +72,7 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
                              task_bytes=cfg.task_bytes, **run))
     reports.append(run_release(p["dedup"], p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
     # the same read options as the first stage: --on-error fail, --batch-rows, --max-doc-bytes hold here too
-    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
+    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes, engine=cfg.engine,
                                 **run))
     for seq, range_ in cfg.shards:
         reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_,

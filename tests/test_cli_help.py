@@ -36,6 +36,19 @@ def test_every_command_help_is_unchanged():
         assert now[name] == golden[name], f"`{name} --help` changed"
 
 
+def test_pipeline_takes_the_options_that_shape_each_stages_output():
+    """`pipeline` had drifted from the commands (no --min-chars, MinHash settings, --seed, --engine): the shared
+    ones are one definition (cli/options.py) now."""
+    import re
+
+    def flags(name):
+        return set(re.findall(r"^  (?:-\w, )?(--[a-z-]+)", every_help()[name], re.M))
+
+    pipeline = flags("pipeline")
+    assert {"--ngram", "--num-perm", "--bands", "--rows", "--threshold", "--hash"} <= flags("dedup") & pipeline
+    assert {"--min-chars", "--seed", "--holdout", "--engine", "--encoding", "--packing", "--seq"} <= pipeline
+
+
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(every_help(), indent=1, sort_keys=True))
     sys.exit(0)

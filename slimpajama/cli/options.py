@@ -179,6 +179,61 @@ class ReadFlags(OptionGroup):
                            source_map=parse_source_map(self.source_map), **more)
 
 
+@dataclasses.dataclass(frozen=True)
+class MinHashFlags(OptionGroup):
+    """The MinHash and LSH settings, one definition for `dedup` and `pipeline`."""
+
+    PARAM: ClassVar[str] = "minhash"
+    ngram: int
+    num_perm: int
+    bands: int | None
+    rows: int | None
+    threshold: float | None
+    hash_mode: str
+
+    @classmethod
+    def click_options(cls) -> list:
+        return [
+            click.option("--ngram", type=click.IntRange(min=1), default=defaults.NGRAM, show_default=True,
+                         help="Character n-gram width."),
+            click.option("--num-perm", type=click.IntRange(min=1), default=defaults.NUM_PERM, show_default=True),
+            click.option("--bands", type=click.IntRange(min=1), default=None,
+                         help=f"LSH bands (default {defaults.BANDS}, or from --threshold)."),
+            click.option("--rows", type=click.IntRange(min=1), default=None,
+                         help=f"Rows per band (default {defaults.ROWS})."),
+            click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+                         help=f"Jaccard threshold: picks bands x rows like datasketch's MinHashLSH (default "
+                              f"{defaults.THRESHOLD} -> {defaults.BANDS} x {defaults.ROWS})."),
+            click.option("--hash", "hash_mode", type=click.Choice(["fast", "slimpajama"]), default="fast",
+                         show_default=True,
+                         help="slimpajama: datasketch MinHash signatures, bit-identical to SlimPajama's; fast: one "
+                              "hash per shingle (one-permutation hashing, densified), compiled."),
+        ]
+
+    def config(self):
+        """The `MinHashConfig` these flags name (a mistake in them is one error line)."""
+        from slimpajama.core.minhash import MinHashConfig
+
+        common = dict(ngram=self.ngram, hash=self.hash_mode)
+        threshold = defaults.THRESHOLD if self.threshold is None else self.threshold
+        try:
+            if self.bands is None and self.rows is None:
+                return MinHashConfig.for_threshold(threshold, self.num_perm, **common)
+            return MinHashConfig(num_perm=self.num_perm, bands=self.bands or defaults.BANDS,
+                                 rows=self.rows or defaults.ROWS, threshold=threshold, **common)
+        except ValueError as e:
+            raise SlimPajamaError(str(e)) from None
+
+
+def engine_option():
+    """--engine of the tokenize stage (tokenize/engine.py)."""
+    return click.option("--engine", type=click.Choice(["auto", "fast", "reference"]), default="auto",
+                        show_default=True,
+                        help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; a "
+                             "sample of every task re-checked), else the tokenizer's own library, with a notice. "
+                             "fast / reference: force one.")
+
+
 def _set_wait(ctx, param, value):
     from slimpajama.pipelines import lock
 

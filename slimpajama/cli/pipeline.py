@@ -7,7 +7,17 @@ import json
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import RANGE, SIZE, RayFlags, ReadFlags, check_bucket_bytes, size_text
+from slimpajama.cli.options import (
+    RANGE,
+    SIZE,
+    MinHashFlags,
+    RayFlags,
+    ReadFlags,
+    check_bucket_bytes,
+    engine_option,
+    seed_option,
+    size_text,
+)
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 
@@ -16,6 +26,10 @@ from slimpajama.errors import SlimPajamaError
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--data", default="data", show_default=True,
               help="Root of every stage's output (work/, slimpajama/, tokens/, shards/), a path or an s3:// URI.")
+@click.option("--min-chars", type=click.IntRange(min=0), default=defaults.MIN_CHARS, show_default=True,
+              help="Drop documents whose cleaned view has fewer characters (normalize).")
+@MinHashFlags.apply
+@seed_option(defaults.RELEASE_SEED, "Seed of the release's split, weights and shuffle.")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True)
 @click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
 @click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True)
@@ -29,11 +43,12 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a packed shard file.")
 @click.option("--encoding", default=defaults.ENCODING, show_default=True)
+@engine_option()
 @ReadFlags.apply
 @RayFlags.apply
 @fail_cleanly
-def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes,
-             encoding, read: ReadFlags, ray: RayFlags):
+def pipeline(inputs, data, min_chars, minhash: MinHashFlags, seed, holdout, docs_per_file, bucket_bytes, batch_rows,
+             seqs, ranges, packing, file_bytes, encoding, engine, read: ReadFlags, ray: RayFlags):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     from slimpajama.core.release import ReleaseConfig
@@ -41,10 +56,10 @@ def pipeline(inputs, data, holdout, docs_per_file, bucket_bytes, batch_rows, seq
 
     if ranges and len(ranges) != len(seqs):
         raise SlimPajamaError("give one --range per --seq")
-    cfg = PipelineConfig(read=read.options(batch_rows=batch_rows),
-                         release=ReleaseConfig(holdout=holdout, docs_per_file=docs_per_file,
+    cfg = PipelineConfig(read=read.options(batch_rows=batch_rows), min_chars=min_chars, minhash=minhash.config(),
+                         release=ReleaseConfig(seed=seed, holdout=holdout, docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
-                         encoding=encoding, packing=packing, task_bytes=read.task_bytes or 0,
+                         encoding=encoding, engine=engine, packing=packing, task_bytes=read.task_bytes or 0,
                          file_bytes=file_bytes or 1,
                          shards=tuple(zip(seqs, list(ranges) if ranges else
                                           [defaults.PACK_RANGE] * len(seqs), strict=True)))

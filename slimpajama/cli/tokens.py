@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from slimpajama.cli.guard import fail_cleanly
-from slimpajama.cli.options import RayFlags, ReadFlags
+from slimpajama.cli.options import RayFlags, ReadFlags, engine_option
 from slimpajama.cli.render import print_report
 from slimpajama.core import defaults
 
@@ -27,10 +27,7 @@ from slimpajama.core import defaults
 @click.option("--bos-token", default=None, metavar="TOKEN", help="The BOS token to prepend (implies --bos).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Tokenizer threads per task (tasks already run one per core).")
-@click.option("--engine", type=click.Choice(["auto", "fast", "reference"]), default="auto", show_default=True,
-              help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; a sample of "
-                   "every task re-checked), else the tokenizer's own library, with a notice. fast / reference: force "
-                   "one.")
+@engine_option()
 @ReadFlags.apply
 @RayFlags.apply
 @fail_cleanly
