@@ -22,6 +22,7 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
+from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
@@ -38,6 +39,10 @@ from .stage import ShardOutcome, ShardTask, Stage
 MODEL_DIR = "_tokenizer"  # in a token cache: the copy of a model tokenizer's file, which workers load
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
 GUARD_RATE = 1e-3  # the share of a task's documents the guard re-encodes with the reference (and its longest)
+# "auto" encodes an input of fewer file bytes with the reference library: loading the engine in a process (~0.5 s
+# for GPT-2, ~3 s for a 200k tokenizer.json) costs more than it saves on a few MB (a command on 200 documents: 4.5x
+# its imports with the engine, the same bytes either way)
+ENGINE_MIN_BYTES = 2 << 20
 GUARD_LONGEST = 0.001  # the longest document is re-encoded up to this share of the task's text (see Guard)
 
 
@@ -57,9 +62,10 @@ class TokenizeStage(Stage):
         self.model: dict | None = None  # a model tokenizer: how workers load the cache's copy (see `prepare`)
         self._fingerprint: dict | None = None  # computed once (the runner asks for it for every task)
 
-    def prepare(self, cache_dir: str) -> None:
+    def prepare(self, cache_dir: str, input_bytes: int | None = None) -> None:
         """Obtain the tokenizer once in the driver (GPT-2's offline bootstrap; a model tokenizer's file, copied
-        into the cache, where every worker reads it)."""
+        into the cache, where every worker reads it), and choose the engine: `input_bytes` (the input files' size)
+        under ENGINE_MIN_BYTES makes "auto" the reference, whose ids are the same."""
         enc = get_encoding(self.encoding, eos=self.eos, bos=self.bos)
         if isinstance(enc, ModelTokenizer):
             copy = storage.join(cache_dir if storage.is_remote(cache_dir) else os.path.abspath(cache_dir), MODEL_DIR,
@@ -69,6 +75,9 @@ class TokenizeStage(Stage):
             self.model = {"kind": enc.kind, "name": enc.name, "filename": enc.filename, "file": copy,
                           "eos": enc.eos, "bos": enc.bos}
         self.fingerprint()
+        if self.engine == "auto" and input_bytes is not None and input_bytes < ENGINE_MIN_BYTES:
+            self.engine = "reference"  # loading the engine would cost more than it saves
+            return
         # the engine chosen once here (a notice when auto falls back); workers load that one, or fail saying why
         chosen = engine_for(self.tokenizer(), self.engine, self.threads,
                             notice=lambda line: print(line, file=sys.stderr))
@@ -186,7 +195,11 @@ def run_tokenize(inputs, out_root: str, encoding: str = defaults.ENCODING, *, th
     `engine`: see slimpajama.tokenize.engine (the bytes are the same whichever encodes)."""
     stage = TokenizeStage(encoding, threads, read, eos=eos, bos=bos, engine=engine)
     cache_dir = storage.join(out_root, encoding_name(encoding))
-    stage.prepare(cache_dir)
+    try:
+        input_bytes = sum(f.size for f in discover(inputs))
+    except SlimPajamaError:  # run_documents says what is wrong with the inputs, in its own words
+        input_bytes = None
+    stage.prepare(cache_dir, input_bytes)
     return run_documents(stage, inputs, cache_dir, verify_inputs=verify_inputs,
                          task_bytes=task_bytes, workers=workers, ray_address=ray_address, progress=progress)
 

@@ -260,17 +260,23 @@ def test_the_guard_stops_a_task_whose_engine_differs_naming_the_document(tmp_pat
     assert (tmp_path / "ref" / "a.tokens.bin").read_bytes() == (tmp_path / "ok" / "a.tokens.bin").read_bytes()
 
 
-def test_stats_show_the_engine_and_the_documents_the_guard_checked(cache):
+def test_stats_show_the_engine_and_the_documents_the_guard_checked(cache, tmp_path):
     from click.testing import CliRunner
 
     from slimpajama.cli import main
+    from slimpajama.pipelines.tokens import run_tokenize
     from slimpajama.tools.stats import token_stats
 
-    st = token_stats(str(cache / "tokens"))["gpt2"]
-    tasks = len(list((cache / "tokens" / "gpt2").rglob("*.tokens.bin")))
+    # the sample's release is small: "auto" gives it to the reference (the engine's load would cost more)
+    assert token_stats(str(cache / "tokens"))["gpt2"]["engines"] == ["tiktoken"]
+    run_tokenize(str(cache / "release"), str(tmp_path / "t"), engine="fast", progress=False)
+    st = token_stats(str(tmp_path / "t"))["gpt2"]
+    tasks = len(list((tmp_path / "t" / "gpt2").rglob("*.tokens.bin")))
     assert st["engines"] == ["fastokens"] and st["guard_checked"] >= tasks  # at least each task's longest
-    r = CliRunner().invoke(main, ["stats", str(cache / "tokens")], terminal_width=200)
+    r = CliRunner().invoke(main, ["stats", str(tmp_path / "t")], terminal_width=200)
     assert r.exit_code == 0 and f"{st['guard_checked']} documents re-encoded by the reference" in r.output
+    for made in (cache / "tokens" / "gpt2").rglob("*.tokens.bin"):  # the same bytes from either engine
+        assert made.read_bytes() == (tmp_path / "t" / "gpt2" / made.relative_to(cache / "tokens" / "gpt2")).read_bytes()
 
 
 def test_the_pipelines_release_tokenizes_to_the_same_bytes_with_either_engine(clean_pipeline, tmp_path):

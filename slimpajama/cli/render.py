@@ -107,9 +107,10 @@ def print_stats(st: dict, console=None) -> None:
         for s, n in v["tokens_per_source"].items():
             t.add_row(s, count(n), pct(n / max(v["tokens"], 1)))
         console.print(t)
-        if v.get("engines"):
-            console.print(literal(f"encoded by {', '.join(v['engines'])}; {count(v['guard_checked'])} documents "
-                                  "re-encoded by the reference library and found equal"))
+        if v.get("engines"):  # the guard re-checks what the engine encoded; the reference has nothing to check
+            checked = (f"; {count(v['guard_checked'])} documents re-encoded by the reference library and found equal"
+                       if v.get("guard_checked") else "")
+            console.print(literal(f"encoded by {', '.join(v['engines'])}{checked}"))
     for name, e in (st.get("export") or {}).items():
         # above the table, not as its title: a title is wrapped to the table's width (3-4 lines at 80 columns)
         console.print(literal(f"{e['format']} export {name}: {e['split']} split, range {e['range'][0]:g}:"
