@@ -52,3 +52,24 @@ def test_pipeline_takes_the_options_that_shape_each_stages_output():
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(every_help(), indent=1, sort_keys=True))
     sys.exit(0)
+
+
+def test_a_whole_pipeline_run_in_one_config_file(tmp_path):
+    """`pipeline --print-config` writes the run's settings as TOML; `--config` reads them back (the same run), a
+    flag on the command line wins, and a key it has no option for or a file that is not TOML is one usage line."""
+    args = ["pipeline", "raw", "--seq", "2048", "--seq", "8192", "--range", "0:0.75", "--range", "0.75:1",
+            "--min-chars", "300", "--hash", "slimpajama", "--bucket-bytes", "64MB", "--print-config"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert 'inputs = ["raw"]' in first.output and "range = [[0.0, 0.75], [0.75, 1.0]]" in first.output
+    config = tmp_path / "run.toml"
+    config.write_text(first.output)
+    again = CliRunner().invoke(main, ["pipeline", "--config", str(config), "--print-config"])
+    assert again.exit_code == 0 and again.output == first.output
+    override = CliRunner().invoke(main, ["pipeline", "--config", str(config), "--seed", "7", "--print-config"])
+    assert "seed = 7\n" in override.output and "min-chars = 300\n" in override.output
+    (tmp_path / "bad.toml").write_text("bogus = 1\n")
+    (tmp_path / "worse.toml").write_text("seq = [\n")
+    for name, says in (("bad.toml", "sets bogus, which `pipeline` has no option for"), ("worse.toml", "is not TOML")):
+        r = CliRunner().invoke(main, ["pipeline", "--config", str(tmp_path / name)])
+        assert r.exit_code == 2 and says in r.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from typing import ClassVar
 
 import click
@@ -74,6 +75,8 @@ class RangeType(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
+            if isinstance(value, list | tuple) and len(value) == 2:  # [a, b] from a --config file
+                value = f"{value[0]}:{value[1]}"
             return parse_range(value)
         except ValueError as e:
             self.fail(str(e), param, ctx)
@@ -232,6 +235,62 @@ def engine_option():
                         help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; a "
                              "sample of every task re-checked), else the tokenizer's own library, with a notice. "
                              "fast / reference: force one.")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string is a JSON string
+
+
+def _load_config(ctx, param, value):
+    """--config FILE: a TOML table of the command's options by their flag names (`min-chars = 300`, `seq =
+    [2048, 8192]`, `inputs = ["data/raw"]`), the defaults of this run; flags on the command line still win."""
+    if not value:
+        return
+    import tomllib
+
+    try:
+        with open(value, "rb") as f:
+            table = tomllib.load(f)
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {value}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise click.BadParameter(f"{value} is not TOML: {e}") from None
+    by_flag = {max(p.opts, key=len).lstrip("-") if p.opts else p.name: p for p in ctx.command.params if p.name}
+    by_flag.update({p.name: p for p in ctx.command.params if p.name})
+    unknown = sorted(k for k in table if k not in by_flag or by_flag[k].name in ("config", "print_config"))
+    if unknown:
+        raise click.BadParameter(f"{value} sets {', '.join(unknown)}, which `{ctx.command.name}` has no option for")
+    ctx.default_map = {**(ctx.default_map or {}), **{by_flag[k].name: v for k, v in table.items()}}
+
+
+def config_options(f):
+    """--config FILE and --print-config: a whole run's settings in one TOML file (see _load_config)."""
+    f = click.option("--print-config", is_flag=True,
+                     help="Print this run's settings as TOML (for --config) and exit without running.")(f)
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                        callback=_load_config,
+                        help="A TOML file of this command's options by flag name (e.g. min-chars = 300, seq = "
+                             "[2048, 8192]), including inputs; flags given on the command line win.")(f)
+
+
+def config_toml(ctx) -> str:
+    """The TOML of every option of the command as this run has it (what --config reads back)."""
+    lines = []
+    for p in ctx.command.params:
+        if not p.name or p.name in ("print_config", "config") or not p.expose_value and p.name != "wait":
+            continue
+        value = ctx.params.get(p.name)
+        if value is None or p.name == "wait":
+            continue
+        flag = max(p.opts, key=len).lstrip("-") if isinstance(p, click.Option) else p.name
+        lines.append(f"{flag} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
 
 
 def _set_wait(ctx, param, value):

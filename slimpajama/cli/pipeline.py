@@ -14,6 +14,8 @@ from slimpajama.cli.options import (
     RayFlags,
     ReadFlags,
     check_bucket_bytes,
+    config_options,
+    config_toml,
     engine_option,
     seed_option,
     size_text,
@@ -46,11 +48,15 @@ from slimpajama.errors import SlimPajamaError
 @engine_option()
 @ReadFlags.apply
 @RayFlags.apply
+@config_options
 @fail_cleanly
 def pipeline(inputs, data, min_chars, minhash: MinHashFlags, seed, holdout, docs_per_file, bucket_bytes, batch_rows,
-             seqs, ranges, packing, file_bytes, encoding, engine, read: ReadFlags, ray: RayFlags):
+             seqs, ranges, packing, file_bytes, encoding, engine, read: ReadFlags, ray: RayFlags, print_config):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
+    if print_config:
+        click.echo(config_toml(click.get_current_context()), nl=False)
+        return
     from slimpajama.core.release import ReleaseConfig
     from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
 
