@@ -31,10 +31,14 @@ class PipelineConfig:
     read: ReadOptions = field(default_factory=ReadOptions)
     min_chars: int = defaults.MIN_CHARS
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    verify: bool = False  # dedup --verify
+    against: tuple[str, ...] = ()  # dedup --against: earlier dedup outputs
     partition_bytes: int = defaults.PARTITION_BYTES
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     encoding: str = defaults.ENCODING
     engine: str = "auto"  # who tokenizes (tokenize/engine.py): never changes the bytes
+    eos: str | None = None  # a model tokenizer's EOS / BOS (tokenize --eos, --bos)
+    bos: str | None = None
     # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
     shards: tuple[tuple[int, tuple[float, float]], ...] = ((defaults.SEQ, defaults.PACK_RANGE),)
     packing: str = "concat"
@@ -69,11 +73,11 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     reports = [run_documents(NormalizeStage(cfg.read, cfg.min_chars), raw, p["normalized"], command="pipeline",
                              verify_inputs=verify_inputs, task_bytes=cfg.task_bytes, **run)]
     reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
-                             task_bytes=cfg.task_bytes, **run))
+                             task_bytes=cfg.task_bytes, verify=cfg.verify, against=list(cfg.against), **run))
     reports.append(run_release(p["dedup"], p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
     # the same read options as the first stage: --on-error fail, --batch-rows, --max-doc-bytes hold here too
-    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes, engine=cfg.engine,
-                                **run))
+    reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
+                                eos=cfg.eos, bos=cfg.bos, engine=cfg.engine, **run))
     for seq, range_ in cfg.shards:
         reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_,
                                   file_bytes=cfg.file_bytes, task_bytes=cfg.task_bytes, **run))

@@ -87,3 +87,33 @@ def test_a_notice_from_the_library_reaches_the_user(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "notice: c4/c4.jsonl.zst (0 MiB) is one compressed stream: one task reads it all" in r.stderr
+
+
+def test_pipeline_options_reach_their_stages(monkeypatch, tmp_path):
+    """`pipeline` takes every option that shapes a stage's output and hands it to that stage (issue 46: it had no
+    --min-chars, MinHash settings, --verify/--against, --seed/--weights, --tokenizer/--eos/--bos, --engine)."""
+    from click.testing import CliRunner
+
+    from slimpajama.cli import main
+    from slimpajama.pipelines import pipeline as pl
+
+    seen = {}
+    monkeypatch.setattr(pl, "run_documents", lambda stage, *a, **k: seen.setdefault("min_chars", stage.min_chars))
+    monkeypatch.setattr(pl, "run_dedup", lambda *a, **k: seen.update(dedup=(k["cfg"], k["verify"], k["against"])))
+    monkeypatch.setattr(pl, "run_release", lambda src, out, cfg, **k: seen.update(release=cfg))
+    monkeypatch.setattr(pl, "run_tokenize", lambda src, out, spec, **k: seen.update(tokenize=(spec, k["eos"],
+                                                                                               k["bos"], k["engine"])))
+    monkeypatch.setattr(pl, "run_shards", lambda *a, **k: None)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tokenizer.json").write_text("{}")  # found, never loaded: the stages are stand-ins
+    r = CliRunner().invoke(main, [
+        "pipeline", "raw", "--data", str(tmp_path / "d"), "--min-chars", "300", "--hash", "slimpajama", "--bands", "20",
+        "--rows", "6", "--verify", "--against", str(tmp_path / "old"), "--seed", "7", "--weights", "RedPajamaC4=0.5",
+        "--tokenizer", str(tmp_path / "model"), "--eos", "</s>", "--bos", "--engine", "reference"])
+    assert "dedup" in seen, r.output
+    cfg, verify, against = seen["dedup"]
+    assert seen["min_chars"] == 300 and (cfg.hash, cfg.bands, cfg.rows, verify, against) == (
+        "slimpajama", 20, 6, True, [str(tmp_path / "old")])
+    assert (seen["release"].seed, dict(seen["release"].weights)) == (7, {"RedPajamaC4": 0.5})
+    assert seen["tokenize"] == (str(tmp_path / "model"), "</s>", "", "reference")

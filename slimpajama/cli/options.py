@@ -228,13 +228,51 @@ class MinHashFlags(OptionGroup):
             raise SlimPajamaError(str(e)) from None
 
 
-def engine_option():
-    """--engine of the tokenize stage (tokenize/engine.py)."""
-    return click.option("--engine", type=click.Choice(["auto", "fast", "reference"]), default="auto",
-                        show_default=True,
-                        help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; a "
-                             "sample of every task re-checked), else the tokenizer's own library, with a notice. "
-                             "fast / reference: force one.")
+@dataclasses.dataclass(frozen=True)
+class TokenizerFlags(OptionGroup):
+    """Which tokenizer, its EOS / BOS, and who encodes: one definition for `tokenize` and `pipeline`."""
+
+    PARAM: ClassVar[str] = "tok"
+    encoding: str
+    tokenizer: str | None
+    eos: str | None
+    bos: bool
+    bos_token: str | None
+    engine: str
+
+    @classmethod
+    def click_options(cls) -> list:
+        return [
+            click.option("--encoding", default=defaults.ENCODING, show_default=True,
+                         help="gpt2 (= r50k_base, BTLM's), another tiktoken encoding name, or the .tiktoken file of "
+                              "one (cl100k_base, o200k_base, ...: recognized by its SHA-256)."),
+            click.option("--tokenizer", default=None, metavar="PATH",
+                         help="A model's tokenizer instead: a Hugging Face tokenizer.json, a SentencePiece "
+                              "tokenizer.model, or the model folder holding one (local; the cache goes to "
+                              "<out>/<folder or file name>/)."),
+            click.option("--eos", default=None, metavar="TOKEN",
+                         help="--tokenizer's end-of-document token (default: the eos_token of a "
+                              "tokenizer_config.json beside it, else a known one such as <|endoftext|> or </s>)."),
+            click.option("--bos", is_flag=True,
+                         help="Prepend --tokenizer's BOS to every document (as Llama-style models expect)."),
+            click.option("--bos-token", default=None, metavar="TOKEN", help="The BOS token to prepend (implies --bos)."),
+            click.option("--engine", type=click.Choice(["auto", "fast", "reference"]), default="auto",
+                         show_default=True,
+                         help="auto: the compiled fastokens engine where it reproduces the tokenizer (the same ids; "
+                              "a sample of every task re-checked), else the tokenizer's own library, with a notice. "
+                              "fast / reference: force one."),
+        ]
+
+    def spec(self) -> str:
+        """The tokenizer as run_tokenize takes it: a model's tokenizer file or folder, else the encoding."""
+        if self.tokenizer and self.encoding != defaults.ENCODING:
+            raise SlimPajamaError("give either --encoding (tiktoken) or --tokenizer (a model's tokenizer file), "
+                                  "not both")
+        return self.tokenizer or self.encoding
+
+    def bos_spec(self) -> str | None:
+        """None: no BOS; "": the tokenizer's own; else the token."""
+        return self.bos_token if self.bos_token else ("" if self.bos else None)
 
 
 def _toml_value(value) -> str:

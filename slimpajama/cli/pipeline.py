@@ -13,10 +13,10 @@ from slimpajama.cli.options import (
     MinHashFlags,
     RayFlags,
     ReadFlags,
+    TokenizerFlags,
     check_bucket_bytes,
     config_options,
     config_toml,
-    engine_option,
     seed_option,
     size_text,
 )
@@ -31,8 +31,14 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--min-chars", type=click.IntRange(min=0), default=defaults.MIN_CHARS, show_default=True,
               help="Drop documents whose cleaned view has fewer characters (normalize).")
 @MinHashFlags.apply
+@click.option("--verify", is_flag=True,
+              help="Drop candidate pairs whose signature-estimated Jaccard is below the threshold (dedup).")
+@click.option("--against", multiple=True, type=click.Path(file_okay=False),
+              help="An earlier dedup's --out (repeatable): dedup against what it kept (see `dedup --against`).")
 @seed_option(defaults.RELEASE_SEED, "Seed of the release's split, weights and shuffle.")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True)
+@click.option("--weights", default=None,
+              help="Per-source sampling weights of the release, e.g. RedPajamaC4=0.5,RedPajamaBook=2.0.")
 @click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
 @click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True)
 @click.option("--batch-rows", type=click.IntRange(min=1), default=defaults.BATCH_ROWS, show_default=True,
@@ -44,28 +50,30 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--packing", type=click.Choice(["concat", "bestfit"]), default="concat", show_default=True)
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a packed shard file.")
-@click.option("--encoding", default=defaults.ENCODING, show_default=True)
-@engine_option()
+@TokenizerFlags.apply
 @ReadFlags.apply
 @RayFlags.apply
 @config_options
 @fail_cleanly
-def pipeline(inputs, data, min_chars, minhash: MinHashFlags, seed, holdout, docs_per_file, bucket_bytes, batch_rows,
-             seqs, ranges, packing, file_bytes, encoding, engine, read: ReadFlags, ray: RayFlags, print_config):
+def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, seed, holdout, weights, docs_per_file,
+             bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes, tok: TokenizerFlags, read: ReadFlags,
+             ray: RayFlags, print_config):
     """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
     Ray session). Resumes like each stage: rerun the same command after a crash."""
     if print_config:
         click.echo(config_toml(click.get_current_context()), nl=False)
         return
-    from slimpajama.core.release import ReleaseConfig
+    from slimpajama.core.release import ReleaseConfig, parse_weights
     from slimpajama.pipelines.pipeline import PipelineConfig, run_pipeline
 
     if ranges and len(ranges) != len(seqs):
         raise SlimPajamaError("give one --range per --seq")
     cfg = PipelineConfig(read=read.options(batch_rows=batch_rows), min_chars=min_chars, minhash=minhash.config(),
-                         release=ReleaseConfig(seed=seed, holdout=holdout, docs_per_file=docs_per_file,
+                         verify=verify, against=tuple(against),
+                         release=ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights),
+                                               docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
-                         encoding=encoding, engine=engine, packing=packing, task_bytes=read.task_bytes or 0,
+                         encoding=tok.spec(), eos=tok.eos, bos=tok.bos_spec(), engine=tok.engine, packing=packing, task_bytes=read.task_bytes or 0,
                          file_bytes=file_bytes or 1,
                          shards=tuple(zip(seqs, list(ranges) if ranges else
                                           [defaults.PACK_RANGE] * len(seqs), strict=True)))
