@@ -1,8 +1,8 @@
 """The whole pipeline in one driver (one Ray session): raw corpus -> release -> token cache -> packed shards.
 
 The layout under `data` is the Makefile's: work/normalized, work/dedup (signatures in work/dedup/_minhash),
-slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]. Every stage resumes, so rerunning after a crash finishes
-the job with the same bytes.
+slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]. Every stage resumes, so rerunning
+after a crash finishes the job with the same bytes.
 """
 
 from __future__ import annotations

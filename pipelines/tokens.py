@@ -22,7 +22,6 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
-from slimpajama.io.discover import discover
 from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
@@ -195,13 +194,9 @@ def run_tokenize(inputs, out_root: str, encoding: str = defaults.ENCODING, *, th
     `engine`: see slimpajama.tokenize.engine (the bytes are the same whichever encodes)."""
     stage = TokenizeStage(encoding, threads, read, eos=eos, bos=bos, engine=engine)
     cache_dir = storage.join(out_root, encoding_name(encoding))
-    try:
-        input_bytes = sum(f.size for f in discover(inputs))
-    except SlimPajamaError:  # run_documents says what is wrong with the inputs, in its own words
-        input_bytes = None
-    stage.prepare(cache_dir, input_bytes)
-    return run_documents(stage, inputs, cache_dir, verify_inputs=verify_inputs,
-                         task_bytes=task_bytes, workers=workers, ray_address=ray_address, progress=progress)
+    return run_documents(stage, inputs, cache_dir, verify_inputs=verify_inputs, task_bytes=task_bytes,
+                         workers=workers, ray_address=ray_address, progress=progress,
+                         prepare=lambda files: stage.prepare(cache_dir, sum(f.size for f in files)))
 
 
 def cache_tokenizer_file(cache_dir: str, fingerprint: dict) -> bytes:

@@ -321,10 +321,8 @@ def config_toml(ctx) -> str:
     """The TOML of every option of the command as this run has it (what --config reads back)."""
     lines = []
     for p in ctx.command.params:
-        if not p.name or p.name in ("print_config", "config") or not p.expose_value and p.name != "wait":
-            continue
         value = ctx.params.get(p.name)
-        if value is None or p.name == "wait":
+        if not p.expose_value or p.name == "print_config" or value is None:  # (--config and --wait expose none)
             continue
         flag = max(p.opts, key=len).lstrip("-") if isinstance(p, click.Option) else p.name
         lines.append(f"{flag} = {_toml_value(value)}")

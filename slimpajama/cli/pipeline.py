@@ -73,8 +73,8 @@ def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, se
                          release=ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights),
                                                docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
-                         encoding=tok.spec(), eos=tok.eos, bos=tok.bos_spec(), engine=tok.engine, packing=packing, task_bytes=read.task_bytes or 0,
-                         file_bytes=file_bytes or 1,
+                         encoding=tok.spec(), eos=tok.eos, bos=tok.bos_spec(), engine=tok.engine, packing=packing,
+                         task_bytes=read.task_bytes or 0, file_bytes=file_bytes or 1,
                          shards=tuple(zip(seqs, list(ranges) if ranges else
                                           [defaults.PACK_RANGE] * len(seqs), strict=True)))
     reports = run_pipeline(list(inputs), data, cfg, verify_inputs=read.verify_inputs, **ray.run())
