@@ -66,7 +66,7 @@ from .against import (
     write_index_file,
 )
 from .bands import collect_partition
-from .docstage import DocumentStage
+from .docstage import DocumentStage, Transform
 from .markers import previous_run, run_key, save_run
 from .paths import DEDUP_RUN_FILE, inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
@@ -217,16 +217,10 @@ AUDIT_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("cl
 AGAINST_AUDIT_SCHEMA = AUDIT_SCHEMA.append(pa.field("release_match", pa.int64()))
 
 
-class RemoveStage(DocumentStage):
-    """Drops every cluster member but its root; writes the shard's cluster members to an audit part."""
+class RemoveDuplicates(Transform):
+    """Drops every cluster member but its root; writes the task's cluster members to an audit part."""
 
-    name = "dedup"
-    documents_root = "shards"
-
-    def fingerprint(self) -> dict:
-        return {"stage": self.name}
-
-    def start_shard(self, task, out_dir):
+    def start(self, task, out_dir):
         (members_file,), (roots_file,) = task.side["members"], task.side["roots"]
         members = np.load(members_file.local(), mmap_mode="r")
         roots = np.load(roots_file.local(), mmap_mode="r")
@@ -241,8 +235,8 @@ class RemoveStage(DocumentStage):
             self._against = np.asarray(against[lo:hi], dtype=np.int64)
         self._audit = []
 
-    def transform(self, batch, first_row):
-        gidx = self._offset + first_row + np.arange(batch.num_rows, dtype=np.int64)
+    def __call__(self, batch, rows):
+        gidx = self._offset + rows
         root = gidx.copy()
         pos = np.searchsorted(self._members, gidx)
         in_cluster = pos < len(self._members)
@@ -271,7 +265,7 @@ class RemoveStage(DocumentStage):
         gone = duplicate | old
         return keep_rows(batch, ~gone), {DUPLICATE: duplicate, DUPLICATE_OF_RELEASE: old}
 
-    def finish_shard(self, task, out_dir):
+    def finish(self, task, out_dir):
         rel = f"_audit/{task.key}.parquet"
         schema = AUDIT_SCHEMA if self._against is None else AGAINST_AUDIT_SCHEMA
         with ParquetShardWriter(storage.join(out_dir, rel), schema=schema) as w:
@@ -279,6 +273,19 @@ class RemoveStage(DocumentStage):
                 w.write(t)
         self._audit = []
         return [rel]
+
+
+class RemoveStage(DocumentStage):
+    """dedup's last stage: the documents of the normalized shards less the duplicates, into `shards/`."""
+
+    name = registry.DEDUP.name
+    documents_root = "shards"
+
+    def __init__(self, read: ReadOptions | None = None):
+        super().__init__(read, [RemoveDuplicates()])
+
+    def fingerprint(self) -> dict:
+        return {"stage": self.name}
 
 
 # ------------------------------------------------------------------------------------------------ driver
@@ -336,7 +343,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         raise SlimPajamaError("--verify does not combine with --against: an earlier run's index holds band keys, "
                               "not the signatures --verify compares")
     minhash_dir = minhash_dir or storage.join(out_dir, "_minhash")
-    require_inputs(inputs, registry.stage("dedup").accepts, "dedup")
+    require_inputs(inputs, registry.DEDUP.accepts, "dedup")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not normalized documents: run "

@@ -1,12 +1,14 @@
-"""Document stages: one input file -> one parquet shard of DOC_SCHEMA rows, through a pure batch transform.
+"""Document stages: one input file -> one parquet file of DOC_SCHEMA rows, through a list of `Transform`s.
 
-`DocumentStage.transform(batch)` returns the output batch and the rows it dropped, by reason, as boolean masks
-over the input batch; this module does the reading, writing, bad-input log and ledger around it. The ingest
-stage (identity transform) converts any corpus to parquet shards; normalize and later stages subclass it.
+Each transform returns the rows it keeps and the rows it dropped, by reason, as boolean masks over its input;
+this module does the reading, writing, bad-input log, per-worker setup and ledger around them. With no
+transform the stage is `ingest` (any corpus to parquet files); normalize is two transforms, dedup's remove one.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -20,6 +22,7 @@ from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter
 
+from . import registry
 from .stage import ShardOutcome, ShardTask, Stage
 
 
@@ -45,16 +48,64 @@ def file_tasks(files: list[InputFile]) -> list[ShardTask]:
     return tasks
 
 
-class DocumentStage(Stage):
-    name = "ingest"
-    documents_root = ""  # its parquet shards are the next stage's documents
+class Transform:
+    """One step of a document stage, applied to every batch the stage reads, in the stage's order.
 
-    def __init__(self, read: ReadOptions | None = None):
-        self.read = read or ReadOptions()
+    `config()`: the settings its output depends on (merged into the stage's fingerprint: a changed one recomputes);
+    `setup()`: once per worker process, before its first batch: what it returns (a loaded model, an index attached
+    from the object store) is `self.state` in every task that process runs; `start(task, out_dir)` and
+    `finish(task, out_dir) -> extra outputs` around each task; `__call__(batch, rows) -> (kept rows, {reason:
+    boolean mask of dropped input rows})`, where `rows` are the batch's row numbers among the task's documents.
+    """
+
+    state = None
 
     def config(self) -> dict:
-        """Settings of the transform that change its output (subclasses extend)."""
         return {}
+
+    def setup(self):
+        return None
+
+    def start(self, task: ShardTask, out_dir: str) -> None:
+        pass
+
+    def finish(self, task: ShardTask, out_dir: str) -> list[str]:
+        return []
+
+    def __call__(self, batch: pa.RecordBatch, rows: np.ndarray) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+
+_STATES: dict[str, object] = {}  # what each transform's setup() returned, in this process (by class and config)
+
+
+def _set_up(t: Transform) -> None:
+    key = f"{type(t).__module__}.{type(t).__qualname__}:{json.dumps(t.config(), sort_keys=True, default=str)}"
+    if key not in _STATES:
+        _STATES[key] = t.setup()
+    t.state = _STATES[key]
+
+
+class DocumentStage(Stage):
+    """A stage whose task reads documents and writes the ones its transforms keep, in order, as one parquet file,
+    every document counted in its ledger (in = out + dropped by the reason of the first transform that drops it).
+    With no transform it is `ingest`: any corpus to parquet files."""
+
+    name = registry.INGEST.name
+    documents_root = ""  # its parquet files are the next stage's documents
+
+    def __init__(self, read: ReadOptions | None = None, transforms: Sequence[Transform] = (), name: str | None = None):
+        self.read = read or ReadOptions()
+        self.transforms = tuple(transforms)
+        if name is not None:
+            self.name = name
+
+    def config(self) -> dict:
+        """Settings of the transforms that change the output."""
+        out: dict = {}
+        for t in self.transforms:
+            out.update(t.config())
+        return out
 
     def fingerprint(self) -> dict:
         read = asdict(self.read)
@@ -63,17 +114,30 @@ class DocumentStage(Stage):
         return {"stage": self.name, "read": read, **self.config()}
 
     def transform(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch | pa.Table, dict[str, np.ndarray]]:
-        """-> (output rows, {reason: boolean mask of dropped input rows}). Output rows are the input rows in
-        none of the masks, in order. `first_row`: the batch's first row among the shard's documents.
-        Identity here."""
-        return batch, {}
+        """-> (output rows, {reason: boolean mask of dropped input rows}): the transforms in turn, each given the
+        rows the ones before it kept. `first_row`: the batch's first row among the task's documents."""
+        n = batch.num_rows
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+        drops: dict[str, np.ndarray] = {}
+        for t in self.transforms:
+            batch, dropped = t(batch, rows)
+            gone = np.zeros(len(rows), dtype=bool)
+            for reason, mask in dropped.items():
+                mask = np.asarray(mask, dtype=bool) & ~gone
+                gone |= mask
+                drops.setdefault(reason, np.zeros(n, dtype=bool))[rows[mask] - first_row] = True
+            rows = rows[~gone]
+        return batch, drops
 
     def start_shard(self, task: ShardTask, out_dir: str) -> None:
-        """Called before the shard's first batch."""
+        """Called before the task's first batch."""
+        for t in self.transforms:
+            _set_up(t)
+            t.start(task, out_dir)
 
     def finish_shard(self, task: ShardTask, out_dir: str) -> list[str]:
-        """Called after the shard's last batch; returns extra outputs written (relative to out_dir)."""
-        return []
+        """Called after the task's last batch; returns the extra outputs written (relative to out_dir)."""
+        return [rel for t in self.transforms for rel in t.finish(task, out_dir)]
 
     def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
         ledger = Ledger(self.name)

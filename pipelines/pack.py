@@ -24,6 +24,7 @@ from slimpajama.packers.format import INDEX_FILE, REBUILD_FILE, write_index, wri
 from slimpajama.packers.pack import BestFitPlan, ChunkedPlan, ConcatPlan, TokenStream
 from slimpajama.tokenize.encodings import encoding_name, get_encoding
 
+from . import registry
 from .markers import STATE_DIR, output_file
 from .packplan import PlanStage, run_plan
 from .runner import Progress, StageReport, run_stage
@@ -39,7 +40,7 @@ class PackStage(Stage):
     split's plan, written as Arrow IPC files. A file's rows depend only on its number, so the files are the same
     bytes however they are divided among tasks."""
 
-    name = "pack"
+    name = registry.PACK.name
     keeps_ledger = False  # rows of tokens, not documents
 
     def __init__(self, seq: int, packing: str, range_: tuple[float, float], seed: int, file_bytes: int):

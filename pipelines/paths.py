@@ -69,13 +69,13 @@ def what_is(path: str) -> PathKind:
         stage = manifest.get("stage")
         if stage in _STAGE_KINDS:
             kind = _STAGE_KINDS[stage]
-            if kind == "dedup" and not _isfile(storage.join(path, outputs.STATE_DIR, DEDUP_RUN_FILE)):
+            if kind == registry.DEDUP.output and not _isfile(storage.join(path, outputs.STATE_DIR, DEDUP_RUN_FILE)):
                 return PathKind("unfinished_dedup", path, stage)
             children = tuple(_subdirs(path)) if kind == "packed" else ()
             return PathKind(kind, path, stage, children)
         return PathKind("intermediate", path, stage)
     if index_path(path) is not None:
-        return PathKind("packed_split", path, "pack")
+        return PathKind("packed_split", path, registry.PACK.name)
     if export_summaries(path):
         return PathKind("export", path, "export")
     dataset = export_dataset(path)
@@ -86,19 +86,19 @@ def what_is(path: str) -> PathKind:
     if _isfile(storage.join(path, "manifest.json")) and _isfile(storage.join(path, "ledger.json")):
         return PathKind("release", path, "release")  # a release written before _outputs.json existed
     subdirs = _subdirs(path)
-    caches = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "tokenize"]
+    caches = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == registry.TOKENIZE.name]
     if caches:
         return PathKind("token_root", path, children=tuple(caches))
     splits = [d for d in subdirs if index_path(storage.join(path, d)) is not None]
     if splits:
-        return PathKind("packed", path, "pack", tuple(splits))
-    sets = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == "pack"]
+        return PathKind("packed", path, registry.PACK.name, tuple(splits))
+    sets = [d for d in subdirs if (outputs.read(storage.join(path, d)) or {}).get("stage") == registry.PACK.name]
     if sets:
         return PathKind("shards_root", path, children=tuple(sets))
     # the Makefile's layout, recognized by the stage outputs in it (a corpus may have a source folder "work")
-    if any(outputs.read(storage.join(path, *sub)) is not None for sub in
-           (("work", "normalized"), ("work", "dedup"), ("slimpajama",))) or \
-            ("slimpajama" in subdirs and _isfile(storage.join(path, "slimpajama", "manifest.json"))):
+    release = registry.RELEASE.folder
+    if any(outputs.read(storage.join(path, s.folder)) is not None for s in registry.LEDGER_STAGES if s.folder) or \
+            (release in subdirs and _isfile(storage.join(path, release, "manifest.json"))):
         return PathKind("data_root", path)
     return PathKind("corpus", path)
 

@@ -17,6 +17,7 @@ from slimpajama.io import storage
 from slimpajama.io.reading import ReadOptions
 from slimpajama.tokenize.encodings import encoding_name
 
+from . import registry
 from .dedup import run_dedup
 from .documents import run_documents
 from .normalize import NormalizeStage
@@ -49,9 +50,10 @@ class PipelineConfig:
 
 def paths(data: str, encoding: str = defaults.ENCODING) -> dict[str, str]:
     j = storage.join
-    return {"normalized": j(data, "work", "normalized"), "dedup": j(data, "work", "dedup"),
-            "release": j(data, "slimpajama"), "tokens": j(data, "tokens"),
-            "cache": j(data, "tokens", encoding_name(encoding)), "shards": j(data, "shards")}
+    r = registry
+    return {"normalized": j(data, r.NORMALIZE.folder), "dedup": j(data, r.DEDUP.folder),
+            "release": j(data, r.RELEASE.folder), "tokens": j(data, r.TOKENIZE.folder),
+            "cache": j(data, r.TOKENIZE.folder, encoding_name(encoding)), "shards": j(data, r.PACK.folder)}
 
 
 def stage_markers(data: str) -> dict[str, list[dict]]:

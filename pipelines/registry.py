@@ -26,6 +26,13 @@ class StageInfo:
     command: str  # what makes it
     accepts: tuple[str, ...]  # the kinds of input it reads
     drops: tuple[Drop, ...] = ()
+    ledger: str = ""  # the name its ledger.json carries (default: its name)
+    label: str = ""  # its bar in the funnel plot ("" = none)
+    folder: str = ""  # where it writes under a data/ tree (the Makefile's and `pipeline`'s layout; "" = none)
+
+    @property
+    def ledger_name(self) -> str:
+        return self.ledger or self.name
 
 
 BAD_INPUT = Drop("bad_input", "bad\ninput", "tab:red")
@@ -37,19 +44,26 @@ SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray", always=False)  # r
 
 DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
 
-STAGES = (
-    StageInfo("ingest", "ingested", "ingested documents", "slimpajama ingest", DOCUMENT_INPUTS, (BAD_INPUT,)),
-    StageInfo("normalize", "normalized", "normalized documents", "slimpajama normalize", DOCUMENT_INPUTS,
-              (BAD_INPUT, SHORT)),
-    StageInfo("dedup", "dedup", "deduplicated documents (a dedup output)", "slimpajama dedup",
-              ("normalized", "ingested", "corpus"), (DUPLICATE, DUPLICATE_OF_RELEASE)),
-    StageInfo("release-shuffle", "release", "a SlimPajama release", "slimpajama release",
-              ("dedup", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT)),
-    StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS),
-    StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root")),
-)
+INGEST = StageInfo("ingest", "ingested", "ingested documents", "slimpajama ingest", DOCUMENT_INPUTS, (BAD_INPUT,),
+                   label="ingested")
+NORMALIZE = StageInfo("normalize", "normalized", "normalized documents", "slimpajama normalize", DOCUMENT_INPUTS,
+                      (BAD_INPUT, SHORT), label="normalized\n+ filtered",
+                      folder="work/normalized")
+DEDUP = StageInfo("dedup", "dedup", "deduplicated documents (a dedup output)", "slimpajama dedup",
+                  ("normalized", "ingested", "corpus"), (DUPLICATE, DUPLICATE_OF_RELEASE), label="deduplicated",
+                  folder="work/dedup")
+RELEASE = StageInfo("release-shuffle", "release", "a SlimPajama release", "slimpajama release",
+                    ("dedup", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT),
+                    ledger="release", label="released", folder="slimpajama")
+TOKENIZE = StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS,
+                     label="released,\ntokenized", folder="tokens")
+PACK = StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root"),
+             folder="shards")
+STAGES = (INGEST, NORMALIZE, DEDUP, RELEASE, TOKENIZE, PACK)
 BY_NAME = {s.name: s for s in STAGES}
 BY_OUTPUT = {s.output: s for s in STAGES}
+# the stages whose output is documents, counted in a ledger.json, in the order of the data flow
+LEDGER_STAGES = tuple(s for s in STAGES if s.output in DOCUMENT_INPUTS)
 # every drop reason, in the order of the stages that drop them (stats' columns, the plot's stack)
 DROPS = tuple({d.reason: d for s in STAGES for d in s.drops}.values())
 

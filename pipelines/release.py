@@ -126,7 +126,7 @@ class ScatterStage(Stage):
 
 
 class ShuffleStage(Stage):
-    name = "release-shuffle"
+    name = registry.RELEASE.name
     keeps_ledger = False
     documents_root = ""  # the release files
 
@@ -226,7 +226,7 @@ def run_release(inputs, out_dir: str, cfg: ReleaseConfig | None = None, *, worke
     """`task_bytes`: shards bigger than this are scattered by several tasks, runs of whole row groups (0: one
     each); the release never changes."""
     cfg = cfg or ReleaseConfig()
-    require_inputs(inputs, registry.stage("release-shuffle").accepts, "release")
+    require_inputs(inputs, registry.RELEASE.accepts, "release")
     files = [f for f in discover(inputs, out=out_dir) if f.is_parquet]
     if not files:
         raise SlimPajamaError(f"{inputs_text(inputs)} holds a raw corpus (JSON lines), not deduplicated documents: run "

@@ -30,6 +30,7 @@ from slimpajama.tokenize.encodings import R50K_SHA256, encoding_name, get_encodi
 from slimpajama.tokenize.engine import ReferenceEngine, engine_for
 from slimpajama.tokenize.modelfiles import ModelTokenizer, from_bytes
 
+from . import registry
 from .documents import run_documents
 from .paths import require
 from .runner import Progress, StageReport
@@ -51,7 +52,7 @@ def split_of_key(key: str) -> str:
 
 
 class TokenizeStage(Stage):
-    name = "tokenize"
+    name = registry.TOKENIZE.name
 
     def __init__(self, encoding: str = defaults.ENCODING, threads: int = 1, read: ReadOptions | None = None, *,
                  eos: str | None = None, bos: str | None = None, engine: str = "auto"):

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import slimpajama.core.textnorm as tn
-from slimpajama.core.cleaned import clean_text, clean_text_reference, is_short
-from slimpajama.core.normalize import normalize_batch
+from slimpajama.core.cleaned import clean_text, clean_text_reference, is_short, short_mask
 from slimpajama.core.schema import DOC_SCHEMA
 from slimpajama.core.textnorm import normalize_reference, normalize_text
 from slimpajama.errors import raise_on_bad
@@ -173,9 +172,14 @@ def test_length_filter_boundary():
     batch = pa.RecordBatch.from_pylist(
         [{"doc_id": "a", "source": "s", "text": at, "meta": "{}"},
          {"doc_id": "b", "source": "s", "text": "don’t " + at, "meta": "{}"}], schema=DOC_SCHEMA)
-    out, short = normalize_batch(batch, 200)
-    assert short.tolist() == [True, False]
+    stage = NormalizeStage(ReadOptions(), 200)  # its two transforms: fix the text, then drop the short
+    out, drops = stage.transform(batch, 0)
+    assert drops["short"].tolist() == [True, False]
     assert out["doc_id"].to_pylist() == ["b"] and out["text"][0].as_py().startswith("don't ")
+    assert short_mask(batch.column("text"), 200).tolist() == [True, False]
+    odd = [at, exact, "ΣΣ " * 66, "ΣΣ " * 67, "İ" * 99, "İ" * 100, "\x1c".join(["ab"] * 70)]  # Python's own lower()
+    assert short_mask(pa.array(odd), 200).tolist() == [is_short(t, 200) for t in odd] == \
+        [True, False, True, False, True, False, False]
 
 
 def test_normalize_stage_ledger_and_planted_short_docs(sample_corpus, tmp_path, ray_session):

@@ -85,6 +85,87 @@ def _cleaned_length_jit(text, table, at_least):
     return n
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def clean_into(data, i, e, table, buf, limit=-1):
+    """The cleaned view of data[i:e] (UTF-8) as code point + 1 values in `buf`: -> how many, or -1 where the
+    document holds a character only Python cleans (or is not valid UTF-8). With `limit` >= 0 it stops once it
+    has that many (a length test reads only the start of a long page)."""
+    n = 0
+    pending = False  # a space run after a character: written as one space before the next character
+    while i < e:
+        c0 = data[i]
+        if c0 < 0x80:
+            cp, i = c0, i + 1
+        elif i + (2 if c0 < 0xE0 else 3 if c0 < 0xF0 else 4) > e:  # cut short: not valid UTF-8
+            return -1
+        elif c0 < 0xE0:
+            cp, i = ((c0 & 0x1F) << 6) | (data[i + 1] & 0x3F), i + 2
+        elif c0 < 0xF0:
+            cp, i = ((c0 & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F), i + 3
+        else:
+            cp = ((c0 & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6)
+            cp, i = cp | (data[i + 3] & 0x3F), i + 4
+        v = table[cp]
+        if v == DELETE:
+            continue
+        if v == SPACE:
+            pending = n > 0
+            continue
+        if v == PYTHON:
+            return -1
+        if pending:
+            buf[n] = 33  # " " + 1
+            n += 1
+            pending = False
+        buf[n] = np.uint64(v) + np.uint64(1)
+        n += 1
+        if 0 <= limit <= n:
+            break
+    return n
+
+
+def utf8_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes, offsets) of the texts: an Arrow string array's own buffers (no copy), or a list's UTF-8 encode."""
+    import pyarrow as pa
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if isinstance(texts, pa.Array) and texts.null_count == 0 and texts.type in (pa.string(), pa.large_string()):
+        _, off, data = texts.buffers()
+        width = np.int32 if texts.type == pa.string() else np.int64
+        offsets = np.frombuffer(off, dtype=width)[texts.offset: texts.offset + len(texts) + 1].astype(np.int64)
+        return (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
+    if isinstance(texts, pa.Array):
+        texts = texts.to_pylist()
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def _short_kernel(data, offsets, table, min_chars, short, python):
+    buf = np.empty(min_chars + 2, dtype=np.uint64)
+    for d in range(offsets.shape[0] - 1):
+        n = clean_into(data, offsets[d], offsets[d + 1], table, buf, min_chars)
+        if n < 0:
+            python[d] = True
+        short[d] = n < min_chars
+
+
+def short_mask(texts, min_chars: int) -> np.ndarray:
+    """`is_short` of every text of an Arrow string array (or a list), read from its UTF-8 buffer without making a
+    Python str: a compiled loop that stops at `min_chars` characters of each cleaned view."""
+    data, offsets = utf8_buffers(texts)
+    short = np.zeros(len(offsets) - 1, dtype=np.bool_)
+    python = np.zeros(len(offsets) - 1, dtype=np.bool_)
+    _short_kernel(data, offsets, clean_table(), max(int(min_chars), 0), short, python)
+    for r in np.flatnonzero(python):  # Σ or İ, or not UTF-8 (a lone surrogate): Python's own lower()
+        t = texts[int(r)]
+        short[r] = is_short(t if isinstance(t, str) else t.as_py(), min_chars)
+    return short
+
+
 _CLEANED_LENGTH = None
 
 

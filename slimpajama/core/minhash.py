@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from slimpajama.core import defaults
-from slimpajama.core.cleaned import DELETE, PYTHON, SPACE, clean_table, clean_text
+from slimpajama.core.cleaned import clean_into, clean_table, clean_text, utf8_buffers
 
 EMPTY = np.uint32(0xFFFFFFFF)
 # fast 1: 128 multiply-shift permutations of every shingle; 2: one-permutation hashing, optimally densified
@@ -160,42 +160,6 @@ def _probe(i, attempt, k):
     return np.int64(((_mix64(h + np.uint64(_FAST_SEED)) >> np.uint64(32)) * np.uint64(k)) >> np.uint64(32))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _clean_into(data, i, e, table, buf):
-    """The cleaned view of data[i:e] (UTF-8) as code point + 1 values in `buf`: -> how many, or -1 where the
-    document holds a character only Python cleans (or is not valid UTF-8)."""
-    n = 0
-    pending = False  # a space run after a character: written as one space before the next character
-    while i < e:
-        c0 = data[i]
-        if c0 < 0x80:
-            cp, i = c0, i + 1
-        elif i + (2 if c0 < 0xE0 else 3 if c0 < 0xF0 else 4) > e:  # cut short: not valid UTF-8
-            return -1
-        elif c0 < 0xE0:
-            cp, i = ((c0 & 0x1F) << 6) | (data[i + 1] & 0x3F), i + 2
-        elif c0 < 0xF0:
-            cp, i = ((c0 & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F), i + 3
-        else:
-            cp = ((c0 & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6)
-            cp, i = cp | (data[i + 3] & 0x3F), i + 4
-        v = table[cp]
-        if v == DELETE:
-            continue
-        if v == SPACE:
-            pending = n > 0
-            continue
-        if v == PYTHON:
-            return -1
-        if pending:
-            buf[n] = 33  # " " + 1
-            n += 1
-            pending = False
-        buf[n] = np.uint64(v) + np.uint64(1)
-        n += 1
-    return n
-
-
 @numba.njit(cache=True, nogil=True)
 def _fused_kernel(data, offsets, table, ngram, key, out, python):
     """UTF-8 bytes of each document -> the fast signature of its cleaned view: clean into a buffer of code points
@@ -219,7 +183,7 @@ def _fused_kernel(data, offsets, table, ngram, key, out, python):
         for j in range(k):
             sig[j] = EMPTY
             filled[j] = False
-        n = _clean_into(data, offsets[d], offsets[d + 1], table, buf)
+        n = clean_into(data, offsets[d], offsets[d + 1], table, buf)
         if n < 0:
             python[d] = True
             continue
@@ -245,31 +209,12 @@ def _fused_kernel(data, offsets, table, ngram, key, out, python):
                 sig[b] = sig[_probe(b, attempt, k)]
 
 
-def _utf8(texts) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes, offsets) of the texts: an Arrow string array's own buffers (no copy), or a list's UTF-8 encode."""
-    import pyarrow as pa
-
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    if isinstance(texts, pa.Array) and texts.null_count == 0 and texts.type in (pa.string(), pa.large_string()):
-        _, off, data = texts.buffers()
-        width = np.int32 if texts.type == pa.string() else np.int64
-        offsets = np.frombuffer(off, dtype=width)[texts.offset: texts.offset + len(texts) + 1].astype(np.int64)
-        return (np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)), offsets
-    if isinstance(texts, pa.Array):
-        texts = texts.to_pylist()
-    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in encoded], out=offsets[1:])
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
-
-
 def fast_signatures(texts, cfg: MinHashConfig) -> np.ndarray:
     """Fast signatures of the cleaned views of `texts` (a list of str or an Arrow string array), without building
     the cleaned strings; the few documents the table leaves to Python are cleaned by `clean_text` and signed
     again (cleaning is idempotent)."""
     key = _seed_key(cfg.seed)
-    data, offsets = _utf8(texts)
+    data, offsets = utf8_buffers(texts)
     out = np.empty((len(offsets) - 1, cfg.num_perm), dtype=np.uint32)
     python = np.zeros(len(offsets) - 1, dtype=np.bool_)
     _fused_kernel(data, offsets, clean_table(), cfg.ngram, key, out, python)
@@ -277,7 +222,7 @@ def fast_signatures(texts, cfg: MinHashConfig) -> np.ndarray:
         rows = np.flatnonzero(python)
         raw = texts if isinstance(texts, list) else None
         cleaned = [clean_text(raw[r] if raw is not None else texts[int(r)].as_py()) for r in rows]
-        data, offsets = _utf8(cleaned)
+        data, offsets = utf8_buffers(cleaned)
         again = np.zeros(len(rows), dtype=np.bool_)
         _fused_kernel(data, offsets, clean_table(), cfg.ngram, key, out_rows := out[rows], again)
         assert not again.any()

@@ -26,10 +26,14 @@ from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.spans import part_bytes
+from slimpajama.pipelines import registry
 from slimpajama.tools.schedule import Tasks, schedule
 
-STAGES = ("normalize", "minhash", "lsh", "components", "dedup", "index", "release-scatter", "release-shuffle",
-          "tokenize", "pack-plan", "pack")
+# the stages a run's markers name (the registry's, and the sub-stages of dedup, release and shards), in order
+NORMALIZE, DEDUP, SHUFFLE, TOKENIZE, PACK = (s.name for s in (registry.NORMALIZE, registry.DEDUP, registry.RELEASE,
+                                                              registry.TOKENIZE, registry.PACK))
+STAGES = (NORMALIZE, "minhash", "lsh", "components", DEDUP, "index", "release-scatter", SHUFFLE, TOKENIZE, "pack-plan",
+          PACK)
 # rates saved before a stage existed: it takes a stage with the same work's (the index sorts each band x key
 # range's keys, as LSH does)
 STANDS_IN = {"index": "lsh"}
@@ -251,8 +255,8 @@ def stage_text_in(by_stage: dict[str, list[dict]]) -> dict[str, int]:
     stages without a document ledger, those of the stage whose documents they work on."""
     text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) for s, ms in by_stage.items()}
     text_in["lsh"] = text_in["components"] = text_in["index"] = text_in["minhash"]
-    text_in["release-shuffle"] = text_in["release-scatter"]
-    text_in["pack"] = text_in["pack-plan"] = text_in["pack-order"] = text_in["tokenize"]
+    text_in[SHUFFLE] = text_in["release-scatter"]
+    text_in[PACK] = text_in["pack-plan"] = text_in["pack-order"] = text_in[TOKENIZE]
     return text_in
 
 
@@ -260,18 +264,18 @@ def rates_from_markers(by_stage: dict[str, list[dict]]) -> dict:
     """MB/s of text per core of each stage (its text in / the summed seconds of its tasks), what the filter and
     dedup keep, document and token sizes, and each stage's peak RSS per task."""
     text_in = stage_text_in(by_stage)
-    tokens = sum(m["extra"]["tokens"] for m in by_stage["tokenize"])
-    kept_docs = sum(m["ledger"]["totals"]["docs_out"] for m in by_stage["normalize"])
+    tokens = sum(m["extra"]["tokens"] for m in by_stage[TOKENIZE])
+    kept_docs = sum(m["ledger"]["totals"]["docs_out"] for m in by_stage[NORMALIZE])
     out = {"mb_per_s_per_core": {}, "peak_rss_mb": {}}
     for stage in STAGES:
         ms = by_stage.get(stage, [])
         secs = max(sum(m["seconds"] for m in ms), 1e-3)
         out["mb_per_s_per_core"][stage] = round(text_in[stage] / 1e6 / secs, 3)
         out["peak_rss_mb"][stage] = max([m.get("peak_rss_mb") or 0 for m in ms] or [0])
-    out["keep_normalize"] = round(text_in["minhash"] / max(text_in["normalize"], 1), 4)
-    out["keep_dedup"] = round(text_in["release-scatter"] / max(text_in["dedup"], 1), 4)
+    out["keep_normalize"] = round(text_in["minhash"] / max(text_in[NORMALIZE], 1), 4)
+    out["keep_dedup"] = round(text_in["release-scatter"] / max(text_in[DEDUP], 1), 4)
     out["bytes_per_doc"] = round(text_in["minhash"] / max(kept_docs, 1), 1)
-    out["bytes_per_token"] = round(text_in["tokenize"] / max(tokens, 1), 3)
+    out["bytes_per_token"] = round(text_in[TOKENIZE] / max(tokens, 1), 3)
     out["text_per_file_byte"] = dict(TEXT_PER_FILE_BYTE)
     return out
 
@@ -303,7 +307,7 @@ def read_rates(path: str) -> dict:
     if pack.get("plan_seconds") and pack.get("plan_docs"):
         docs_per_s["pack-plan"] = round(pack["plan_docs"] / pack["plan_seconds"])
         sources["pack-plan"] = f"make bench's pack_parallel ({pack['plan_docs'] / 1e6:.3g}M documents)"
-    lsh = (data.get("dedup") or {}).get("lsh_components_memory") or {}
+    lsh = (data.get(DEDUP) or {}).get("lsh_components_memory") or {}
     if lsh.get("components_seconds") and lsh.get("docs"):
         docs_per_s["components"] = round(lsh["docs"] / lsh["components_seconds"])
         sources["components"] = f"make bench's components run ({lsh['docs'] / 1e6:.3g}M documents)"
@@ -313,9 +317,9 @@ def read_rates(path: str) -> dict:
             sources[stage] = BUILT_IN
     return _stand_ins({"mb_per_s_per_core": rate, "docs_per_s": docs_per_s, "sources": sources, "from": path,
             "peak_rss_mb": {s: st.get(s, {}).get("peak_rss_mb_per_task", 0) for s in STAGES},
-            "keep_normalize": st["minhash"]["text_mb_in"] / st["normalize"]["text_mb_in"],
-            "keep_dedup": st["release-scatter"]["text_mb_in"] / st["dedup"]["text_mb_in"],
-            "bytes_per_doc": st["normalize"]["text_mb_in"] * 1e6 / max(e2e.get("docs", 1), 1),
+            "keep_normalize": st["minhash"]["text_mb_in"] / st[NORMALIZE]["text_mb_in"],
+            "keep_dedup": st["release-scatter"]["text_mb_in"] / st[DEDUP]["text_mb_in"],
+            "bytes_per_doc": st[NORMALIZE]["text_mb_in"] * 1e6 / max(e2e.get("docs", 1), 1),
             "bytes_per_token": e2e["bytes_per_token"], "text_per_file_byte": dict(TEXT_PER_FILE_BYTE)})
 
 
@@ -363,11 +367,11 @@ def model(corpus: Corpus, rates: dict, s: Settings) -> dict:
     pack_tasks = Tasks.parts(text_d, tb / 2 * rates["bytes_per_token"]) if tb else Tasks([(text_d, 1)])
     docs = text_n / rates["bytes_per_doc"]
     lsh_parts = defaults.BANDS * max(1, 2 ** math.ceil(math.log2(max(1, docs * 48 / defaults.PARTITION_BYTES))))
-    tasks = {"normalize": norm_tasks, "minhash": dedup_tasks, "lsh": Tasks([(text_n / lsh_parts, lsh_parts)]),
-             "components": Tasks([(text_n, 1)]), "dedup": dedup_tasks,
+    tasks = {NORMALIZE: norm_tasks, "minhash": dedup_tasks, "lsh": Tasks([(text_n / lsh_parts, lsh_parts)]),
+             "components": Tasks([(text_n, 1)]), DEDUP: dedup_tasks,
              "index": Tasks([(text_n / lsh_parts, lsh_parts)]), "release-scatter": dedup_tasks.scaled(keep_d),
-             "release-shuffle": Tasks([(text_d / buckets, buckets)]), "tokenize": Tasks.parts(text_d, file_text),
-             "pack-plan": Tasks([(text_d, s.layouts)]), "pack": pack_tasks.map(lambda t: Tasks([(t, s.layouts)]))}
+             SHUFFLE: Tasks([(text_d / buckets, buckets)]), TOKENIZE: Tasks.parts(text_d, file_text),
+             "pack-plan": Tasks([(text_d, s.layouts)]), PACK: pack_tasks.map(lambda t: Tasks([(t, s.layouts)]))}
     # components and the pack plan work per document (a union-find over all of them; every length read and the
     # row order drawn): their rates are documents per second, from work big enough to time
     docs_of = {"components": docs, "pack-plan": docs * keep_d}

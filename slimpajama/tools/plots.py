@@ -19,8 +19,8 @@ from slimpajama.tools.units import count, size  # noqa: E402
 SLIMPAJAMA_SHARES = {"RedPajamaCommonCrawl": 0.522, "RedPajamaC4": 0.267, "RedPajamaGithub": 0.052,
                      "RedPajamaBook": 0.042, "RedPajamaArXiv": 0.046, "RedPajamaWikipedia": 0.038,
                      "RedPajamaStackExchange": 0.033}
-STAGE_LABELS = {"input": "input", "ingest": "ingested", "normalize": "normalized\n+ filtered",
-                "dedup": "deduplicated", "release": "released", "tokenize": "released,\ntokenized"}
+STAGE_LABELS = {"input": "input", **{s.ledger_name: s.label for s in registry.STAGES if s.label}}
+TOKENS = registry.TOKENIZE.name  # the funnel's last step: tokens, not documents
 
 
 def _save(fig, out_dir: str, name: str, layout: bool = True, legend=None) -> str:
@@ -94,13 +94,13 @@ def _funnel(stats, out_dir):
     if not steps:
         return None
     funnel = {step["stage"]: step["sources"] for step in steps}
-    stages = [s for s in funnel if s != "tokenize"]
+    stages = [s for s in funnel if s != TOKENS]
     sources = sorted({src for s in funnel.values() for src in s})
-    panels = [("docs", "documents"), ("bytes", "bytes")] + ([("tokens", "tokens")] if "tokenize" in funnel else [])
+    panels = [("docs", "documents"), ("bytes", "bytes")] + ([("tokens", "tokens")] if TOKENS in funnel else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels) + 2, 4.5))
     colors = dict(zip(sources, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3, strict=False))
     for ax, (key, label) in zip(axes, panels, strict=True):
-        steps = ["tokenize"] if key == "tokens" else stages
+        steps = [TOKENS] if key == "tokens" else stages
         bottom = np.zeros(len(steps))
         for src in sources:
             n = np.array([funnel[st].get(src, {}).get(key, 0) for st in steps], dtype=float)

@@ -112,10 +112,10 @@ def corpus_stats(inputs, sample: float | None = None) -> dict:
 def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] | None = None) -> dict:
     """Per source, from the stage ledgers (normalize/ingest, dedup, release): in, dropped by reason, kept; the byte
     duplication rate as SlimPajama tabulated it (bytes removed as duplicates / bytes entering dedup); final shares."""
-    first = next((ledgers[k] for k in ("normalize", "ingest", "dedup", "release") if k in ledgers), None)
-    if first is None:
+    order = [s.ledger_name for s in registry.LEDGER_STAGES if s.ledger_name in ledgers]  # the data flow's
+    if not order:
         return {}
-    last = next(ledgers[k] for k in ("release", "dedup", "normalize", "ingest") if k in ledgers)
+    first, last = ledgers[order[0]], ledgers[order[-1]]
     sources = sorted({s for led in ledgers.values() for s in led["sources"]})
     rows = {}
     def dropped(s, reason, what="docs"):
@@ -124,14 +124,13 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
 
     for s in sources:
         src_in = first["sources"].get(s, {})
-        dd = ledgers.get("dedup", {}).get("sources", {}).get(s)
+        dd = ledgers.get(registry.DEDUP.ledger_name, {}).get("sources", {}).get(s)
         out = last["sources"].get(s, {})
         rows[s] = {"docs_in": src_in.get("docs_in", 0), "bytes_in": src_in.get("bytes_in", 0),
                    **{d.reason: dropped(s, d.reason) for d in registry.DROPS},  # every stage's drop reasons
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
                    # duplicates within the run and of an earlier release (--against) alike
-                   "byte_duplication_rate": (round(sum(dropped(s, d.reason, "bytes") for d in registry.stage(
-                                                    "dedup").drops) / dd["bytes_in"], 6)
+                   "byte_duplication_rate": (round(sum(dropped(s, d.reason, "bytes") for d in registry.DEDUP.drops) / dd["bytes_in"], 6)
                                              if dd and dd["bytes_in"] else None)}
     kept = sum(r["kept_bytes"] for r in rows.values()) or 1
     for r in rows.values():
@@ -146,13 +145,12 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
     # last (the funnel plot)
     funnel = [{"stage": "input", "sources": {s: {"docs": r["docs_in"], "bytes": r["bytes_in"]}
                                              for s, r in rows.items()}}]
-    for stage in ("ingest", "normalize", "dedup", "release"):
-        if stage in ledgers:
-            funnel.append({"stage": stage, "sources": {
-                s: {"docs": v.get("docs_out", 0), "bytes": v.get("bytes_written", v.get("bytes_out", 0))}
-                for s, v in sorted(ledgers[stage]["sources"].items())}})
+    for stage in order:
+        funnel.append({"stage": stage, "sources": {
+            s: {"docs": v.get("docs_out", 0), "bytes": v.get("bytes_written", v.get("bytes_out", 0))}
+            for s, v in sorted(ledgers[stage]["sources"].items())}})
     if tokens_per_source:
-        funnel.append({"stage": "tokenize", "sources": {s: {"tokens": n} for s, n in sorted(tokens_per_source.items())}})
+        funnel.append({"stage": registry.TOKENIZE.name, "sources": {s: {"tokens": n} for s, n in sorted(tokens_per_source.items())}})
     return {"stages": sorted(ledgers), "sources": rows, "funnel": funnel,
             "totals": {"docs_in": sum(r["docs_in"] for r in rows.values()), "bytes_in": bytes_in,
                        "kept_docs": sum(r["kept_docs"] for r in rows.values()),
@@ -241,8 +239,8 @@ def _token_sources(token_dir: str) -> dict[str, int] | None:
 
 
 # what each kind of path (paths.what_is) is reported as
-REPORT_KIND = {"corpus": "corpus", "ingested": "stage", "normalized": "stage", "dedup": "stage", "release": "release",
-               "unfinished_dedup": "intermediate",
+REPORT_KIND = {"corpus": "corpus", **{s.output: "stage" for s in registry.LEDGER_STAGES},
+               registry.RELEASE.output: "release", "unfinished_dedup": "intermediate",
                "token_root": "tokens", "token_cache": "tokens", "packed": "shards", "packed_split": "shards",
                "shards_root": "shards", "intermediate": "intermediate", "data_root": "data_root", "export": "export",
                "foreign": "intermediate"}
@@ -303,7 +301,7 @@ def compute(path: str, sample: float | None = None) -> dict:
         name = _stage_name(path)
         ledgers[name] = _load_json(os.path.join(path, "ledger.json"))
         out["corpus"] = corpus_stats(path, sample)  # the documents the stage kept (lengths per source)
-        if name == "dedup":
+        if name == registry.DEDUP.ledger_name:
             out["clusters"] = cluster_stats(path)
         if kind == "release":
             m = _load_json(os.path.join(path, "manifest.json"))
@@ -313,22 +311,22 @@ def compute(path: str, sample: float | None = None) -> dict:
         raw = os.path.join(path, "raw")
         if os.path.isdir(raw):
             out["corpus"] = corpus_stats(raw, sample)
-        for sub in ("work/normalized", "work/dedup", "slimpajama"):
-            d = os.path.join(path, sub)
-            if os.path.exists(os.path.join(d, "ledger.json")):
+        for s in registry.LEDGER_STAGES:
+            d = os.path.join(path, s.folder)
+            if s.folder and os.path.exists(os.path.join(d, "ledger.json")):
                 ledgers[_stage_name(d)] = _load_json(os.path.join(d, "ledger.json"))
-        if "dedup" in ledgers:
-            out["clusters"] = cluster_stats(os.path.join(path, "work/dedup"))
-        m = _load_json(os.path.join(path, "slimpajama", "manifest.json"))
+        if registry.DEDUP.ledger_name in ledgers:
+            out["clusters"] = cluster_stats(os.path.join(path, registry.DEDUP.folder))
+        m = _load_json(os.path.join(path, registry.RELEASE.folder, "manifest.json"))
         if m:
             out["release"] = {"splits": m["splits"], "byte_share_per_source": m["byte_share_per_source"],
                               "decontaminated": m["decontaminated"], "config": m["config"]}
-        tok_root = os.path.join(path, "tokens")
+        tok_root = os.path.join(path, registry.TOKENIZE.folder)
         if os.path.isdir(tok_root) and what_is(tok_root).kind == "token_root":
             out["tokens"] = token_stats(tok_root)
             # the pipeline's token shares: the first encoding's (one tokenization of the same release)
             tokens = next((v["tokens_per_source"] for v in out["tokens"].values() if v["tokens"]), None)
-        shards_root = os.path.join(path, "shards")
+        shards_root = os.path.join(path, registry.PACK.folder)
         if os.path.isdir(shards_root) and what_is(shards_root).kind in ("shards_root", "packed"):
             out["shards"] = _shard_stats_under(shards_root)
     if ledgers:
