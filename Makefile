@@ -28,6 +28,8 @@ WORKER_FLAG := $(if $(WORKERS),--workers $(WORKERS),) $(if $(RAY_ADDRESS),--ray-
 
 NORMALIZED := $(DATA)/work/normalized
 DEDUP      := $(DATA)/work/dedup
+DECONTAMINATED := $(DATA)/work/decontaminated
+EVAL       ?=
 RELEASE    := $(DATA)/slimpajama
 TOKENS     := $(DATA)/tokens
 ENCODING   ?= gpt2
@@ -92,11 +94,13 @@ $(SAMPLE)/_ground_truth.json: | $(STAMP)
 	$(SP) sample --out $(SAMPLE)
 
 # raw corpus -> normalize -> global dedup -> release (SlimPajama's layout). Every stage resumes: a second run
-# recomputes nothing.
+# recomputes nothing. EVAL="mmlu.jsonl hellaswag/" (evaluation sets: files or folders) decontaminates before release.
 dedup: $(STAMP) $(RAW_DEP)
 	$(SP) normalize $(RAW) --out $(NORMALIZED) $(if $(TASK_BYTES),--task-bytes $(TASK_BYTES),) $(WORKER_FLAG)
 	$(SP) dedup $(NORMALIZED) --out $(DEDUP) $(WORKER_FLAG)
-	$(SP) release $(DEDUP) --out $(RELEASE) $(if $(HOLDOUT),--holdout $(HOLDOUT),) $(WORKER_FLAG)
+	$(if $(EVAL),$(SP) decontaminate $(DEDUP) --out $(DECONTAMINATED) $(foreach e,$(EVAL),--eval $(e)) $(WORKER_FLAG),)
+	$(SP) release $(if $(EVAL),$(DECONTAMINATED),$(DEDUP)) --out $(RELEASE) $(if $(HOLDOUT),--holdout $(HOLDOUT),) \
+		$(WORKER_FLAG)
 
 # Tokenize the release once per encoding, then pack: `make shards SEQ=2048 RANGE=0:0.75` and
 # `make shards SEQ=8192 RANGE=0.75:1` give BTLM's 75/25 schedule on disjoint tokens. Earlier stages run first.

@@ -72,6 +72,10 @@ class Transform:
     def finish(self, task: ShardTask, out_dir: str) -> list[str]:
         return []
 
+    def figures(self) -> dict:
+        """What the task's marker records beside its ledger (`extra`), asked after `finish`."""
+        return {}
+
     def __call__(self, batch: pa.RecordBatch, rows: np.ndarray) -> tuple[pa.RecordBatch, dict[str, np.ndarray]]:
         raise NotImplementedError
 
@@ -151,7 +155,8 @@ class DocumentStage(Stage):
                         writer.write(self._account(batch, row, ledger))
                         row += batch.num_rows
             extra = self.finish_shard(task, out_dir)
-        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written)
+        figures = {k: v for t in self.transforms for k, v in t.figures().items()}
+        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written, extra=figures)
 
     def _account(self, batch: pa.RecordBatch, first_row: int, ledger: Ledger) -> pa.RecordBatch:
         ledger.batch_in(batch)

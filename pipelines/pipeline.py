@@ -1,7 +1,7 @@
 """The whole pipeline in one driver (one Ray session): raw corpus -> release -> token cache -> packed shards.
 
 The layout under `data` is the Makefile's: work/normalized, work/dedup (signatures in work/dedup/_minhash),
-slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]. Every stage resumes, so rerunning
+work/decontaminated (with evaluation sets), slimpajama, tokens/<encoding>, shards/seq<N>[-<A>-<B>][-bestfit][-<tokenizer>]. Every stage resumes, so rerunning
 after a crash finishes the job with the same bytes.
 """
 
@@ -18,6 +18,7 @@ from slimpajama.io.reading import ReadOptions
 from slimpajama.tokenize.encodings import encoding_name
 
 from . import registry
+from .decontaminate import DecontaminateConfig, run_decontaminate
 from .dedup import run_dedup
 from .documents import run_documents
 from .normalize import NormalizeStage
@@ -34,6 +35,7 @@ class PipelineConfig:
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     verify: bool = False  # dedup --verify
     against: tuple[str, ...] = ()  # dedup --against: earlier dedup outputs
+    decontaminate: DecontaminateConfig | None = None  # with evaluation sets: decontaminate before release
     partition_bytes: int = defaults.PARTITION_BYTES
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     encoding: str = defaults.ENCODING
@@ -52,6 +54,7 @@ def paths(data: str, encoding: str = defaults.ENCODING) -> dict[str, str]:
     j = storage.join
     r = registry
     return {"normalized": j(data, r.NORMALIZE.folder), "dedup": j(data, r.DEDUP.folder),
+            "decontaminated": j(data, r.DECONTAMINATE.folder),
             "release": j(data, r.RELEASE.folder), "tokens": j(data, r.TOKENIZE.folder),
             "cache": j(data, r.TOKENIZE.folder, encoding_name(encoding)), "shards": j(data, r.PACK.folder)}
 
@@ -76,7 +79,12 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
                              verify_inputs=verify_inputs, task_bytes=cfg.task_bytes, **run)]
     reports.append(run_dedup(p["normalized"], p["dedup"], cfg=cfg.minhash, partition_bytes=cfg.partition_bytes,
                              task_bytes=cfg.task_bytes, verify=cfg.verify, against=list(cfg.against), **run))
-    reports.append(run_release(p["dedup"], p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
+    released = p["dedup"]
+    if cfg.decontaminate is not None and cfg.decontaminate.eval:
+        reports.append(run_decontaminate(p["dedup"], p["decontaminated"], cfg.decontaminate, read=cfg.read,
+                                         task_bytes=cfg.task_bytes, command="pipeline", **run))
+        released = p["decontaminated"]
+    reports.append(run_release(released, p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
     # the same read options as the first stage: --on-error fail, --batch-rows, --max-doc-bytes hold here too
     reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
                                 eos=cfg.eos, bos=cfg.bos, engine=cfg.engine, **run))

@@ -39,10 +39,11 @@ BAD_INPUT = Drop("bad_input", "bad\ninput", "tab:red")
 SHORT = Drop("short", "short", "tab:orange")
 DUPLICATE = Drop("duplicate", "duplicate", "tab:purple")
 DUPLICATE_OF_RELEASE = Drop("duplicate_of_release", "dup. of\nrelease", "tab:pink", always=False)  # --against
-DECONTAMINATED = Drop("decontaminated", "decontam.", "tab:brown")
+CONTAMINATED = Drop("contaminated", "contam-\ninated", "tab:olive")  # decontaminate: holds evaluation data
+DECONTAMINATED = Drop("decontaminated", "decontam.", "tab:brown")  # release: a train text equal to a holdout one
 SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray", always=False)  # release --weights below 1
 
-DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "release")  # what a document stage can read
+DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "decontaminated", "release")  # what a document stage can read
 
 INGEST = StageInfo("ingest", "ingested", "ingested documents", "slimpajama ingest", DOCUMENT_INPUTS, (BAD_INPUT,),
                    label="ingested")
@@ -50,16 +51,18 @@ NORMALIZE = StageInfo("normalize", "normalized", "normalized documents", "slimpa
                       (BAD_INPUT, SHORT), label="normalized\n+ filtered",
                       folder="work/normalized")
 DEDUP = StageInfo("dedup", "dedup", "deduplicated documents (a dedup output)", "slimpajama dedup",
-                  ("normalized", "ingested", "corpus"), (DUPLICATE, DUPLICATE_OF_RELEASE), label="deduplicated",
-                  folder="work/dedup")
+                  ("normalized", "ingested", "decontaminated", "corpus"), (DUPLICATE, DUPLICATE_OF_RELEASE),
+                  label="deduplicated", folder="work/dedup")
+DECONTAMINATE = StageInfo("decontaminate", "decontaminated", "decontaminated documents", "slimpajama decontaminate",
+                          DOCUMENT_INPUTS, (CONTAMINATED,), label="decontam-\ninated", folder="work/decontaminated")
 RELEASE = StageInfo("release-shuffle", "release", "a SlimPajama release", "slimpajama release",
-                    ("dedup", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT),
+                    ("dedup", "decontaminated", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT),
                     ledger="release", label="released", folder="slimpajama")
 TOKENIZE = StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS,
                      label="released,\ntokenized", folder="tokens")
 PACK = StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root"),
              folder="shards")
-STAGES = (INGEST, NORMALIZE, DEDUP, RELEASE, TOKENIZE, PACK)
+STAGES = (INGEST, NORMALIZE, DEDUP, DECONTAMINATE, RELEASE, TOKENIZE, PACK)
 BY_NAME = {s.name: s for s in STAGES}
 BY_OUTPUT = {s.output: s for s in STAGES}
 # the stages whose output is documents, counted in a ledger.json, in the order of the data flow

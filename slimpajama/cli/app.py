@@ -9,8 +9,8 @@ import os
 import click
 
 # module (under slimpajama.cli) of each subcommand, in the order of the data flow
-COMMANDS = ("sample", "plan", "ingest", "normalize", "dedup", "release", "pipeline", "encodings", "tokens", "shards",
-            "export", "verify", "stats", "train")
+COMMANDS = ("sample", "plan", "ingest", "normalize", "dedup", "decontaminate", "release", "pipeline", "encodings",
+            "tokens", "shards", "export", "verify", "stats", "train")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

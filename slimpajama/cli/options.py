@@ -183,6 +183,54 @@ class ReadFlags(OptionGroup):
 
 
 @dataclasses.dataclass(frozen=True)
+class DecontaminateFlags(OptionGroup):
+    """The decontamination settings, one definition for `decontaminate` and (as --eval-ngram, ...) `pipeline`."""
+
+    PARAM: ClassVar[str] = "contamination"
+    eval_paths: tuple[str, ...]
+    eval_ngram: int
+    eval_min_words: int
+    eval_mode: str
+    eval_fields: tuple[str, ...]
+    PREFIX: ClassVar[str] = ""  # pipeline: "eval-" (its --ngram is MinHash's)
+
+    @classmethod
+    def click_options(cls) -> list:
+        p = cls.PREFIX
+        return [
+            click.option("--eval", "eval_paths", multiple=True, required=not p, type=click.Path(exists=False),
+                         help="An evaluation set (repeatable): a .jsonl/.json/.parquet file (an item per row) or .txt "
+                              "(an item per non-empty line), or a folder of them; local files only."
+                              + (" Runs decontaminate between dedup and release." if p else "")),
+            click.option(f"--{p}ngram", "eval_ngram", type=click.IntRange(min=1),
+                         default=defaults.DECONTAMINATE_NGRAM, show_default=True,
+                         help="A document is contaminated when it shares this many consecutive words (of the "
+                              "cleaned view) with an item."),
+            click.option(f"--{p}min-words", "eval_min_words", type=click.IntRange(min=1),
+                         default=defaults.DECONTAMINATE_MIN_WORDS, show_default=True,
+                         help="An item shorter than the n-gram is matched whole if it has at least this many words; "
+                              "shorter items are skipped (counted)."),
+            click.option(f"--{p}mode", "eval_mode", type=click.Choice(["drop", "cut"]), default="drop",
+                         show_default=True,
+                         help="drop: remove the document; cut: remove each match and "
+                              f"{defaults.DECONTAMINATE_WINDOW} characters either side, keeping pieces of at least "
+                              "--min-chars."),
+            click.option("--eval-field", "eval_fields", multiple=True,
+                         help="A field an item's text is read from (repeatable; default: every string of the row)."),
+        ]
+
+    def config(self, min_chars: int):
+        from slimpajama.pipelines.decontaminate import DecontaminateConfig
+
+        return DecontaminateConfig(eval=tuple(self.eval_paths), ngram=self.eval_ngram, min_words=self.eval_min_words,
+                                   mode=self.eval_mode, eval_fields=tuple(self.eval_fields), min_chars=min_chars)
+
+
+class PipelineDecontaminateFlags(DecontaminateFlags):
+    PREFIX: ClassVar[str] = "eval-"
+
+
+@dataclasses.dataclass(frozen=True)
 class MinHashFlags(OptionGroup):
     """The MinHash and LSH settings, one definition for `dedup` and `pipeline`."""
 

@@ -11,6 +11,7 @@ from slimpajama.cli.options import (
     RANGE,
     SIZE,
     MinHashFlags,
+    PipelineDecontaminateFlags,
     RayFlags,
     ReadFlags,
     TokenizerFlags,
@@ -35,6 +36,7 @@ from slimpajama.errors import SlimPajamaError
               help="Drop candidate pairs whose signature-estimated Jaccard is below the threshold (dedup).")
 @click.option("--against", multiple=True, type=click.Path(file_okay=False),
               help="An earlier dedup's --out (repeatable): dedup against what it kept (see `dedup --against`).")
+@PipelineDecontaminateFlags.apply
 @seed_option(defaults.RELEASE_SEED, "Seed of the release's split, weights and shuffle.")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True)
 @click.option("--weights", default=None,
@@ -55,11 +57,11 @@ from slimpajama.errors import SlimPajamaError
 @RayFlags.apply
 @config_options
 @fail_cleanly
-def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, seed, holdout, weights, docs_per_file,
-             bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes, tok: TokenizerFlags, read: ReadFlags,
-             ray: RayFlags, print_config):
-    """Every stage in one driver: normalize, dedup, release, tokenize, pack (`make dedup` + `make shards` in one
-    Ray session). Resumes like each stage: rerun the same command after a crash."""
+def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, contamination: PipelineDecontaminateFlags,
+             seed, holdout, weights, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes,
+             tok: TokenizerFlags, read: ReadFlags, ray: RayFlags, print_config):
+    """Every stage in one driver: normalize, dedup, decontaminate (with --eval), release, tokenize, pack (`make dedup`
+    + `make shards` in one Ray session). Resumes like each stage: rerun the same command after a crash."""
     if print_config:
         click.echo(config_toml(click.get_current_context()), nl=False)
         return
@@ -69,7 +71,7 @@ def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, se
     if ranges and len(ranges) != len(seqs):
         raise SlimPajamaError("give one --range per --seq")
     cfg = PipelineConfig(read=read.options(batch_rows=batch_rows), min_chars=min_chars, minhash=minhash.config(),
-                         verify=verify, against=tuple(against),
+                         verify=verify, against=tuple(against), decontaminate=contamination.config(min_chars),
                          release=ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights),
                                                docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),

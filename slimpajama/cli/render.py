@@ -48,7 +48,8 @@ def print_stats(st: dict, console=None) -> None:
 
     from slimpajama.pipelines.paths import what_is
 
-    if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "release", "tokens", "shards", "export")):
+    if not any(st.get(k) for k in ("corpus", "pipeline", "clusters", "contamination", "release", "tokens", "shards",
+                                   "export")):
         click.echo(textwrap.fill(f"{st['path']} holds {what_is(st['path']).describe()}: no figures to show for it",
                                  80, break_long_words=False, break_on_hyphens=False))
         return
@@ -96,6 +97,13 @@ def print_stats(st: dict, console=None) -> None:
             t.add_row(str(c["cluster_id"]), count(c["size"]), c["kept_doc_id"], ", ".join(c["sources"]))
         console.print(t)
         console.print(literal(f"clusters by size: {sizes or 'none'}"))
+    if st.get("contamination"):
+        t = table("evaluation sets (decontaminate)", ["items", "too\nshort", "found", "docs\ndropped", "docs\ncut",
+                                                      "file"], text=("file",))
+        for f, c in st["contamination"].items():  # the file last: a long path folds, the figures never do
+            t.add_row(count(c["items"]), count(c["too_short"]), count(c["items_found"]),
+                      count(c["documents_dropped"]), count(c["documents_cut"]), f)
+        console.print(t)
     rel = st.get("release")
     if rel:
         console.print(literal("release: " + ", ".join(f"{k} {count(v['docs'])} docs in {v['files']} files"

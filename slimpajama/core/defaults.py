@@ -4,6 +4,9 @@ This module imports nothing, so the command line shows the defaults without load
 
 # SlimPajama's recipe
 MIN_CHARS = 200  # low-length filter: fewer characters in the cleaned view and the document is dropped
+# decontaminate: GPT-3's rule (a shared 13-word run; shorter items of at least 8 words matched whole) and
+# NeMo-Curator's cut window
+DECONTAMINATE_NGRAM, DECONTAMINATE_MIN_WORDS, DECONTAMINATE_WINDOW = 13, 8, 200
 NGRAM = 13  # MinHash: character n-grams of the cleaned view
 NUM_PERM = 128
 BANDS, ROWS = 9, 13  # LSH: bands x rows per band (datasketch's choice for the threshold)

@@ -22,7 +22,8 @@ from slimpajama.pipelines import registry
 from slimpajama.pipelines.paths import export_summaries, packed_splits, what_is
 
 STATS_VERSION = 1
-STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "release", "tokens", "shards", "export")
+STATS_KEYS = ("version", "path", "kind", "corpus", "pipeline", "clusters", "contamination", "release", "tokens", "shards",
+              "export")
 RESERVOIR = 100_000
 HIST_EDGES = [0] + [int(round(10 ** (k / 4))) for k in range(0, 33)]  # 1 .. 1e8 characters, 4 bins a decade
 
@@ -157,6 +158,13 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
                        "kept_bytes": sum(r["kept_bytes"] for r in rows.values()),
                        "bytes_removed_fraction": round(1 - sum(r["kept_bytes"] for r in rows.values()) /
                                                        max(bytes_in, 1), 6)}}
+
+
+def contamination_stats(stage_dir: str) -> dict | None:
+    """Per evaluation file of a decontaminate output: items, items too short to match, items found, documents
+    dropped and cut (its contamination.json)."""
+    summary = _load_json(os.path.join(stage_dir, "contamination.json"))
+    return summary["files"] if summary else None
 
 
 def cluster_stats(dedup_dir: str, top: int = 10) -> dict:
@@ -303,6 +311,7 @@ def compute(path: str, sample: float | None = None) -> dict:
         out["corpus"] = corpus_stats(path, sample)  # the documents the stage kept (lengths per source)
         if name == registry.DEDUP.ledger_name:
             out["clusters"] = cluster_stats(path)
+        out["contamination"] = contamination_stats(path)
         if kind == "release":
             m = _load_json(os.path.join(path, "manifest.json"))
             out["release"] = {"splits": m["splits"], "byte_share_per_source": m["byte_share_per_source"],
@@ -317,6 +326,7 @@ def compute(path: str, sample: float | None = None) -> dict:
                 ledgers[_stage_name(d)] = _load_json(os.path.join(d, "ledger.json"))
         if registry.DEDUP.ledger_name in ledgers:
             out["clusters"] = cluster_stats(os.path.join(path, registry.DEDUP.folder))
+        out["contamination"] = contamination_stats(os.path.join(path, registry.DECONTAMINATE.folder))
         m = _load_json(os.path.join(path, registry.RELEASE.folder, "manifest.json"))
         if m:
             out["release"] = {"splits": m["splits"], "byte_share_per_source": m["byte_share_per_source"],
