@@ -93,7 +93,7 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
     from slimpajama.core.lsh import clusters, new_forest, union_edges  # noqa: F401  (compile before the baseline)
     from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage, LshStage, lsh_partitions
-    from slimpajama.pipelines.stage import ShardTask
+    from slimpajama.pipelines.stage import Task
 
     cfg = MinHashConfig()
     rows = make_signature_shards(root, n_docs, shards, cfg)
@@ -116,13 +116,13 @@ def lsh_memory_child(root: str, n_docs: int, shards: int, partition_bytes: int) 
     edges = 0
     for b in range(cfg.bands):
         for part in range(parts):
-            r = stage.run_shard(ShardTask(f"b{b}p{part}", (), {"band": b, "part": part, "parts": parts,
+            r = stage.run_task(Task(f"b{b}p{part}", (), {"band": b, "part": part, "parts": parts,
                                                                "offsets": offsets}, side=files), lsh_out)
             edges += r.extra["edges"]
     lsh_peak = current_peak_rss_mb()
     edge_files = tuple(InputFile(os.path.join(lsh_out, f), f, 0) for f in sorted(os.listdir(lsh_out)))
     t1 = time.perf_counter()
-    comp = ComponentsStage().run_shard(ShardTask("c", edge_files, {"docs": n_docs}), os.path.join(root, "comp"))
+    comp = ComponentsStage().run_task(Task("c", edge_files, {"docs": n_docs}), os.path.join(root, "comp"))
     components_seconds = time.perf_counter() - t1
     peak = current_peak_rss_mb()
     return {"docs": n_docs, "lsh_partitions_per_band": parts, "edges": edges,

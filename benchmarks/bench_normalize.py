@@ -102,7 +102,7 @@ def memory(nbytes: int) -> dict:
     (task,) = file_tasks(discover(root))
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        outcome = NormalizeStage().run_shard(task, out)  # what one Ray task runs, inline
+        outcome = NormalizeStage().run_task(task, out)  # what one Ray task runs, inline
         seconds = time.perf_counter() - t0
     t = outcome.ledger.totals()
     return {"input_mb": nbytes / 1e6, "docs": t.docs_in, "seconds": seconds, "mb_per_s": t.bytes_in / 1e6 / seconds,

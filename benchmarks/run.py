@@ -167,7 +167,9 @@ def main():
         ("--pack-gb", 8.0, "GB of tokens packed with 1 and 2 workers (twice that on disk)"),
         ("--split-gb", 1.0, "GB of the single plain .jsonl normalized with and without --task-bytes"),
         ("--rp-gb", 0.3, "GB of the RedPajama-1T-shaped corpus run with several --task-bytes"),
-        ("--against-old-mb", 1000, "MB of the old release in the dedup --against run (and 1/10 of it new)"))
+        ("--against-old-mb", 1000, "MB of the old release in the dedup --against run (and 1/10 of it new)"),
+        ("--decontaminate-mb", 80, "MB of web pages, and of the real text, decontaminated against --eval-items items"),
+        ("--eval-items", 100_000, "evaluation items of the decontaminate run"))
     for flag, default, what in sizes:
         ap.add_argument(flag, type=float, default=default, help=f"{what} (0 to skip)")
     args = ap.parse_args()
@@ -188,6 +190,11 @@ def main():
                "dedup_vs_peers": lambda: bench_dedup_peers(args.dedup_peers_mb) if args.dedup_peers_mb else None,
                "dedup_against": lambda: run("bench_against.py", "--old-mb", str(args.against_old_mb), "--new-mb",
                                             str(args.against_old_mb / 10)) if args.against_old_mb else None,
+               "decontaminate": lambda: {
+                   corpus: run("bench_decontaminate.py", flag, str(args.decontaminate_mb), "--items",
+                               str(int(args.eval_items)))
+                   for corpus, flag in (("web_pages", "--web-mb"), ("real_text", "--real-mb"))}
+               if args.decontaminate_mb else None,
                "pack_parallel": lambda: run("bench_pack.py", "--gb", str(args.pack_gb)) if args.pack_gb else None,
                "export_megatron": bench_export,
                "startup": bench_startup,

@@ -6,7 +6,7 @@ handling on a GPU machine that may lack the corpus stages' packages (ftfy, datas
 
 import importlib
 
-_EXPORTS = {"ReadOptions": "slimpajama.io.reading", "Stage": "stage", "ShardTask": "stage", "ShardOutcome": "stage",
+_EXPORTS = {"ReadOptions": "slimpajama.io.reading", "Stage": "stage", "Task": "stage", "TaskResult": "stage",
             "DocumentStage": "docstage", "file_tasks": "docstage", "NormalizeStage": "normalize",
             "StageReport": "runner", "run_stage": "runner", "run_documents": "documents", "init_ray": "cluster"}
 

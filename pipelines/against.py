@@ -30,7 +30,7 @@ from slimpajama.io import storage
 from slimpajama.io.writers import save_npy_atomic, write_bytes_atomic
 
 from .bands import collect_partition, key_range
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 INDEX_DIR = "index"
 INDEX_FILE = "index.json"
@@ -49,7 +49,7 @@ class IndexStage(Stage):
     def fingerprint(self) -> dict:
         return {"stage": self.name, "version": INDEX_VERSION}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         p = task.params
         keys, index = collect_partition(task.side, p["band"], p["part"], p["parts"], p["offsets"])
         removed = np.load(task.side["removed"][0].local())
@@ -63,11 +63,11 @@ class IndexStage(Stage):
             rel = task.key + suffix
             save_npy_atomic(storage.join(out_dir, rel), array)
             outputs.append(rel)
-        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra={"keys": int(len(keys))})
+        return TaskResult(outputs=outputs, ledger=Ledger(self.name), extra={"keys": int(len(keys))})
 
 
-def index_tasks(side: dict, offsets: list[int], bands: int, parts: int, run: str) -> list[ShardTask]:
-    return [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
+def index_tasks(side: dict, offsets: list[int], bands: int, parts: int, run: str) -> list[Task]:
+    return [Task(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
                                                  "run": run}, side=side)
             for b in range(bands) for p in range(parts)]
 

@@ -71,7 +71,7 @@ from .markers import previous_run, run_key, save_run
 from .paths import DEDUP_RUN_FILE, inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 DUPLICATE = registry.DUPLICATE.reason
 DUPLICATE_OF_RELEASE = registry.DUPLICATE_OF_RELEASE.reason  # in a cluster with what an earlier run kept
@@ -91,7 +91,7 @@ class MinhashStage(Stage):
     def fingerprint(self) -> dict:
         return {"stage": self.name, **self.cfg.to_dict()} | {"threshold": None}  # threshold only affects --verify
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         (shard,) = task.inputs
         n = shard_rows(shard)
         base = storage.join(out_dir, task.key)
@@ -113,7 +113,7 @@ class MinhashStage(Stage):
         save_npy_atomic(base + ".bands.npy", bands)
         save_npy_atomic(base + ".valid.npy", valid)
         outputs = [task.key + s for s in (".sig.npy", ".bands.npy", ".valid.npy")]
-        return ShardOutcome(outputs=outputs, ledger=ledger, extra={"rows": n})
+        return TaskResult(outputs=outputs, ledger=ledger, extra={"rows": n})
 
 
 # ------------------------------------------------------------------------------------------------ lsh
@@ -129,7 +129,7 @@ class LshStage(Stage):
     def fingerprint(self) -> dict:
         return {"stage": self.name, **self.cfg.to_dict(), "verify": self.verify}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         p = task.params
         band, part, parts, offsets = p["band"], p["part"], p["parts"], p["offsets"]
         keys, index = collect_partition(task.side, band, part, parts, offsets)
@@ -150,7 +150,7 @@ class LshStage(Stage):
             a, b = a[keep], b[keep]
         rel = f"b{band:03d}-p{part:04d}.npy"
         save_npy_atomic(storage.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
-        return ShardOutcome(outputs=[rel, *outputs], ledger=Ledger(self.name),
+        return TaskResult(outputs=[rel, *outputs], ledger=Ledger(self.name),
                             extra={"candidates": candidates, "edges": len(a), **extra})
 
 
@@ -174,7 +174,7 @@ class ComponentsStage(Stage):
     def fingerprint(self) -> dict:
         return {"stage": self.name}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         parent = new_forest(task.params["docs"])
         matches = [f for f in task.inputs if f.rel.endswith(".against.npy")]
         for f in (f for f in task.inputs if not f.rel.endswith(".against.npy")):
@@ -205,7 +205,7 @@ class ComponentsStage(Stage):
                    "cluster_size_histogram": {str(k): int(v) for k, v in
                                               zip(*np.unique(sizes, return_counts=True), strict=True)}, **extra}
         # the summary travels in the marker; run_dedup writes it into dedup.json
-        return ShardOutcome(outputs=outputs, ledger=Ledger(self.name), extra=summary)
+        return TaskResult(outputs=outputs, ledger=Ledger(self.name), extra=summary)
 
 
 # ------------------------------------------------------------------------------------------------ remove
@@ -360,7 +360,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         key = run_key([f.identity() for f in files], cfg.to_dict(), verify,
                       *([[[r.path, r.info["run_key"]] for r in releases]] if releases else []))
         remove = RemoveStage(ReadOptions())
-        remove_tasks = [ShardTask(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
+        remove_tasks = [Task(f"shards/{t.key}", t.inputs, {"offset": off, "rows": n, "dedup": key})
                         for t, off, n in zip(tasks, offsets[:-1], rows, strict=True)]
         previous = previous_run(out_dir, RUN_FILE, key, remove, lambda _: remove_tasks)
         indexed = None
@@ -401,13 +401,13 @@ def _clusters(tasks, offsets, cfg, verify, minhash_dir, out_dir, partition_bytes
     signatures = run_key([f.identity() for shard in zip(*side.values(), strict=True) for f in shard])
     old = {"against": [r.path for r in releases], "releases": [r.info["run_key"] for r in releases]} \
         if releases else {}
-    lsh_tasks = [ShardTask(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
+    lsh_tasks = [Task(f"b{b:03d}-p{p:04d}", (), {"band": b, "part": p, "parts": parts, "offsets": offsets,
                                                        "signatures": signatures, **old}, side=side)
                  for b in range(cfg.bands) for p in range(parts)]
     lsh = run_stage(LshStage(cfg, verify), lsh_tasks, storage.join(out_dir, "_lsh"), **run)
     edges = tuple(lsh.output_file(f"{t.key}{suffix}") for t in lsh_tasks
                   for suffix in ((".npy", ".against.npy") if releases else (".npy",)))
-    comp = run_stage(ComponentsStage(), [ShardTask("clusters", edges, {"docs": offsets[-1],
+    comp = run_stage(ComponentsStage(), [Task("clusters", edges, {"docs": offsets[-1],
                                                                        **({"against": True} if releases else {})})],
                      storage.join(out_dir, "_components"), **run)
     summary = {"config": cfg.to_dict(), "verify": verify, "lsh_partitions_per_band": parts,

@@ -23,7 +23,7 @@ from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter
 
 from . import registry
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 
 def strip_corpus_suffix(rel: str) -> str:
@@ -31,7 +31,7 @@ def strip_corpus_suffix(rel: str) -> str:
     return rel[: -len(suf)] if suf else rel
 
 
-def file_tasks(files: list[InputFile]) -> list[ShardTask]:
+def file_tasks(files: list[InputFile]) -> list[Task]:
     """One task per input file, or per part of a split file (split.py); its output mirrors the input's relative
     path (`a/b.jsonl.zst` -> `a/b.parquet`; the parts of `a/c.jsonl` -> `a/c.part-00000.parquet`, ...)."""
     tasks, seen, parts = [], {}, {}
@@ -41,10 +41,10 @@ def file_tasks(files: list[InputFile]) -> list[ShardTask]:
             parts[f.rel] = parts.get(f.rel, -1) + 1
             key = f"{key}.part-{parts[f.rel]:05d}"
         if key in seen:
-            raise SlimPajamaError(f"inputs {seen[key]} and {f.rel} would write the same shard {key}.parquet; "
+            raise SlimPajamaError(f"inputs {seen[key]} and {f.rel} would write the same file {key}.parquet; "
                                   "rename one of them")
         seen[key] = f.rel
-        tasks.append(ShardTask(key=key, inputs=(f,)))
+        tasks.append(Task(key=key, inputs=(f,)))
     return tasks
 
 
@@ -66,10 +66,10 @@ class Transform:
     def setup(self):
         return None
 
-    def start(self, task: ShardTask, out_dir: str) -> None:
+    def start(self, task: Task, out_dir: str) -> None:
         pass
 
-    def finish(self, task: ShardTask, out_dir: str) -> list[str]:
+    def finish(self, task: Task, out_dir: str) -> list[str]:
         return []
 
     def figures(self) -> dict:
@@ -133,30 +133,30 @@ class DocumentStage(Stage):
             rows = rows[~gone]
         return batch, drops
 
-    def start_shard(self, task: ShardTask, out_dir: str) -> None:
+    def start_task(self, task: Task, out_dir: str) -> None:
         """Called before the task's first batch."""
         for t in self.transforms:
             _set_up(t)
             t.start(task, out_dir)
 
-    def finish_shard(self, task: ShardTask, out_dir: str) -> list[str]:
+    def finish_task(self, task: Task, out_dir: str) -> list[str]:
         """Called after the task's last batch; returns the extra outputs written (relative to out_dir)."""
         return [rel for t in self.transforms for rel in t.finish(task, out_dir)]
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         ledger = Ledger(self.name)
         out_rel = task.key + ".parquet"
         row = 0
-        self.start_shard(task, out_dir)
+        self.start_task(task, out_dir)
         with self.error_log(task, out_dir, ledger) as errors:
             with ParquetShardWriter(storage.join(out_dir, out_rel)) as writer:
                 for f in task.inputs:
                     for batch in read_documents(f, errors, **self.read.reader_kwargs()):
                         writer.write(self._account(batch, row, ledger))
                         row += batch.num_rows
-            extra = self.finish_shard(task, out_dir)
+            extra = self.finish_task(task, out_dir)
         figures = {k: v for t in self.transforms for k, v in t.figures().items()}
-        return ShardOutcome(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written, extra=figures)
+        return TaskResult(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written, extra=figures)
 
     def _account(self, batch: pa.RecordBatch, first_row: int, ledger: Ledger) -> pa.RecordBatch:
         ledger.batch_in(batch)

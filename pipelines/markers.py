@@ -15,7 +15,7 @@ from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.writers import file_digest, sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
-    from .stage import ShardTask, Stage
+    from .stage import Stage, Task
 
 MARKER_VERSION = 2
 
@@ -31,11 +31,11 @@ def read_marker(out_dir: str, key: str) -> dict | None:
         return None
 
 
-def is_complete(stage: Stage, task: ShardTask, out_dir: str, verify_outputs: bool = False) -> bool:
+def is_complete(stage: Stage, task: Task, out_dir: str, verify_outputs: bool = False) -> bool:
     return complete_marker(stage, task, out_dir, verify_outputs) is not None
 
 
-def complete_marker(stage: Stage, task: ShardTask, out_dir: str, verify_outputs: bool = False,
+def complete_marker(stage: Stage, task: Task, out_dir: str, verify_outputs: bool = False,
                     marker: dict | None = None) -> dict | None:
     """The task's marker if the task is complete (see `is_complete`), else None. `marker`: the task's marker as
     already read (None: read it now)."""
@@ -98,7 +98,7 @@ def save_run(out_dir: str, name: str, data: dict) -> None:
 
 
 def previous_run(out_dir: str, name: str, key: str, stage: Stage,
-                 tasks: Callable[[dict], Sequence[ShardTask]]) -> dict | None:
+                 tasks: Callable[[dict], Sequence[Task]]) -> dict | None:
     """The state the last complete run saved under `name` if it was for run key `key` and every one of its final
     tasks (`tasks(state)`) is still complete for `stage`, else None: then the intermediate stages need not run
     (their files may have been deleted)."""

@@ -28,7 +28,7 @@ from . import registry
 from .markers import STATE_DIR, output_file
 from .packplan import PlanStage, run_plan
 from .runner import Progress, StageReport, run_stage
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 from .tokens import cache_files, cache_tokenizer_file, split_of_key, token_cache
 
 BATCH_ROWS = 1024  # rows per record batch in packed files; files hold a multiple of it
@@ -66,7 +66,7 @@ class PackStage(Stage):
         chunks = [BestFitPlan(self.seq, a["piece_start"], a["piece_len"], a["row_ptr"], pad_id=pad_id) for a in parts]
         return order, ChunkedPlan(chunks)
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         p = task.params
         split, (k0, k1), cache = p["split"], p["files"], p["cache"]
         dtype = np.dtype(cache["dtype"])
@@ -85,7 +85,7 @@ class PackStage(Stage):
             padding_total += int(padding.sum())
             files.append({"path": rel.rsplit("/", 1)[1], "rows": len(ids), "bytes": storage.file_size(path),
                           "sha256": file_digest(path)})
-        return ShardOutcome(outputs=[f"{split}/{f['path']}" for f in files], ledger=Ledger(self.name),
+        return TaskResult(outputs=[f"{split}/{f['path']}" for f in files], ledger=Ledger(self.name),
                             extra={"files": files, "padding_tokens": padding_total})
 
 
@@ -162,7 +162,7 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
         fingerprint = hashlib.sha256(json.dumps(
             [fp, [f.identity() for pair in zip(files["tokens"], files["docs"], strict=True) for f in pair]]
         ).encode()).hexdigest()
-        plan_tasks.append(ShardTask(split, (), {"cache": cache, "fingerprint": fingerprint}, side=files))
+        plan_tasks.append(Task(split, (), {"cache": cache, "fingerprint": fingerprint}, side=files))
     name = shards_dir_name(seq, range_, packing, cache["encoding"])
     out = out_dir or storage.join(out_root, name)
     run = dict(workers=workers, ray_address=ray_address, progress=progress)
@@ -182,7 +182,7 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
         step = files_per_task if task_bytes else max(n_files, 1)
         for k in range(0, n_files, step):
             part = [k, min(n_files, k + step)]
-            tasks.append(ShardTask(f"{t.key}/part-{part[0]:05d}", (),
+            tasks.append(Task(f"{t.key}/part-{part[0]:05d}", (),
                                    {**t.params, "split": t.key, "files": part, "t0": figures["t0"]},
                                    side={"tokens": t.side["tokens"], "plan": plan}))
     for t in plan_tasks:  # an index says its split is complete: none while its files are rewritten

@@ -30,7 +30,7 @@ from slimpajama.io.writers import NpyAppender, save_shuffled_range
 from slimpajama.packers.pack import bestfit_plan, check_range, concat_cut_docs
 
 from .runner import StageReport, run_stage
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 BATCH_ROWS = 1 << 16  # documents per read batch of a cache file
 BUFFER_DOCS = 8192  # best fit's buffer: documents sorted and packed together (pinned: it shapes the rows); the
@@ -56,7 +56,7 @@ class PlanStage(Stage):
         return {"stage": self.name, "seq": self.seq, "packing": self.packing, "range": list(self.range),
                 "seed": self.seed}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         p = task.params
         name = f"{p['split']}.{p['part']:05d}"
         path = lambda array: storage.join(out_dir, f"{name}.{array}.npy")  # noqa: E731
@@ -65,7 +65,7 @@ class PlanStage(Stage):
                                    p["buffer_docs"])
         extra = {"rows": rows, "docs": p["docs"][1] - p["docs"][0], "padding_tokens": padding, "docs_cut": made["cut"],
                  "concat_cut": made["concat_cut"], "tokens_per_source": made["tokens_per_source"]}
-        return ShardOutcome(outputs=[f"{name}.{array}.npy" for array in made["files"]], ledger=Ledger(self.name),
+        return TaskResult(outputs=[f"{name}.{array}.npy" for array in made["files"]], ledger=Ledger(self.name),
                             extra=extra)
 
 
@@ -82,12 +82,12 @@ class OrderStage(Stage):
     def fingerprint(self) -> dict:  # the plan's: a run of it per layout (its bytes depend on the rows and seed)
         return {**self.plan.fingerprint(), "stage": self.name}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         save_shuffled_range(storage.join(out_dir, f"{task.key}.order.npy"), task.params["rows"], self.plan.seed)
-        return ShardOutcome(outputs=[f"{task.key}.order.npy"], ledger=Ledger(self.name))
+        return TaskResult(outputs=[f"{task.key}.order.npy"], ledger=Ledger(self.name))
 
 
-def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask], dict]:
+def plan_tasks(split_task: Task, stage: PlanStage) -> tuple[list[Task], dict]:
     """A split's plan tasks, each given the cache files that hold its documents, and the split's figures that its
     range's bounds give. Concat: one task (its plan is a copy of the documents' positions). Best fit: one per
     TASK_DOCS documents of the range, whole best-fit buffers, so the tasks' rows are the one plan's in order."""
@@ -109,7 +109,7 @@ def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask]
                   "t0": t0, "t1": t1, "buffer_docs": BUFFER_DOCS}
         # a marker file in _state/, no folder named for the split: HF's load_dataset takes the files under any
         # folder named train/ for that split's (the majority extension decides what it reads)
-        tasks.append(ShardTask(f"{split}.plan-{part:05d}", (), params, side=side))
+        tasks.append(Task(f"{split}.plan-{part:05d}", (), params, side=side))
     summary = {"t0": t0, "range": list(range_), "docs": d1 - d0, "cache_tokens": total, "range_tokens": t1 - t0}
     return tasks, summary
 
@@ -117,7 +117,7 @@ def plan_tasks(split_task: ShardTask, stage: PlanStage) -> tuple[list[ShardTask]
 ORDER_DIR = "order"  # in the plan's folder: the order tasks' own (a stage's folder holds its tasks' outputs alone)
 
 
-def run_plan(stage: PlanStage, split_tasks: list[ShardTask], out_dir: str, **run) -> tuple[dict, StageReport]:
+def run_plan(stage: PlanStage, split_tasks: list[Task], out_dir: str, **run) -> tuple[dict, StageReport]:
     """Plan every split: its plan tasks, then its order task. -> ({split: (its plan figures, its plan files: the
     order first, then each plan task's in order)}, the plan stage's report with the order stage's seconds added)."""
     parts, summaries = [], {}
@@ -128,7 +128,7 @@ def run_plan(stage: PlanStage, split_tasks: list[ShardTask], out_dir: str, **run
     figures = {split: split_plan(summary, [m["extra"] for t, m in zip(parts, plans.markers, strict=True)
                                            if t.params["split"] == split])
                for split, summary in summaries.items()}
-    order_tasks = [ShardTask(split, (), {"rows": f["rows"]}) for split, f in figures.items()]
+    order_tasks = [Task(split, (), {"rows": f["rows"]}) for split, f in figures.items()]
     orders = run_stage(OrderStage(stage), order_tasks, storage.join(out_dir, ORDER_DIR), **run)
     plans.seconds += orders.seconds
     files = {split: [orders.output_file(rel) for rel in m["outputs"]] for split, m in
@@ -162,7 +162,7 @@ class SplitFiles:
     rows: list[int]
 
     @classmethod
-    def of(cls, task: ShardTask) -> SplitFiles:
+    def of(cls, task: Task) -> SplitFiles:
         """The task's files: a whole split's (the driver's: every footer read), or a plan task's (its first token
         and its files' rows are params the driver gave it: the footers are not read again)."""
         itemsize = np.dtype(task.params["cache"]["dtype"]).itemsize

@@ -40,6 +40,7 @@ class PipelineConfig:
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     encoding: str = defaults.ENCODING
     engine: str = "auto"  # who tokenizes (tokenize/engine.py): never changes the bytes
+    threads: int = 1  # tokenizer threads per task
     eos: str | None = None  # a model tokenizer's EOS / BOS (tokenize --eos, --bos)
     bos: str | None = None
     # (sequence length, train range) per packed output; BTLM: ((2048, (0, 0.75)), (8192, (0.75, 1)))
@@ -87,7 +88,7 @@ def run_pipeline(raw, data: str, cfg: PipelineConfig | None = None, *, workers: 
     reports.append(run_release(released, p["release"], cfg.release, task_bytes=cfg.task_bytes, **run))
     # the same read options as the first stage: --on-error fail, --batch-rows, --max-doc-bytes hold here too
     reports.append(run_tokenize(p["release"], p["tokens"], cfg.encoding, read=cfg.read, task_bytes=cfg.task_bytes,
-                                eos=cfg.eos, bos=cfg.bos, engine=cfg.engine, **run))
+                                eos=cfg.eos, bos=cfg.bos, engine=cfg.engine, threads=cfg.threads, **run))
     for seq, range_ in cfg.shards:
         reports.append(run_shards(p["cache"], p["shards"], seq, packing=cfg.packing, range_=range_,
                                   file_bytes=cfg.file_bytes, task_bytes=cfg.task_bytes, **run))

@@ -52,7 +52,7 @@ from .markers import output_file, previous_run, run_key, save_run
 from .paths import inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 DECONTAMINATED = registry.DECONTAMINATED.reason
 SAMPLED_OUT = registry.SAMPLED_OUT.reason
@@ -75,7 +75,7 @@ class ScatterStage(Stage):
         # format 2: holdout keys carry each text's length (release.holdout_keys)
         return {"stage": self.name, **self.cfg.to_dict(), "buckets": self.buckets, "format": 2}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         (shard,) = task.inputs
         ledger = Ledger("release")
         tags, holdout = [], []
@@ -121,7 +121,7 @@ class ScatterStage(Stage):
         save_npy_atomic(storage.join(out_dir, task.key + ".tags.npy"), np.array(tags, dtype=np.int32).reshape(-1, 2))
         save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"),
                         np.concatenate(holdout) if holdout else np.zeros((0, 40), dtype=np.uint8))
-        return ShardOutcome(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
+        return TaskResult(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
                             extra={"counts": counts})
 
 
@@ -136,7 +136,7 @@ class ShuffleStage(Stage):
     def fingerprint(self) -> dict:
         return {"stage": self.name, **self.cfg.to_dict()}
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         split, bucket = task.params["split"], task.params["bucket"]
         s = SPLITS.index(split)
         (holdout_file,) = task.side["holdout"]
@@ -178,7 +178,7 @@ class ShuffleStage(Stage):
             files.append({"path": rel, "docs": int(bounds[j + 1] - bounds[j]),
                           "sha256": file_digest(storage.join(out_dir, rel)), "text_bytes": text_bytes,
                           "sources": dict(sorted(sources.items()))})
-        return ShardOutcome(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
+        return TaskResult(outputs=outputs, ledger=ledger, extra={"files": files, "docs": table.num_rows})
 
     @staticmethod
     def _decontaminate(table: pa.Table, holdout: np.ndarray, ledger: Ledger) -> pa.Table:
@@ -272,10 +272,10 @@ def _release(files: list[InputFile], out_dir: str, cfg: ReleaseConfig, run: dict
     return report
 
 
-def _shuffle_tasks(state: dict) -> list[ShardTask]:
+def _shuffle_tasks(state: dict) -> list[Task]:
     """The shuffle tasks a saved run state lists (their side inputs, the scatter files, are not needed to check
     that they are complete)."""
-    return [ShardTask(k, (), params) for k, params in state.get("shuffle", [])]
+    return [Task(k, (), params) for k, params in state.get("shuffle", [])]
 
 
 def scatter_dir_of(out_dir: str) -> str:
@@ -287,7 +287,7 @@ def scatter_dir_of(out_dir: str) -> str:
     return storage.join(storage.parent(out_dir), "work", f"release-{name}")
 
 
-def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledger, list[ShardTask]]:
+def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledger, list[Task]]:
     """Pass 1 -> (its report, its ledger, the shuffle tasks). A shuffle task's identity is its bucket and the run
     key (every input's digest, the settings): its scatter files are side inputs."""
     old = storage.join(out_dir, "_scatter")  # where releases before 0.2 kept them: no longer read
@@ -309,7 +309,7 @@ def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledge
         for b in range(buckets[split]):
             n = sum(m["extra"]["counts"][split][b] for m in scatter.markers)
             n_files = math.ceil(n / cfg.docs_per_file)
-            shuffle_tasks.append(ShardTask(f"_shuffle/{split}-{b:05d}", (), {"split": split, "bucket": b,
+            shuffle_tasks.append(Task(f"_shuffle/{split}-{b:05d}", (), {"split": split, "bucket": b,
                                            "first_file": first, "files": n_files, "run": key}, side=side))
             first += n_files
     return scatter, Ledger.merged("release", (Ledger.from_dict(m["ledger"]) for m in scatter.markers)), shuffle_tasks

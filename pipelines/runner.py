@@ -42,7 +42,7 @@ from .markers import (
     state_path,
 )
 from .memory import peak_rss_mb, reset_peak_rss
-from .stage import ShardTask, Stage
+from .stage import Stage, Task
 
 LEDGER_FILE = "ledger.json"
 ERRORS_FILE = "_errors.jsonl"  # "_": never read back as a corpus file
@@ -62,7 +62,7 @@ class _NoBar:
 def no_progress(stage: str, total: int, done: int):
     yield _NoBar()
 
-def execute_shard(stage: Stage, task: ShardTask, out_dir: str, fault: faults.WorkerFault | None = None,
+def execute_task(stage: Stage, task: Task, out_dir: str, fault: faults.WorkerFault | None = None,
                   run: str | None = None) -> dict:
     """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def execute_shard(stage: Stage, task: ShardTask, out_dir: str, fault: faults.Wor
     writers.forget_digests()
     before_marker = fault.arm() if fault else None
     try:
-        outcome = stage.run_shard(task, out_dir)
+        outcome = stage.run_task(task, out_dir)
         marker = {
             "version": MARKER_VERSION,
             "stage": stage.name,
@@ -134,7 +134,7 @@ class StageReport:
         return {rel: rec for m in self.markers for rel, rec in m["outputs"].items()}
 
 
-def run_stage(stage: Stage, tasks: Sequence[ShardTask], out_dir: str, *, workers: int | None = None,
+def run_stage(stage: Stage, tasks: Sequence[Task], out_dir: str, *, workers: int | None = None,
               ray_address: str | None = None, progress: Progress | None = None, verify_outputs: bool = False,
               skipped_files: Sequence[str] = ()) -> StageReport:
     """`skipped_files`: input files of unknown format that discovery passed over (listed in the summary and in
@@ -226,7 +226,7 @@ def _check_known_bad(stage, complete: list[dict], out_dir: str) -> None:
                 raise_on_bad(BadRecord(**json.loads(f.readline())))
 
 
-def runs_inline(pending: Sequence[ShardTask], stage_name: str, ray_address: str | None) -> bool:
+def runs_inline(pending: Sequence[Task], stage_name: str, ray_address: str | None) -> bool:
     """A small run executes in the driver (cluster.in_driver), the same tasks with the same bytes and interrupt
     handling; never with injected worker faults (they kill a Ray worker)."""
     if faults.worker_faults(stage_name):
@@ -246,7 +246,7 @@ def _run_inline(stage, pending, out_dir, total, skipped, progress) -> dict:
         for completed, task in enumerate(pending):
             if fault and fault[0] == completed:
                 fault[1]()
-            marker = as_json(execute_shard(stage, task, out_dir, run=writers.run_id()))
+            marker = as_json(execute_task(stage, task, out_dir, run=writers.run_id()))
             bar.advance(marker["ledger"]["totals"]["docs_in"])
             markers[task.key] = marker
     return markers
@@ -260,7 +260,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
 
     init_ray(ray_address, workers)
     limit = min(workers or cluster_cpus(), cluster_cpus())
-    remote = ray_task(execute_shard, [out_dir, *(f.path for t in pending for f in t.files())])
+    remote = ray_task(execute_task, [out_dir, *(f.path for t in pending for f in t.files())])
     queue = list(pending)
     in_flight: dict = {}
     driver_fault, worker_faults = faults.driver_fault(stage.name), faults.worker_faults(stage.name)

@@ -20,7 +20,7 @@ from slimpajama.io.writers import write_bytes_atomic
 from .cluster import in_driver, init_ray, ray_task
 from .docstage import file_tasks
 from .markers import STATE_DIR
-from .stage import ShardTask
+from .stage import Task
 
 SPANS_FILE = "_spans.json"
 PARQUET_MAX_RATIO = 8
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)  # the command line prints its records as "not
 
 
 def split_tasks(files: list[InputFile], out_dir: str, task_bytes: int | None, *, workers: int | None = None,
-                ray_address: str | None = None) -> list[ShardTask]:
+                ray_address: str | None = None) -> list[Task]:
     """Tasks over `files`, the big ones cut into parts of about `task_bytes`, finer for a small input (spans.part_bytes;
     0 or None: one task per file)."""
     task_bytes = part_bytes(sum(f.size for f in files), task_bytes)

@@ -1,5 +1,5 @@
-"""What a stage is to the runner: a `Stage` (name, fingerprint, `run_shard`), the `ShardTask`s it runs and the
-`ShardOutcome` each returns. See docs/DESIGN.md, "The runner's contract"."""
+"""What a stage is to the runner: a `Stage` (name, fingerprint, `run_task`), the `Task`s it runs and the
+`TaskResult` each returns. See docs/DESIGN.md, "The runner's contract"."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ BAD_INPUT = registry.BAD_INPUT.reason
 
 
 @dataclass(frozen=True)
-class ShardTask:
+class Task:
     key: str  # names the task's outputs, e.g. "RedPajamaC4/c4-0001"
     inputs: tuple[InputFile, ...]
     params: dict = field(default_factory=dict)  # per-task settings (JSON-able), part of the task's identity
@@ -46,15 +46,15 @@ class ShardTask:
 
 
 @dataclass
-class ShardOutcome:
+class TaskResult:
     outputs: list[str]  # paths relative to the stage's output dir
     ledger: Ledger
-    errors_file: str | None = None  # relative path of this shard's bad-input records, if any
+    errors_file: str | None = None  # relative path of this task's bad-input records, if any
     extra: dict = field(default_factory=dict)
 
 
 class Stage:
-    """One stage as the runner runs it: `run_shard` is a pure function of the task's inputs that writes its
+    """One stage as the runner runs it: `run_task` is a pure function of the task's inputs that writes its
     outputs atomically under the output directory; `fingerprint` is every setting its outputs depend on."""
 
     name: ClassVar[str]
@@ -62,18 +62,18 @@ class Stage:
     keeps_ledger: ClassVar[bool] = True
     # where its outputs that a later stage reads as documents live ("" = the output directory; None: none)
     documents_root: ClassVar[str | None] = None
-    # how it reads documents; with on_error "fail", a resumed shard with logged bad records fails too
+    # how it reads documents; with on_error "fail", a resumed task with logged bad records fails too
     read: ReadOptions | None = None
 
     def fingerprint(self) -> dict:
         raise NotImplementedError
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def error_log(self, task: ShardTask, out_dir: str, ledger: Ledger) -> Iterator[ErrorLog]:
-        """The shard's bad-input log (`_state/<key>.errors.jsonl`), kept only if it holds a record and the shard
+    def error_log(self, task: Task, out_dir: str, ledger: Ledger) -> Iterator[ErrorLog]:
+        """The task's bad-input log (`_state/<key>.errors.jsonl`), kept only if it holds a record and the task
         completes; each record is counted in `ledger` under bad_input (or, on_error fail, raised)."""
         log = ErrorLog(out_dir, f"{STATE_DIR}/{task.key}.errors.jsonl", ledger,
                        fail=self.read is not None and self.read.on_error == "fail")
@@ -86,7 +86,7 @@ class Stage:
 
 
 class ErrorLog:
-    """Bad-input records of one shard as JSON lines, counted in the ledger; written atomically, only if any."""
+    """Bad-input records of one task as JSON lines, counted in the ledger; written atomically, only if any."""
 
     def __init__(self, out_dir: str, rel: str, ledger: Ledger, fail: bool):
         self.path, self.rel, self.ledger, self.fail = storage.join(out_dir, rel), rel, ledger, fail
@@ -95,7 +95,7 @@ class ErrorLog:
 
     @property
     def written(self) -> str | None:
-        """Its path relative to the output directory, if it holds any record (for `ShardOutcome.errors_file`)."""
+        """Its path relative to the output directory, if it holds any record (for `TaskResult.errors_file`)."""
         return self.rel if self.count else None
 
     def __call__(self, rec: BadRecord) -> None:

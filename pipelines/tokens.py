@@ -34,7 +34,7 @@ from . import registry
 from .documents import run_documents
 from .paths import require
 from .runner import Progress, StageReport
-from .stage import ShardOutcome, ShardTask, Stage
+from .stage import Stage, Task, TaskResult
 
 MODEL_DIR = "_tokenizer"  # in a token cache: the copy of a model tokenizer's file, which workers load
 DOCS_SCHEMA = pa.schema([("source", pa.string()), ("tokens", pa.int32())])
@@ -106,7 +106,7 @@ class TokenizeStage(Stage):
                                  "eos": enc.eot_token, "dtype": token_dtype(enc.n_vocab).name}
         return self._fingerprint
 
-    def run_shard(self, task: ShardTask, out_dir: str) -> ShardOutcome:
+    def run_task(self, task: Task, out_dir: str) -> TaskResult:
         enc = self.tokenizer()
         engine = engine_for(enc, self.engine, self.threads)
         guard = Guard(enc, engine, task.key)
@@ -132,7 +132,7 @@ class TokenizeStage(Stage):
                         for s, n in zip(sources.dictionary.to_pylist(), sums.tolist(), strict=True):
                             per_source[s] = per_source.get(s, 0) + int(n)
                 guard.finish()
-        return ShardOutcome(outputs=[tok_rel, docs_rel], ledger=ledger, errors_file=errors.written,
+        return TaskResult(outputs=[tok_rel, docs_rel], ledger=ledger, errors_file=errors.written,
                             extra={"tokens": sum(per_source.values()), "tokens_per_source": per_source,
                                    "engine": engine.name, "guard_checked": guard.checked})
 

@@ -98,7 +98,9 @@ def test_pipeline_options_reach_their_stages(monkeypatch, tmp_path):
     from slimpajama.pipelines import pipeline as pl
 
     seen = {}
-    monkeypatch.setattr(pl, "run_documents", lambda stage, *a, **k: seen.setdefault("min_chars", stage.min_chars))
+    monkeypatch.setattr(pl, "run_documents", lambda stage, *a, **k: seen.setdefault("min_chars",
+                                                                                   stage.transforms[1].min_chars))
+    monkeypatch.setattr(pl, "run_decontaminate", lambda src, out, cfg, **k: seen.update(decontaminate=cfg))
     monkeypatch.setattr(pl, "run_dedup", lambda *a, **k: seen.update(dedup=(k["cfg"], k["verify"], k["against"])))
     monkeypatch.setattr(pl, "run_release", lambda src, out, cfg, **k: seen.update(release=cfg))
     monkeypatch.setattr(pl, "run_tokenize", lambda src, out, spec, **k: seen.update(tokenize=(spec, k["eos"],
@@ -110,10 +112,15 @@ def test_pipeline_options_reach_their_stages(monkeypatch, tmp_path):
     r = CliRunner().invoke(main, [
         "pipeline", "raw", "--data", str(tmp_path / "d"), "--min-chars", "300", "--hash", "slimpajama", "--bands", "20",
         "--rows", "6", "--verify", "--against", str(tmp_path / "old"), "--seed", "7", "--weights", "RedPajamaC4=0.5",
-        "--tokenizer", str(tmp_path / "model"), "--eos", "</s>", "--bos", "--engine", "reference"])
+        "--tokenizer", str(tmp_path / "model"), "--eos", "</s>", "--bos", "--engine", "reference",
+        "--eval", "mmlu.jsonl", "--eval", "arc/", "--eval-ngram", "10", "--eval-min-words", "6", "--eval-mode", "cut",
+        "--eval-field", "question"])
     assert "dedup" in seen, r.output
     cfg, verify, against = seen["dedup"]
     assert seen["min_chars"] == 300 and (cfg.hash, cfg.bands, cfg.rows, verify, against) == (
         "slimpajama", 20, 6, True, [str(tmp_path / "old")])
     assert (seen["release"].seed, dict(seen["release"].weights)) == (7, {"RedPajamaC4": 0.5})
     assert seen["tokenize"] == (str(tmp_path / "model"), "</s>", "", "reference")
+    d = seen["decontaminate"]
+    assert (d.eval, d.ngram, d.min_words, d.mode, d.eval_fields, d.min_chars) == (
+        ("mmlu.jsonl", "arc/"), 10, 6, "cut", ("question",), 300)

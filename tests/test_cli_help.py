@@ -47,6 +47,14 @@ def test_pipeline_takes_the_options_that_shape_each_stages_output():
     pipeline = flags("pipeline")
     assert {"--ngram", "--num-perm", "--bands", "--rows", "--threshold", "--hash"} <= flags("dedup") & pipeline
     assert {"--min-chars", "--seed", "--holdout", "--engine", "--encoding", "--packing", "--seq"} <= pipeline
+    # every option of every stage command it runs, but where it writes (and decontaminate's, named --eval-*
+    # there: its --ngram counts words, dedup's characters)
+    where = {"--out", "-o", "--minhash-dir", "--out-root", "--verify-outputs"}  # where it writes, and shards'
+    # check of its finished files on a rerun
+    renamed = {"--ngram": "--eval-ngram", "--min-words": "--eval-min-words", "--mode": "--eval-mode"}
+    for name in ("normalize", "dedup", "decontaminate", "release", "tokenize", "shards"):
+        own = {renamed.get(f, f) if name == "decontaminate" else f for f in flags(name)} - where
+        assert own <= pipeline, (name, sorted(own - pipeline))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@ from slimpajama.core.contamination import IndexBuilder, find, matches_reference,
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks, run_stage
-from slimpajama.pipelines.decontaminate import DecontaminateConfig, eval_files, load_eval, read_items, run_decontaminate
+from slimpajama.pipelines.decontaminate import (
+    DecontaminateConfig,
+    eval_files,
+    load_eval,
+    read_items,
+    run_decontaminate,
+)
 
 
 def index_of(items, ngram=13, min_words=8):

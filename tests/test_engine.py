@@ -238,7 +238,7 @@ def test_the_guard_stops_a_task_whose_engine_differs_naming_the_document(tmp_pat
     stage = TokenizeStage("gpt2")
     stage.prepare(str(tmp_path / "ok"))
     assert stage.engine == "fast"
-    outcome = stage.run_shard(task, str(tmp_path / "ok"))
+    outcome = stage.run_task(task, str(tmp_path / "ok"))
     assert outcome.extra["engine"] == "fastokens" and outcome.extra["guard_checked"] >= 1
 
     real = FastEngine._flat
@@ -252,10 +252,10 @@ def test_the_guard_stops_a_task_whose_engine_differs_naming_the_document(tmp_pat
     monkeypatch.setattr(FastEngine, "_flat", off_by_one)
     with pytest.raises(SlimPajamaError, match=r"document a.jsonl:2: the fastokens engine's ids differ from "
                                               r"tiktoken's .*--engine reference"):
-        stage.run_shard(task, str(tmp_path / "bad"))
+        stage.run_task(task, str(tmp_path / "bad"))
     reference = TokenizeStage("gpt2", engine="reference")
     reference.prepare(str(tmp_path / "ref"))
-    outcome = reference.run_shard(task, str(tmp_path / "ref"))  # the reference: nothing to check, same bytes
+    outcome = reference.run_task(task, str(tmp_path / "ref"))  # the reference: nothing to check, same bytes
     assert outcome.extra == {**outcome.extra, "engine": "tiktoken", "guard_checked": 0}
     assert (tmp_path / "ref" / "a.tokens.bin").read_bytes() == (tmp_path / "ok" / "a.tokens.bin").read_bytes()
 

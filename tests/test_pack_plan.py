@@ -26,21 +26,21 @@ from slimpajama.packers.pack import (
 )
 from slimpajama.pipelines import packplan
 from slimpajama.pipelines.packplan import OrderStage, PlanStage, plan_tasks, split_plan
-from slimpajama.pipelines.stage import ShardTask
+from slimpajama.pipelines.stage import Task
 
 
 def plan_task(files, split="train"):
     """The plan task of a split of cache docs files: its tokens files are named by size alone (uint16 tokens)."""
     tokens = tuple(InputFile(f.path + ".tokens.bin", f.rel, n * 2) for f, n in files)
-    return ShardTask(split, (), {"cache": {"eos": 0, "dtype": "uint16"}},
+    return Task(split, (), {"cache": {"eos": 0, "dtype": "uint16"}},
                      side={"docs": tuple(f for f, _ in files), "tokens": tokens})
 
 
 def plan_split(stage, split_task, out):
     """The split planned in this process, task by task: (its figures, its plan tasks)."""
     tasks, summary = plan_tasks(split_task, stage)
-    figures = split_plan(summary, [stage.run_shard(t, str(out)).extra for t in tasks])
-    OrderStage(stage).run_shard(ShardTask(split_task.key, (), {"rows": figures["rows"]}), str(out))
+    figures = split_plan(summary, [stage.run_task(t, str(out)).extra for t in tasks])
+    OrderStage(stage).run_task(Task(split_task.key, (), {"rows": figures["rows"]}), str(out))
     return figures, tasks
 
 
@@ -207,15 +207,15 @@ def test_the_plan_holds_one_cache_file_open_at_a_time(tmp_path):
             "resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
             "from slimpajama.io.discover import InputFile\n"
             "from slimpajama.pipelines.packplan import PlanStage, plan_tasks, split_plan\n"
-            "from slimpajama.pipelines.stage import ShardTask\n"
+            "from slimpajama.pipelines.stage import Task\n"
             "d = sys.argv[1]\n"
             "names = [p for p in sorted(os.listdir(d)) if '.docs' in p]\n"
             "docs = tuple(InputFile(os.path.join(d, p), 'train/' + p, 0) for p in names)\n"
             "toks = tuple(InputFile(os.path.join(d, p), 'train/' + p, 2 * (int(p[:3]) + 3)) for p in names)\n"
             "stage = PlanStage(16, 'bestfit', (0.0, 1.0), 0)\n"
-            "tasks, summary = plan_tasks(ShardTask('train', (), {'cache': {'eos': 0, 'dtype': 'uint16'}},\n"
+            "tasks, summary = plan_tasks(Task('train', (), {'cache': {'eos': 0, 'dtype': 'uint16'}},\n"
             "                                      side={'docs': docs, 'tokens': toks}), stage)\n"
-            "out = split_plan(summary, [stage.run_shard(t, os.path.join(d, 'out')).extra for t in tasks])\n"
+            "out = split_plan(summary, [stage.run_task(t, os.path.join(d, 'out')).extra for t in tasks])\n"
             "print(out['cache_tokens'], out['docs'], out['tokens_per_source'])\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -18,7 +18,7 @@ from test_peers import PEERS, ROOT, peer_env
 
 BLOCK = re.compile(r"^```(sh|python)\n(.*?)^```", re.S | re.M)
 DOC_PAGES = ("README.md", "docs/commands.md", "docs/tokenizers.md", "docs/shards.md", "docs/trainer.md",
-             "docs/dedup.md", "docs/cluster.md", "docs/reliability.md", "docs/benchmarks.md")
+             "docs/dedup.md", "docs/decontaminate.md", "docs/cluster.md", "docs/reliability.md", "docs/benchmarks.md")
 PEER_IMPORT = re.compile(r"^\s*(from|import) (datasets|litdata|streaming)\b", re.M)
 
 

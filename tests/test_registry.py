@@ -8,7 +8,7 @@ from slimpajama.pipelines import registry
 from slimpajama.pipelines.paths import _STAGE_KINDS, DESCRIPTIONS, DOCUMENTS
 from slimpajama.tools.stats import pipeline_stats
 
-FLOW = ("ingest", "normalize", "dedup", "release-shuffle", "tokenize", "pack")
+FLOW = ("ingest", "normalize", "dedup", "decontaminate", "release-shuffle", "tokenize", "pack")
 
 
 def test_each_stage_accepts_the_output_of_the_one_before_it():
@@ -16,7 +16,11 @@ def test_each_stage_accepts_the_output_of_the_one_before_it():
     for before, after in zip(FLOW[1:-1], FLOW[2:], strict=True):
         assert registry.stage(before).output in registry.stage(after).accepts, (before, after)
     assert registry.stage("ingest").output in registry.stage("normalize").accepts
-    assert {"ingested", "normalized", "dedup", "release"} <= set(DOCUMENTS)
+    assert registry.stage("dedup").output in registry.stage("release-shuffle").accepts  # decontaminate is optional
+    assert {"ingested", "normalized", "dedup", "decontaminated", "release"} <= set(DOCUMENTS)
+    # the stages that write documents have a ledger, a funnel label and a folder in a data/ tree
+    assert all(s.label and s.ledger_name for s in registry.LEDGER_STAGES)
+    assert len({s.folder for s in registry.STAGES if s.folder}) == len([s for s in registry.STAGES if s.folder])
 
 
 def test_every_output_kind_is_recognized_and_described():

@@ -13,7 +13,7 @@ from slimpajama.io import writers
 from slimpajama.io.discover import discover
 from slimpajama.pipelines import NormalizeStage, ReadOptions, file_tasks
 from slimpajama.pipelines.markers import is_complete
-from slimpajama.pipelines.runner import execute_shard
+from slimpajama.pipelines.runner import execute_task
 
 
 def cli(*args):
@@ -57,14 +57,14 @@ def test_disk_full_during_a_write_fails_clearly_and_leaves_nothing_trusted(sampl
 
     monkeypatch.setattr(writers, "tmp_path_for", tmp_on_a_full_disk)
     with pytest.raises(SlimPajamaError, match=r"shard .* \(output .*\): .*No space left on device.*rerun"):
-        execute_shard(stage, task, out)
+        execute_task(stage, task, out)
     assert full_links and not any(os.path.lexists(p) for p in full_links)  # temporary files removed
     assert not os.path.exists(os.path.join(out, task.key + ".parquet"))
     assert not is_complete(stage, task, out)
 
     monkeypatch.undo()  # space freed: the rerun completes, with the bytes of a run that never failed
-    execute_shard(stage, task, out)
+    execute_task(stage, task, out)
     assert is_complete(stage, task, out)
-    execute_shard(stage, task, str(tmp_path / "clean"))
+    execute_task(stage, task, str(tmp_path / "clean"))
     assert _digest(os.path.join(out, task.key + ".parquet")) == \
         _digest(tmp_path / "clean" / (task.key + ".parquet"))

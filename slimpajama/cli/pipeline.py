@@ -15,6 +15,7 @@ from slimpajama.cli.options import (
     RayFlags,
     ReadFlags,
     TokenizerFlags,
+    at_least,
     check_bucket_bytes,
     config_options,
     config_toml,
@@ -32,6 +33,8 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--min-chars", type=click.IntRange(min=0), default=defaults.MIN_CHARS, show_default=True,
               help="Drop documents whose cleaned view has fewer characters (normalize).")
 @MinHashFlags.apply
+@click.option("--partition-bytes", type=SIZE, default=size_text(defaults.PARTITION_BYTES), show_default=True,
+              help="Working-set budget of one LSH task (dedup).")
 @click.option("--verify", is_flag=True,
               help="Drop candidate pairs whose signature-estimated Jaccard is below the threshold (dedup).")
 @click.option("--against", multiple=True, type=click.Path(file_okay=False),
@@ -41,6 +44,8 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=defaults.HOLDOUT, show_default=True)
 @click.option("--weights", default=None,
               help="Per-source sampling weights of the release, e.g. RedPajamaC4=0.5,RedPajamaBook=2.0.")
+@click.option("--chunks", type=click.IntRange(min=1), default=defaults.CHUNKS, show_default=True,
+              help="Release files are spread over <split>/chunk1..chunkN.")
 @click.option("--docs-per-file", type=click.IntRange(min=1), default=defaults.DOCS_PER_FILE, show_default=True)
 @click.option("--bucket-bytes", type=SIZE, default=size_text(defaults.BUCKET_BYTES), show_default=True)
 @click.option("--batch-rows", type=click.IntRange(min=1), default=defaults.BATCH_ROWS, show_default=True,
@@ -53,13 +58,16 @@ from slimpajama.errors import SlimPajamaError
 @click.option("--file-bytes", type=SIZE, default=size_text(defaults.SHARD_FILE_BYTES), show_default=True,
               help="Target size of a packed shard file.")
 @TokenizerFlags.apply
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Tokenizer threads per task (tasks already run one per core).")
 @ReadFlags.apply
 @RayFlags.apply
 @config_options
 @fail_cleanly
-def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, contamination: PipelineDecontaminateFlags,
-             seed, holdout, weights, docs_per_file, bucket_bytes, batch_rows, seqs, ranges, packing, file_bytes,
-             tok: TokenizerFlags, read: ReadFlags, ray: RayFlags, print_config):
+def pipeline(inputs, data, min_chars, minhash: MinHashFlags, partition_bytes, verify, against,
+             contamination: PipelineDecontaminateFlags, seed, holdout, weights, chunks, docs_per_file, bucket_bytes,
+             batch_rows, seqs, ranges, packing, file_bytes, tok: TokenizerFlags, threads, read: ReadFlags,
+             ray: RayFlags, print_config):
     """Every stage in one driver: normalize, dedup, decontaminate (with --eval), release, tokenize, pack (`make dedup`
     + `make shards` in one Ray session). Resumes like each stage: rerun the same command after a crash."""
     if print_config:
@@ -72,8 +80,10 @@ def pipeline(inputs, data, min_chars, minhash: MinHashFlags, verify, against, co
         raise SlimPajamaError("give one --range per --seq")
     cfg = PipelineConfig(read=read.options(batch_rows=batch_rows), min_chars=min_chars, minhash=minhash.config(),
                          verify=verify, against=tuple(against), decontaminate=contamination.config(min_chars),
+                         partition_bytes=at_least("--partition-bytes", partition_bytes, 1 << 20,
+                                                  "it sets the number of LSH tasks per band"), threads=threads,
                          release=ReleaseConfig(seed=seed, holdout=holdout, weights=parse_weights(weights),
-                                               docs_per_file=docs_per_file,
+                                               chunks=chunks, docs_per_file=docs_per_file,
                                                bucket_bytes=check_bucket_bytes(bucket_bytes)),
                          encoding=tok.spec(), eos=tok.eos, bos=tok.bos_spec(), engine=tok.engine, packing=packing,
                          task_bytes=read.task_bytes or 0, file_bytes=file_bytes or 1,

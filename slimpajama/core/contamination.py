@@ -26,7 +26,6 @@ from slimpajama.core.cleaned import DELETE, PYTHON, SPACE, clean_table, clean_te
 
 _POLY = np.uint64(0x100000001B3)
 _KEY_SEED = np.uint64(0x51A7_C0DE_D00D_F00D)
-_FILTER_SEED = np.uint64(0x9E3779B97F4A7C15)
 _BITS_PER_KEY = 32
 
 
@@ -157,8 +156,7 @@ def _item_keys_kernel(words, woff, g, ngram, min_words):
 
 @numba.njit(cache=True, nogil=True)
 def _fill_filter(keys, filt, shift):
-    for k in keys:
-        m = _mix64(k ^ _FILTER_SEED)
+    for m in keys:  # a key is already a mixed hash: its high bits pick the word, its low bits the two bits
         filt[m >> shift] |= (np.uint64(1) << (m & np.uint64(63))) | (np.uint64(1) << ((m >> np.uint64(6)) & np.uint64(63)))
 
 
@@ -194,9 +192,8 @@ def _match_kernel(data, offsets, table, g, ngram, filt, shift, keys, post_item, 
             if p > 0:
                 h -= top * words[p - 1]
             key = _mix64(h ^ _KEY_SEED)
-            m = _mix64(key ^ _FILTER_SEED)
-            bits = (one << (m & low6)) | (one << ((m >> six) & low6))
-            if filt[m >> shift] & bits != bits:
+            bits = (one << (key & low6)) | (one << ((key >> six) & low6))
+            if filt[key >> shift] & bits != bits:
                 continue
             j = np.searchsorted(keys, key)
             while j < keys.shape[0] and keys[j] == key:
@@ -355,12 +352,22 @@ def find(texts, index: EvalIndex) -> list[Match]:
         rows = np.flatnonzero(python)
         data, offsets = utf8_buffers([clean_text(_str(texts[int(r)])) for r in rows])
         again = _confirmed(data, _candidates(data, offsets, index, np.zeros(len(rows), dtype=np.bool_)), index)
-        found += [(int(rows[d]), it, p, need) for d, it, p, need in again]
-    pairs: dict[tuple[int, int], list[int]] = {}
-    for d, it, p in sorted({(d, it, p) for d, it, p, _ in found}):  # an item may hold the run twice
-        pairs.setdefault((d, it), []).append(p)
-    lengths = {(d, it): need for d, it, _, need in found}
-    return [Match(d, it, tuple(ps), lengths[d, it]) for (d, it), ps in pairs.items()]
+        again[:, 0] = rows[again[:, 0]]
+        found = np.concatenate([found, again])
+    if not len(found):
+        return []
+    d, it, p = found[:, 0], found[:, 2], found[:, 1]
+    order = np.lexsort((p, it, d))
+    d, it, p, need = d[order], it[order], p[order], found[order, 4]
+    pair = np.ones(len(d), dtype=bool)
+    pair[1:] = (d[1:] != d[:-1]) | (it[1:] != it[:-1])
+    keep = pair.copy()
+    keep[1:] |= p[1:] != p[:-1]  # a position once per pair (an item may hold the run twice)
+    d, it, p, need, pair = d[keep], it[keep], p[keep], need[keep], pair[keep]
+    starts = np.flatnonzero(pair).tolist() + [len(d)]
+    positions = p.tolist()
+    return [Match(int(d[a]), int(it[a]), tuple(positions[a:b]), int(need[a]))
+            for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
 
 def _str(t) -> str:
@@ -372,16 +379,41 @@ def _candidates(data: np.ndarray, offsets: np.ndarray, index: EvalIndex, python:
                          index.keys, index.post_item, index.post_pos, index.item_words, index.item_woff, python)
 
 
-def _confirmed(data: np.ndarray, hits: np.ndarray, index: EvalIndex) -> list[tuple[int, int, int, int]]:
+def _confirmed(data: np.ndarray, hits: np.ndarray, index: EvalIndex) -> np.ndarray:
     """The candidates whose words are the item's words, read from the matched bytes alone (a long page is not
-    cleaned whole) -> (document, item, word position, length)."""
-    out, items = [], {}
-    for d, p, it, q, need, lo, hi in hits.tolist():
-        if it not in items:
-            items[it] = index.item_words_text(it)
-        if words_of(bytes(data[lo:hi]).decode("utf-8", "surrogatepass")) == items[it][q: q + need]:
-            out.append((d, it, p, need))
-    return out
+    cleaned whole). Consecutive positions along one diagonal (a document run longer than the n-gram, as a copied
+    paragraph gives) are confirmed at once, as one run, and a run of the same bytes against the same item words
+    (a page the corpus repeats) once per batch."""
+    if not len(hits):
+        return hits
+    d, p, it, q, need = (hits[:, k] for k in range(5))
+    hits = hits[np.lexsort((p, p - q, it, d))]
+    d, p, it, q, need = (hits[:, k] for k in range(5))
+    new = np.ones(len(hits), dtype=bool)
+    new[1:] = (d[1:] != d[:-1]) | (it[1:] != it[:-1]) | (p[1:] != p[:-1] + 1) | (q[1:] != q[:-1] + 1) | \
+        (need[1:] != need[:-1])
+    starts = np.flatnonzero(new).tolist() + [len(hits)]
+    ok = np.zeros(len(hits), dtype=bool)
+    items: dict[int, list[str]] = {}
+    seen: dict[tuple, bool] = {}
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        item, q0, lo = int(it[a]), int(q[a]), int(hits[a, 5])
+        hi, words_end = int(hits[b - 1, 6]), int(q[b - 1] + need[b - 1])
+        key = (item, q0, words_end, bytes(data[lo:hi]))
+        if key not in seen:
+            if item not in items:
+                items[item] = index.item_words_text(item)
+            seen[key] = _words_at(data, lo, hi) == items[item][q0:words_end]
+        if seen[key]:
+            ok[a:b] = True
+            continue
+        for h in range(a, b):  # a hash collision somewhere in the run: position by position
+            ok[h] = _words_at(data, hits[h, 5], hits[h, 6]) == items[item][q[h]: q[h] + need[h]]
+    return hits[ok]
+
+
+def _words_at(data: np.ndarray, lo: int, hi: int) -> list[str]:
+    return words_of(bytes(data[lo:hi]).decode("utf-8", "surrogatepass"))
 
 
 _WORD = re.compile(r"\S+")  # re's \s is str.isspace, as str.split's

@@ -32,7 +32,7 @@ MIN_PARTS, MIN_PART_BYTES = 16, 32 << 20  # a smaller input is cut finer, into p
 PARTITION_BYTES = 256 << 20  # working set of one LSH task
 BUCKET_BYTES = 256 << 20  # text per release shuffle bucket
 SHARD_FILE_BYTES = 256 << 20  # a packed shard file
-# a run whose pending tasks read at most this much executes in the driver, without starting Ray (6-7 s here, more
-# than such a run's work); $SLIMPAJAMA_INLINE_BYTES overrides it (0: always Ray)
+# a run whose pending tasks read at most this much executes in the driver, without starting Ray (which costs more
+# than such a run's work: docs/benchmarks.md, start-up); $SLIMPAJAMA_INLINE_BYTES overrides it (0: always Ray)
 INLINE_BYTES = 32 << 20
 SAMPLE_MIN_DOCS = 200  # `slimpajama sample`: fewer slots than its planted documents need

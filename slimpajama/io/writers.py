@@ -24,7 +24,7 @@ TMP_PREFIX = ".tmp-"
 RELEASE_ZSTD_LEVEL = 3
 
 # The driver run that temporary files belong to (`.tmp-<run>-<unique>-<name>`): start-up cleanup removes only
-# other runs' files. Ray tasks adopt their driver's id (runner.execute_shard).
+# other runs' files. Ray tasks adopt their driver's id (runner.execute_task).
 _run_id = uuid.uuid4().hex[:8]
 # SHA-256 of the files this process committed, by final path: a task's marker records its outputs' digests
 # without reading them back (from an object store, above all).

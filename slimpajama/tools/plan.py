@@ -207,7 +207,7 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
     from slimpajama.io.discover import InputFile
     from slimpajama.pipelines.dedup import ComponentsStage
     from slimpajama.pipelines.packplan import OrderStage, PlanStage, plan_tasks
-    from slimpajama.pipelines.stage import ShardTask
+    from slimpajama.pipelines.stage import Task
 
     rng = np.random.default_rng(0)
     copies = np.flatnonzero(rng.random(docs) < 0.05).astype(np.uint32)
@@ -223,16 +223,16 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
                              "tokens": lens}), doc_path)
     doc_file = InputFile(doc_path, "train/lengths.docs.parquet", os.path.getsize(doc_path))
     tokens_file = InputFile(doc_path, "train/lengths.tokens.bin", int(lens.sum()) * 2)  # the plan reads its size
-    runs = {"components": lambda out: ComponentsStage().run_shard(ShardTask("c", tuple(edge_files), {"docs": docs}),
+    runs = {"components": lambda out: ComponentsStage().run_task(Task("c", tuple(edge_files), {"docs": docs}),
                                                                   out),
             "pack-plan": lambda out: plan_concat(out)}
 
     def plan_concat(out):  # the split's plan task, then its order's
         stage = PlanStage(2048, "concat", defaults.PACK_RANGE, 0)
-        (task,), _ = plan_tasks(ShardTask("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
+        (task,), _ = plan_tasks(Task("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
                                           side={"docs": (doc_file,), "tokens": (tokens_file,)}), stage)
-        rows = stage.run_shard(task, out).extra["rows"]
-        OrderStage(stage).run_shard(ShardTask("train", (), {"rows": rows}), out)
+        rows = stage.run_task(task, out).extra["rows"]
+        OrderStage(stage).run_task(Task("train", (), {"rows": rows}), out)
 
     rates = {}
     for stage, run in runs.items():
