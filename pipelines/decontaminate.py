@@ -321,7 +321,7 @@ def run_decontaminate(inputs, out_dir: str, cfg: DecontaminateConfig, *, read: R
     stage = DocumentStage(read, [Decontaminate(Shared(evals), digests, cfg)], name=registry.DECONTAMINATE.name)
     report = run_documents(stage, inputs, out_dir, verify_inputs=verify_inputs, task_bytes=task_bytes,
                            workers=workers, ray_address=ray_address, progress=progress,
-                           command=command or "decontaminate")
+                           command=command or registry.DECONTAMINATE.cli_module)
     write_matches(out_dir, report, evals, cfg.mode)
     return report
 

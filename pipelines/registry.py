@@ -29,6 +29,11 @@ class StageInfo:
     ledger: str = ""  # the name its ledger.json carries (default: its name)
     label: str = ""  # its bar in the funnel plot ("" = none)
     folder: str = ""  # where it writes under a data/ tree (the Makefile's and `pipeline`'s layout; "" = none)
+    module: str = ""  # its command's module under slimpajama/cli (default: the command's name)
+
+    @property
+    def cli_module(self) -> str:
+        return self.module or self.command.split()[-1]
 
     @property
     def ledger_name(self) -> str:
@@ -59,7 +64,7 @@ RELEASE = StageInfo("release-shuffle", "release", "a SlimPajama release", "slimp
                     ("dedup", "decontaminated", "normalized", "ingested", "corpus"), (DECONTAMINATED, SAMPLED_OUT),
                     ledger="release", label="released", folder="slimpajama")
 TOKENIZE = StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS,
-                     label="released,\ntokenized", folder="tokens")
+                     label="released,\ntokenized", folder="tokens", module="tokens")  # (never shadow stdlib tokenize)
 PACK = StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root"),
              folder="shards")
 STAGES = (INGEST, NORMALIZE, DEDUP, DECONTAMINATE, RELEASE, TOKENIZE, PACK)

@@ -100,9 +100,9 @@ def test_random_corpora_equal_the_definition_at_every_width():
     def text(n):
         return " ".join(rng.choice(vocab) for _ in range(n)) + rng.choice(["", "\n", "  "])
 
-    items = [text(rng.randrange(1, 20)) for _ in range(200)]
+    items = [text(rng.randrange(1, 20)) for _ in range(120)]
     docs = []
-    for _ in range(300):
+    for _ in range(150):
         d = text(rng.randrange(0, 60))
         if rng.random() < 0.5:
             d += " " + rng.choice(items).upper().replace(" ", "\n ") + " " + text(rng.randrange(0, 8))
@@ -265,7 +265,7 @@ def test_the_index_travels_through_rays_object_store_not_with_each_task(corpora,
     t = Decontaminate(Shared(evals), [[str(ev), "x"]], DecontaminateConfig(eval=(str(ev),)))
     alone = len(pickle.dumps(evals))
     size = len(pickle.dumps(t))
-    assert alone > 40_000 and size < 5_000, (alone, size)  # an object reference, put once
+    assert alone > 30 * size, (alone, size)  # an object reference, put once
     assert len(pickle.dumps(t)) == size
     back = pickle.loads(pickle.dumps(t))
     assert np.array_equal(back.setup().index.keys, evals.index.keys)

@@ -8,9 +8,11 @@ import os
 
 import click
 
-# module (under slimpajama.cli) of each subcommand, in the order of the data flow
-COMMANDS = ("sample", "plan", "ingest", "normalize", "dedup", "decontaminate", "release", "pipeline", "encodings",
-            "tokens", "shards", "export", "verify", "stats", "train")
+from slimpajama.pipelines import registry
+
+# module (under slimpajama.cli) of each subcommand: the stages' from their registry, in the order of the data flow
+COMMANDS = ("sample", "plan", *(s.cli_module for s in registry.STAGES), "pipeline", "encodings", "export", "verify",
+            "stats", "train")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -5,13 +5,14 @@ deleted, whitespace collapsed). A document is contaminated by an evaluation item
 words; an item shorter than that, of at least `min_words` words, matches where its whole word sequence occurs; a
 shorter one is skipped (counted by the caller). `matches_reference` is that definition, by brute force.
 
-The fast path: every word is a 64-bit hash (a compiled loop over the UTF-8 bytes that cleans as it goes). The index
-holds, for every item, the key of each run of `g = min(min_words, ngram)` words that starts a match (each start of
-an `ngram`-word run of a long item; the first `g` words of a short one) sorted, with the item and position of each,
-a blocked Bloom filter over the keys (32 bits per key, two bits in one 64-bit word: one cache line per lookup, ~0.1%
-false positives) and the items' word hashes and cleaned text. A document's key at each word position is tested
-against the filter; a pass is looked up in the sorted keys and each posting's words compared by hash; what is left
-is confirmed on the words themselves (`confirm`), so a hash collision can never drop a document.
+The fast path (its compiled loops in core/wordscan.py): every word is a 64-bit hash, read from the UTF-8 bytes by a
+loop that cleans as it goes. The index holds the key of `g = min(min_words, ngram)` words at every `ngram - g + 1`-th
+position of a long item (each of its `ngram`-word runs holds one of them whole) and at the start of a short one,
+sorted, with the item and position of each; a blocked Bloom filter over the keys (32 bits per key, two bits in one 64-bit word: one cache line per lookup,
+~0.1% false positives); and the items' word hashes and texts. A document's key at each word position is tested
+against the filter; a pass is looked up in the sorted keys, and each posting's words compared by hash at every
+place the run could start; what is left is confirmed on the words themselves (`_confirmed`, from the matched bytes
+alone), so a hash collision can never drop a document.
 """
 
 from __future__ import annotations
@@ -19,13 +20,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
-from slimpajama.core.cleaned import DELETE, PYTHON, SPACE, clean_table, clean_text, is_short, utf8_buffers
+from slimpajama.core.cleaned import clean_table, clean_text, is_short, utf8_buffers
+from slimpajama.core.wordscan import fill_filter, item_keys, match_kernel, words_kernel
 
-_POLY = np.uint64(0x100000001B3)
-_KEY_SEED = np.uint64(0x51A7_C0DE_D00D_F00D)
 _BITS_PER_KEY = 32
 
 
@@ -45,183 +44,6 @@ def matches_reference(doc: str, item: str, ngram: int, min_words: int) -> int:
     return sum(tuple(d[i: i + k]) in grams for i in range(len(d) - k + 1))
 
 
-# ------------------------------------------------------------------------------------------------ kernels
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _mix64(h):
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _doc_words(data, i, e, table, out, w, spans):
-    """The hash of each word of the cleaned view of data[i:e] (UTF-8) into out[w:], cleaning as it reads (the
-    table's lowercase / delete / space, as `clean_into`), and into spans[w:] the bytes of the whitespace-separated
-    token each word is (from its first byte, punctuation included, to the whitespace after it) -> how many, or -1
-    where the text holds a character only Python cleans (or is not valid UTF-8). `out` and `spans` have room for
-    (e - i + 1) // 2 words."""
-    start = w
-    h = np.uint64(0)
-    inword = False  # a kept character since the last space
-    token = -1  # where the current token began (-1: in a space run)
-    while i < e:
-        at = i
-        c0 = data[i]
-        if c0 < 0x80:
-            cp, i = c0, i + 1
-        elif i + (2 if c0 < 0xE0 else 3 if c0 < 0xF0 else 4) > e:
-            return -1
-        elif c0 < 0xE0:
-            cp, i = ((c0 & 0x1F) << 6) | (data[i + 1] & 0x3F), i + 2
-        elif c0 < 0xF0:
-            cp, i = ((c0 & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F), i + 3
-        else:
-            cp = ((c0 & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6)
-            cp, i = cp | (data[i + 3] & 0x3F), i + 4
-        v = table[cp]
-        if v == SPACE:
-            if inword:
-                out[w] = _mix64(h + _KEY_SEED)
-                spans[w, 0], spans[w, 1] = token, at
-                w += 1
-                h = np.uint64(0)
-                inword = False
-            token = -1
-            continue
-        if token < 0:
-            token = at
-        if v == DELETE:
-            continue
-        if v == PYTHON:
-            return -1
-        h = h * _POLY + np.uint64(v) + np.uint64(1)
-        inword = True
-    if inword:
-        out[w] = _mix64(h + _KEY_SEED)
-        spans[w, 0], spans[w, 1] = token, e
-        w += 1
-    return w - start
-
-
-@numba.njit(cache=True, nogil=True)
-def _words_kernel(data, offsets, table, python):
-    """-> (the hash of every word of every text's cleaned view, flat; where each text's words start)."""
-    ndocs = offsets.shape[0] - 1
-    woff = np.zeros(ndocs + 1, dtype=np.int64)
-    out = np.empty((offsets[-1] - offsets[0]) // 2 + ndocs + 1, dtype=np.uint64)
-    spans = np.empty((out.shape[0], 2), dtype=np.int64)  # (not returned)
-    w = 0
-    for d in range(ndocs):
-        n = _doc_words(data, offsets[d], offsets[d + 1], table, out, w, spans)
-        if n < 0:
-            python[d] = True
-            n = 0
-        w += n
-        woff[d + 1] = w
-    return out[:w].copy(), woff
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _key(words, at, g):
-    h = np.uint64(0)
-    for j in range(g):
-        h = h * _POLY + words[at + j]
-    return _mix64(h ^ _KEY_SEED)
-
-
-@numba.njit(cache=True, nogil=True)
-def _item_keys_kernel(words, woff, g, ngram, min_words):
-    """The keys an item is found by: a key at each start of its `ngram`-word runs, or at 0 for an item of
-    `min_words` to `ngram - 1` words -> (keys, item, position)."""
-    total = 0
-    for it in range(woff.shape[0] - 1):
-        L = woff[it + 1] - woff[it]
-        total += L - ngram + 1 if L >= ngram else (1 if L >= min_words else 0)
-    keys = np.empty(total, dtype=np.uint64)
-    item = np.empty(total, dtype=np.int64)
-    pos = np.empty(total, dtype=np.int64)
-    k = 0
-    for it in range(woff.shape[0] - 1):
-        L = woff[it + 1] - woff[it]
-        starts = L - ngram + 1 if L >= ngram else (1 if L >= min_words else 0)
-        for q in range(starts):
-            keys[k] = _key(words, woff[it] + q, g)
-            item[k] = it
-            pos[k] = q
-            k += 1
-    return keys, item, pos
-
-
-@numba.njit(cache=True, nogil=True)
-def _fill_filter(keys, filt, shift):
-    for m in keys:  # a key is already a mixed hash: its high bits pick the word, its low bits the two bits
-        filt[m >> shift] |= (np.uint64(1) << (m & np.uint64(63))) | (np.uint64(1) << ((m >> np.uint64(6)) & np.uint64(63)))
-
-
-@numba.njit(cache=True, nogil=True)
-def _match_kernel(data, offsets, table, g, ngram, filt, shift, keys, post_item, post_pos, item_words, item_woff,
-                  python):
-    """Every (document, word position, item, item position, length, first byte, end byte) where the document's
-    words equal an item's (by hash): the candidates `find` confirms on the words (the bytes: the matched run's, in
-    `data`). Each document's words are hashed into a buffer, then
-    a rolling key over each `g` of them is tested against the filter, and only a pass is looked up."""
-    cap = 64
-    hits = np.empty((cap, 7), dtype=np.int64)
-    nh = 0
-    longest = 0
-    for d in range(offsets.shape[0] - 1):
-        longest = max(longest, offsets[d + 1] - offsets[d])
-    words = np.empty(longest // 2 + 1, dtype=np.uint64)
-    spans = np.empty((longest // 2 + 1, 2), dtype=np.int64)
-    top = np.uint64(1)  # _POLY ** g: what the word leaving the window weighs
-    for _ in range(g):
-        top = top * _POLY
-    one, six, low6 = np.uint64(1), np.uint64(6), np.uint64(63)
-    for d in range(offsets.shape[0] - 1):
-        nw = _doc_words(data, offsets[d], offsets[d + 1], table, words, 0, spans)
-        if nw < 0:
-            python[d] = True
-            continue
-        h = np.uint64(0)
-        for p in range(min(g, nw) - 1):
-            h = h * _POLY + words[p]
-        for p in range(nw - g + 1):
-            h = h * _POLY + words[p + g - 1]
-            if p > 0:
-                h -= top * words[p - 1]
-            key = _mix64(h ^ _KEY_SEED)
-            bits = (one << (key & low6)) | (one << ((key >> six) & low6))
-            if filt[key >> shift] & bits != bits:
-                continue
-            j = np.searchsorted(keys, key)
-            while j < keys.shape[0] and keys[j] == key:
-                it, q = post_item[j], post_pos[j]
-                j += 1
-                L = item_woff[it + 1] - item_woff[it]
-                need = ngram if L >= ngram else L
-                if p + need > nw:
-                    continue
-                base = item_woff[it] + q
-                same = True
-                for t in range(need):
-                    if words[p + t] != item_words[base + t]:
-                        same = False
-                        break
-                if not same:
-                    continue
-                if nh == cap:
-                    cap *= 2
-                    grown = np.empty((cap, 7), dtype=np.int64)
-                    grown[:nh] = hits[:nh]
-                    hits = grown
-                hits[nh, 0], hits[nh, 1], hits[nh, 2], hits[nh, 3], hits[nh, 4] = d, p, it, q, need
-                hits[nh, 5], hits[nh, 6] = spans[p, 0], spans[p + need - 1, 1]
-                nh += 1
-    return hits[:nh]
-
-
 # ------------------------------------------------------------------------------------------------ python side
 
 
@@ -231,13 +53,13 @@ def word_hashes(texts) -> tuple[np.ndarray, np.ndarray]:
     by `clean_text` first (cleaning is idempotent)."""
     data, offsets = utf8_buffers(texts)
     python = np.zeros(len(offsets) - 1, dtype=np.bool_)
-    words, woff = _words_kernel(data, offsets, clean_table(), python)
+    words, woff = words_kernel(data, offsets, clean_table(), python)
     if not python.any():
         return words, woff
     rows = np.flatnonzero(python)
     raw = texts if isinstance(texts, list) else None
     again = np.zeros(len(rows), dtype=np.bool_)
-    fixed, foff = _words_kernel(*utf8_buffers([clean_text(raw[r] if raw is not None else texts[int(r)].as_py())
+    fixed, foff = words_kernel(*utf8_buffers([clean_text(raw[r] if raw is not None else texts[int(r)].as_py())
                                                for r in rows]), clean_table(), again)
     parts, counts, at = [], np.diff(woff), 0
     counts[rows] = np.diff(foff)
@@ -312,13 +134,13 @@ class IndexBuilder:
         item_words, item_text = flat(self._words, np.uint64), flat(self._text, np.uint8)
         self._words, self._text = [], []
         g = min(self.min_words, self.ngram)
-        keys, item, pos = _item_keys_kernel(item_words, item_woff, g, self.ngram, self.min_words)
+        keys, item, pos = item_keys(item_words, item_woff, g, self.ngram, self.min_words)
         order = np.argsort(keys, kind="stable")  # (item, position) order among equal keys
         keys, item, pos = keys[order], item[order], pos[order]
         slots = 1 << max(6, int(np.ceil(np.log2(max(len(keys), 1) * _BITS_PER_KEY / 64))))  # a shift below 64
         filt = np.zeros(slots, dtype=np.uint64)
         shift = 64 - int(np.log2(slots))
-        _fill_filter(keys, filt, np.uint64(shift))
+        fill_filter(keys, filt, np.uint64(shift))
         return EvalIndex(self.ngram, self.min_words, keys, item, pos, filt, shift, item_words, item_woff,
                          item_text, item_toff)
 
@@ -375,7 +197,7 @@ def _str(t) -> str:
 
 
 def _candidates(data: np.ndarray, offsets: np.ndarray, index: EvalIndex, python: np.ndarray) -> np.ndarray:
-    return _match_kernel(data, offsets, clean_table(), index.g, index.ngram, index.filt, np.uint64(index.shift),
+    return match_kernel(data, offsets, clean_table(), index.g, index.ngram, index.filt, np.uint64(index.shift),
                          index.keys, index.post_item, index.post_pos, index.item_words, index.item_woff, python)
 
 

@@ -1,6 +1,6 @@
 """What a stage run produced: `<out>/_outputs.json`, written by the runner when a run completes.
 
-    {"stage": "normalize", "fingerprint": {...}, "documents_root": "" | "shards" | null,
+    {"stage": "<Stage.name>", "fingerprint": {...}, "documents_root": "" | "shards" | null,
      "files": [{"rel": "RedPajamaC4/c4-0001.parquet", "size": ..., "sha256": ...}, ...]}
 
 Later stages read a stage directory through it, never through a walk that could pick up strays of earlier runs,
