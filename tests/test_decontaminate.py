@@ -370,3 +370,36 @@ def path_line(path, row):
         for i, line in enumerate(fh, 1):
             if i == row:
                 return line
+
+
+def test_the_pipeline_with_eval_releases_only_what_decontaminate_kept(sample_corpus, tmp_path):
+    """`pipeline --eval`: normalize, dedup, decontaminate, then release reads the decontaminated documents; stats
+    of the data/ tree shows the stage in its funnel and the evaluation file."""
+    from dataclasses import replace
+
+    import zstandard
+    from pipeline_helpers import CONFIG
+
+    from slimpajama.pipelines.pipeline import run_pipeline
+    from slimpajama.tools.stats import compute
+
+    raw, _ = sample_corpus
+    from slimpajama.errors import raise_on_bad
+    from slimpajama.io.documents import read_documents
+
+    pages = [t for f in discover(str(raw)) for b in read_documents(f, raise_on_bad) for t in b["text"].to_pylist()]
+    words = max(pages, key=len).split()
+    ev = tmp_path / "eval.txt"
+    ev.write_text(" ".join(words[10:40]) + "\n" + "a question no page holds at all in any of its many words\n")
+    data = tmp_path / "data"
+    cfg = replace(CONFIG, decontaminate=DecontaminateConfig(eval=(str(ev),)), task_bytes=0)
+    reports = run_pipeline(str(raw), str(data), cfg, progress=False)
+    assert [r.stage for r in reports][:4] == ["normalize", "dedup", "decontaminate", "release"]
+    matches = pq.read_table(data / "work/decontaminated/contamination.parquet").to_pylist()
+    assert matches and {m["item_row"] for m in matches} == {1}
+    released = [json.loads(line)["text"] for f in sorted((data / "slimpajama").rglob("*.jsonl.zst"))
+                for line in zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines()]
+    assert released and not brute(released, [" ".join(words[10:40])])
+    st = compute(str(data))
+    assert [s["stage"] for s in st["pipeline"]["funnel"]][:4] == ["input", "normalize", "dedup", "decontaminate"]
+    assert st["contamination"][str(ev)]["items_found"] == 1
