@@ -80,14 +80,16 @@ class Transform:
         raise NotImplementedError
 
 
-_STATES: dict[str, object] = {}  # what each transform's setup() returned, in this process (by class and config)
+# what each transform class's setup() returned in this process, for which config: one per class, so a long-lived
+# driver (a notebook running stage after stage inline) holds one index or model per transform, not every one
+_STATES: dict[type, tuple[str, object]] = {}
 
 
 def _set_up(t: Transform) -> None:
-    key = f"{type(t).__module__}.{type(t).__qualname__}:{json.dumps(t.config(), sort_keys=True, default=str)}"
-    if key not in _STATES:
-        _STATES[key] = t.setup()
-    t.state = _STATES[key]
+    config = json.dumps(t.config(), sort_keys=True, default=str)
+    if _STATES.get(type(t), (None,))[0] != config:
+        _STATES[type(t)] = (config, t.setup())
+    t.state = _STATES[type(t)][1]
 
 
 class DocumentStage(Stage):
