@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,12 +62,11 @@ class PlanStage(Stage):
         name = f"{p['split']}.{p['part']:05d}"
         path = lambda array: storage.join(out_dir, f"{name}.{array}.npy")  # noqa: E731
         plan = concat_outputs if self.packing == "concat" else bestfit_outputs
-        rows, padding, made = plan(SplitFiles.of(task), (*p["docs"], p["t0"], p["t1"]), self.seq, path,
-                                   p["buffer_docs"])
-        extra = {"rows": rows, "docs": p["docs"][1] - p["docs"][0], "padding_tokens": padding, "docs_cut": made["cut"],
-                 "concat_cut": made["concat_cut"], "tokens_per_source": made["tokens_per_source"]}
-        return TaskResult(outputs=[f"{name}.{array}.npy" for array in made["files"]], ledger=Ledger(self.name),
-                            extra=extra)
+        made = plan(SplitFiles.of(task), Bounds(*p["docs"], p["t0"], p["t1"]), self.seq, path, p["buffer_docs"])
+        extra = {"rows": made.rows, "docs": p["docs"][1] - p["docs"][0], "padding_tokens": made.padding,
+                 "docs_cut": made.cut, "concat_cut": made.concat_cut, "tokens_per_source": made.tokens_per_source}
+        return TaskResult(outputs=[f"{name}.{array}.npy" for array in made.files], ledger=Ledger(self.name),
+                          extra=extra)
 
 
 class OrderStage(Stage):
@@ -199,9 +199,29 @@ class SplitFiles:
                                   "folder")
 
 
-def range_bounds(split: SplitFiles, a: int, b: int) -> tuple[int, int, int, int]:
-    """(d0, d1, t0, t1): the documents whose first token lies in [a, b) (in_range's rule: d0 and d1 count the
-    first-token positions below each bound, as a searchsorted over all of them would) and the tokens they span.
+class Bounds(NamedTuple):
+    """A range's documents [d0, d1) and the tokens they span [t0, t1) in a split's token stream."""
+
+    d0: int
+    d1: int
+    t0: int
+    t1: int
+
+
+class PlanMade(NamedTuple):
+    """What a plan task wrote and counted."""
+
+    rows: int
+    padding: int  # padding tokens of its rows
+    files: list[str]  # the arrays it wrote (`<split>.<part>.<array>.npy`)
+    cut: int  # documents a row boundary cuts
+    concat_cut: int  # ... that concat packing would cut (best fit's saving is the difference)
+    tokens_per_source: dict[str, int]
+
+
+def range_bounds(split: SplitFiles, a: int, b: int) -> Bounds:
+    """The documents whose first token lies in [a, b) (in_range's rule: d0 and d1 count the first-token
+    positions below each bound, as a searchsorted over all of them would) and the tokens they span.
     Only a file that holds a bound is read: the others' documents lie wholly on one side of each."""
     d0 = d1 = t1 = 0
     t0 = None
@@ -226,7 +246,7 @@ def range_bounds(split: SplitFiles, a: int, b: int) -> tuple[int, int, int, int]
             if k1:
                 t1 = int(starts[k1 - 1] + lens[k1 - 1])
             d0, d1, pos = d0 + k0, d1 + k1, pos + int(lens.sum())
-    return (d0, d1, t0, t1) if d1 > d0 else (0, 0, 0, 0)
+    return Bounds(d0, d1, t0, t1) if d1 > d0 else Bounds(0, 0, 0, 0)
 
 
 def range_batches(split: SplitFiles, d0: int, d1: int, names: dict[str, int]):
@@ -267,7 +287,7 @@ class SourceTokens:
         return {name: self.sums[c] for name, c in sorted(self.names.items()) if self.sums[c]}
 
 
-def concat_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) -> tuple[int, int, dict]:
+def concat_outputs(split: SplitFiles, bounds: Bounds, seq: int, path, buffer_docs: int) -> PlanMade:
     """The concat plan: rows cut every `seq` tokens from t0, so only the documents' positions are saved. A source's
     tokens are its documents' up to where the last row ends (the document that row cuts gives its part before)."""
     d0, d1, t0, t1 = bounds
@@ -284,10 +304,10 @@ def concat_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) 
                 last = (int(codes[n - 1]), int(starts[n - 1] + lens[n - 1]) - used_end)
     if last is not None and last[1] > 0:
         tokens.sums[last[0]] -= last[1]
-    return rows, 0, {"files": ["doc_starts"], "cut": cut, "concat_cut": cut, "tokens_per_source": tokens.to_dict()}
+    return PlanMade(rows, 0, ["doc_starts"], cut, cut, tokens.to_dict())
 
 
-def bestfit_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int) -> tuple[int, int, dict]:
+def bestfit_outputs(split: SplitFiles, bounds: Bounds, seq: int, path, buffer_docs: int) -> PlanMade:
     """The best-fit plan, whole buffers of `buffer_docs` per call (CHUNK_DOCS documents or just above): its pieces
     and each row's first piece (row_ptr)."""
     d0, d1, t0, t1 = bounds
@@ -320,6 +340,4 @@ def bestfit_outputs(split: SplitFiles, bounds, seq: int, path, buffer_docs: int)
                 plan(starts[:chunk], lens[:chunk])
         if sum(map(len, held_starts)):
             plan(np.concatenate(held_starts), np.concatenate(held_lens))
-    made = {"files": ["piece_start", "piece_len", "row_ptr"], "cut": cut, "concat_cut": concat_cut,
-            "tokens_per_source": tokens.to_dict()}
-    return rows, padding, made
+    return PlanMade(rows, padding, ["piece_start", "piece_len", "row_ptr"], cut, concat_cut, tokens.to_dict())

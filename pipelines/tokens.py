@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -231,11 +232,15 @@ def token_cache(path: str, encoding: str | None = None, command: str = "shards")
     return storage.join(path, found.children[0])
 
 
-def cache_files(cache_dir: str, split: str | None = None) -> tuple[dict, dict[str, dict], list[str]]:
-    """The token cache's manifest (`_outputs.json`: exactly the files of its last tokenize run, never leftovers
-    of earlier ones), its file records by relative path, and the keys of its files in cache order (`split`: only
-    that split's)."""
+class CacheFiles(NamedTuple):
+    manifest: dict  # `_outputs.json`: exactly the files of its last tokenize run, never leftovers of earlier ones
+    records: dict[str, dict]  # its file records by relative path
+    keys: list[str]  # the keys of its files in cache order
+
+
+def cache_files(cache_dir: str, split: str | None = None) -> CacheFiles:
+    """The token cache's files (`split`: only that split's keys)."""
     manifest = outputs.read(cache_dir)
     records = {rec["rel"]: rec for rec in manifest["files"]}
     keys = [rel[: -len(".tokens.bin")] for rel in records if rel.endswith(".tokens.bin")]
-    return manifest, records, [k for k in keys if split is None or split_of_key(k) == split]
+    return CacheFiles(manifest, records, [k for k in keys if split is None or split_of_key(k) == split])
