@@ -67,7 +67,7 @@ from .against import (
 )
 from .bands import collect_partition
 from .docstage import DocumentStage, Transform
-from .markers import previous_run, run_key, save_run
+from .markers import previous_run, run_key, save_run, totals
 from .paths import DEDUP_RUN_FILE, inputs_text, require_inputs
 from .runner import Progress, StageReport, run_stage
 from .split import split_tasks
@@ -379,7 +379,7 @@ def run_dedup(inputs, out_dir: str, *, minhash_dir: str | None = None, cfg: MinH
         write_audit(out_dir, [t.key for t in remove_tasks], releases)
         if indexed is not None:  # what this run kept, for a later run's --against
             run_stage(IndexStage(), indexed, storage.join(out_dir, INDEX_DIR), **run)
-            shards = [(t.key + ".parquet", m["ledger"]["totals"]["docs_out"])
+            shards = [(t.key + ".parquet", totals(m)["docs_out"])
                       for t, m in zip(remove_tasks, report.markers, strict=True)]
             write_index_file(out_dir, cfg.to_dict(), key, parts, shards)
         write_bytes_atomic(storage.join(out_dir, "dedup.json"),

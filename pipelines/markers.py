@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
@@ -20,11 +20,33 @@ if TYPE_CHECKING:
 MARKER_VERSION = 2
 
 
+class Marker(TypedDict):
+    """A finished task's record, `_state/<key>.json`, written last by `runner.execute_task`."""
+
+    version: int
+    stage: str  # Stage.name
+    key: str  # the task's key
+    fingerprint: dict  # the stage's settings
+    inputs: list  # the task's identity: its input files' identities, then its params
+    outputs: dict[str, dict]  # each output (relative to the stage's folder): size, SHA-256, mtime
+    errors_file: str | None  # its bad-input records, if any
+    ledger: dict  # Ledger.to_dict(): per source and "totals": docs_in/out, bytes_in/out, dropped by reason
+    extra: dict  # the stage's own figures (TaskResult.extra)
+    seconds: float
+    node: str | None  # the Ray node that ran it
+    peak_rss_mb: float
+
+
+def totals(marker: Marker) -> dict:
+    """The task's ledger totals: docs_in, docs_out, bytes_in, bytes_out, dropped."""
+    return marker["ledger"]["totals"]
+
+
 def state_path(out_dir: str, key: str) -> str:
     return storage.join(out_dir, STATE_DIR, key + ".json")
 
 
-def read_marker(out_dir: str, key: str) -> dict | None:
+def read_marker(out_dir: str, key: str) -> Marker | None:
     try:
         return json.loads(storage.read_bytes(state_path(out_dir, key)))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):  # none, or not one we can read: not complete
@@ -36,7 +58,7 @@ def is_complete(stage: Stage, task: Task, out_dir: str, verify_outputs: bool = F
 
 
 def complete_marker(stage: Stage, task: Task, out_dir: str, verify_outputs: bool = False,
-                    marker: dict | None = None) -> dict | None:
+                    marker: Marker | None = None) -> Marker | None:
     """The task's marker if the task is complete (see `is_complete`), else None. `marker`: the task's marker as
     already read (None: read it now)."""
     m = marker if marker is not None else read_marker(out_dir, task.key)

@@ -34,12 +34,14 @@ from .cluster import cluster_cpus, in_driver, init_ray, node_id, ray_task
 from .markers import (
     MARKER_VERSION,
     STATE_DIR,
+    Marker,
     as_json,
     complete_marker,
     output_file,
     output_record,
     read_marker,
     state_path,
+    totals,
 )
 from .memory import peak_rss_mb, reset_peak_rss
 from .stage import Stage, Task
@@ -63,8 +65,8 @@ def no_progress(stage: str, total: int, done: int):
     yield _NoBar()
 
 def execute_task(stage: Stage, task: Task, out_dir: str, fault: faults.WorkerFault | None = None,
-                  run: str | None = None) -> dict:
-    """Run one shard and write its completion marker (runs inside a Ray task, or inline)."""
+                 run: str | None = None) -> Marker:
+    """Run one task and write its completion marker (runs inside a Ray task, or inline)."""
     t0 = time.perf_counter()
     reset_peak_rss()
     if run:
@@ -73,7 +75,7 @@ def execute_task(stage: Stage, task: Task, out_dir: str, fault: faults.WorkerFau
     before_marker = fault.arm() if fault else None
     try:
         outcome = stage.run_task(task, out_dir)
-        marker = {
+        marker: Marker = {
             "version": MARKER_VERSION,
             "stage": stage.name,
             "key": task.key,
@@ -92,8 +94,8 @@ def execute_task(stage: Stage, task: Task, out_dir: str, fault: faults.WorkerFau
         # Written last: its presence means every output above is complete.
         write_bytes_atomic(state_path(out_dir, task.key), json.dumps(marker, sort_keys=True).encode())
     except OSError as e:  # the machine's side (full disk, permissions, storage): readers count bad input apart
-        raise SlimPajamaError(f"stage {stage.name}, shard {task.key} (output {out_dir}): {_os_error(e)}. "
-                              "Completed shards are kept: fix it and rerun.") from None
+        raise SlimPajamaError(f"stage {stage.name}, task {task.key} (output {out_dir}): {_os_error(e)}. "
+                              "Completed tasks are kept: fix it and rerun.") from None
     return marker
 
 
@@ -247,7 +249,7 @@ def _run_inline(stage, pending, out_dir, total, skipped, progress) -> dict:
             if fault and fault[0] == completed:
                 fault[1]()
             marker = as_json(execute_task(stage, task, out_dir, run=writers.run_id()))
-            bar.advance(marker["ledger"]["totals"]["docs_in"])
+            bar.advance(totals(marker)["docs_in"])
             markers[task.key] = marker
     return markers
 
@@ -286,7 +288,7 @@ def _run_pending(stage, pending, out_dir, total, skipped, workers, ray_address, 
                         if isinstance(cause, SlimPajamaError):
                             raise cause from None
                         raise
-                    bar.advance(marker["ledger"]["totals"]["docs_in"])
+                    bar.advance(totals(marker)["docs_in"])
                     markers[task.key] = as_json(marker)  # as a later run reads it from the file
                     completed += 1
         except KeyboardInterrupt:

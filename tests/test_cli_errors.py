@@ -327,8 +327,8 @@ def test_a_marker_that_cannot_be_written_is_one_line(tmp_path):
     (raw / "a.jsonl").write_bytes(orjson.dumps({"text": "x " * 300}) + b"\n")
     (tmp_path / "n" / "_state" / "A" / "a.json").mkdir(parents=True)  # the marker's path is taken by a folder
     line = one_line_error(["normalize", tmp_path / "raw", "--out", tmp_path / "n", "--quiet", "--workers", "1"],
-                          "stage normalize, shard A/a", fresh=True)
-    assert "Completed shards are kept" in line
+                          "stage normalize, task A/a", fresh=True)
+    assert "Completed tasks are kept" in line
 
 
 def test_workers_is_a_cap_at_the_machines_cores():

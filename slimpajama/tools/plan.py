@@ -27,6 +27,7 @@ from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.spans import part_bytes
 from slimpajama.pipelines import registry
+from slimpajama.pipelines.markers import totals
 from slimpajama.tools.schedule import Tasks, schedule
 
 # the stages a run's markers name (the registry's, and the sub-stages of dedup, release and shards), in order
@@ -253,7 +254,7 @@ def _kind(rel: str) -> str:
 def stage_text_in(by_stage: dict[str, list[dict]]) -> dict[str, int]:
     """Text bytes each stage of a run read, from its task markers (`stage_markers`): a stage's ledgers, or, for the
     stages without a document ledger, those of the stage whose documents they work on."""
-    text_in = {s: sum(m["ledger"]["totals"]["bytes_in"] for m in ms) for s, ms in by_stage.items()}
+    text_in = {s: sum(totals(m)["bytes_in"] for m in ms) for s, ms in by_stage.items()}
     text_in["lsh"] = text_in["components"] = text_in["index"] = text_in["minhash"]
     text_in[SHUFFLE] = text_in["release-scatter"]
     text_in[PACK] = text_in["pack-plan"] = text_in["pack-order"] = text_in[TOKENIZE]
@@ -265,7 +266,7 @@ def rates_from_markers(by_stage: dict[str, list[dict]]) -> dict:
     dedup keep, document and token sizes, and each stage's peak RSS per task."""
     text_in = stage_text_in(by_stage)
     tokens = sum(m["extra"]["tokens"] for m in by_stage[TOKENIZE])
-    kept_docs = sum(m["ledger"]["totals"]["docs_out"] for m in by_stage[NORMALIZE])
+    kept_docs = sum(totals(m)["docs_out"] for m in by_stage[NORMALIZE])
     out = {"mb_per_s_per_core": {}, "peak_rss_mb": {}}
     for stage in STAGES:
         ms = by_stage.get(stage, [])
