@@ -44,10 +44,9 @@ from slimpajama.core.lsh import (
 )
 from slimpajama.core.minhash import MinHashConfig, band_keys, has_shingles, signatures
 from slimpajama.core.schema import keep_rows
-from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.discover import discover
-from slimpajama.io.documents import read_documents
 from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, save_npy_atomic, write_bytes_atomic
@@ -99,7 +98,7 @@ class MinhashStage(Stage):
         with atomic_path(base + ".sig.npy") as sig_tmp:
             sig = np.lib.format.open_memmap(sig_tmp, mode="w+", dtype=np.uint32, shape=(n, self.cfg.num_perm))
             row = 0
-            for batch in read_documents(shard, raise_on_bad):
+            for batch in self.documents(task):
                 sig[row: row + batch.num_rows] = signatures(batch.column("text"), self.cfg)  # Arrow buffers
                 row += batch.num_rows
                 ledger.batch_in(batch)
@@ -151,7 +150,7 @@ class LshStage(Stage):
         rel = f"b{band:03d}-p{part:04d}.npy"
         save_npy_atomic(storage.join(out_dir, rel), np.stack([a, b], axis=1).astype(INDEX_DTYPE))
         return TaskResult(outputs=[rel, *outputs], ledger=Ledger(self.name),
-                            extra={"candidates": candidates, "edges": len(a), **extra})
+                          extra={"candidates": candidates, "edges": len(a), **extra})
 
 
 def _gather(sigs: list[np.ndarray], offsets: list[int], index: np.ndarray) -> np.ndarray:

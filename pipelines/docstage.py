@@ -18,7 +18,6 @@ from slimpajama.core.ledger import Ledger, sizes_by_source
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile, corpus_suffix
-from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter
 
@@ -152,10 +151,9 @@ class DocumentStage(Stage):
         self.start_task(task, out_dir)
         with self.error_log(task, out_dir, ledger) as errors:
             with ParquetShardWriter(storage.join(out_dir, out_rel)) as writer:
-                for f in task.inputs:
-                    for batch in read_documents(f, errors, **self.read.reader_kwargs()):
-                        writer.write(self._account(batch, row, ledger))
-                        row += batch.num_rows
+                for batch in self.documents(task, errors):
+                    writer.write(self._account(batch, row, ledger))
+                    row += batch.num_rows
             extra = self.finish_task(task, out_dir)
         figures = {k: v for t in self.transforms for k, v in t.figures().items()}
         return TaskResult(outputs=[out_rel, *extra], ledger=ledger, errors_file=errors.written, extra=figures)

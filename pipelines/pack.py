@@ -86,7 +86,7 @@ class PackStage(Stage):
             files.append({"path": rel.rsplit("/", 1)[1], "rows": len(ids), "bytes": storage.file_size(path),
                           "sha256": file_digest(path)})
         return TaskResult(outputs=[f"{split}/{f['path']}" for f in files], ledger=Ledger(self.name),
-                            extra={"files": files, "padding_tokens": padding_total})
+                          extra={"files": files, "padding_tokens": padding_total})
 
 
 def shards_dir_name(seq: int, range_: tuple[float, float], packing: str = "concat", encoding: str = "gpt2") -> str:
@@ -183,8 +183,8 @@ def run_shards(cache_dir: str, out_root: str, seq: int, *, packing: str = "conca
         for k in range(0, n_files, step):
             part = [k, min(n_files, k + step)]
             tasks.append(Task(f"{t.key}/part-{part[0]:05d}", (),
-                                   {**t.params, "split": t.key, "files": part, "t0": figures["t0"]},
-                                   side={"tokens": t.side["tokens"], "plan": plan}))
+                              {**t.params, "split": t.key, "files": part, "t0": figures["t0"]},
+                              side={"tokens": t.side["tokens"], "plan": plan}))
     for t in plan_tasks:  # an index says its split is complete: none while its files are rewritten
         storage.remove(storage.join(out, t.key, INDEX_FILE))
     report = run_stage(stage, tasks, out, verify_outputs=verify_outputs, **run)

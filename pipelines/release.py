@@ -35,10 +35,9 @@ from slimpajama.core.release import (
     holdout_keys,
     split_of,
 )
-from slimpajama.errors import SlimPajamaError, raise_on_bad
+from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile, discover
-from slimpajama.io.documents import read_documents
 from slimpajama.io.writers import (
     ReleaseChunkWriter,
     atomic_path,
@@ -76,13 +75,12 @@ class ScatterStage(Stage):
         return {"stage": self.name, **self.cfg.to_dict(), "buckets": self.buckets, "format": 2}
 
     def run_task(self, task: Task, out_dir: str) -> TaskResult:
-        (shard,) = task.inputs
-        ledger = Ledger("release")
+        ledger = Ledger(registry.RELEASE.ledger_name)
         tags, holdout = [], []
         counts: dict[str, list[int]] = {s: [0] * self.buckets[s] for s in SPLITS}
         rel = task.key + ".arrow"
         with atomic_path(storage.join(out_dir, rel)) as tmp, ipc.new_file(tmp, SCATTER_SCHEMA) as writer:
-            for batch in read_documents(shard, raise_on_bad):
+            for batch in self.documents(task):
                 ledger.batch_in(batch)
                 rows, copies, groups, held, sampled_out = [], [], [], [], []
                 ids, sources = batch.column("doc_id").to_pylist(), batch.column("source").to_pylist()
@@ -122,7 +120,7 @@ class ScatterStage(Stage):
         save_npy_atomic(storage.join(out_dir, task.key + ".holdout.npy"),
                         np.concatenate(holdout) if holdout else np.zeros((0, 40), dtype=np.uint8))
         return TaskResult(outputs=[rel, task.key + ".tags.npy", task.key + ".holdout.npy"], ledger=ledger,
-                            extra={"counts": counts})
+                          extra={"counts": counts})
 
 
 class ShuffleStage(Stage):
@@ -151,7 +149,7 @@ class ShuffleStage(Stage):
         # one contiguous copy of the bucket (the batches are memory-mapped): a take over many chunks is 10x slower
         table = pa.Table.from_batches(parts, schema=SCATTER_SCHEMA).combine_chunks()
         del parts
-        ledger = Ledger("release")
+        ledger = Ledger(registry.RELEASE.ledger_name)
         if split == "train" and table.num_rows:
             table = self._decontaminate(table, np.load(holdout_file.local()), ledger)
         for src, (d, b) in sizes_by_source(table, where=table["copy"].to_numpy() == 0).items():
@@ -310,7 +308,7 @@ def _scatter(tasks, out_dir, cfg, buckets, key, run) -> tuple[StageReport, Ledge
             n = sum(m["extra"]["counts"][split][b] for m in scatter.markers)
             n_files = math.ceil(n / cfg.docs_per_file)
             shuffle_tasks.append(Task(f"_shuffle/{split}-{b:05d}", (), {"split": split, "bucket": b,
-                                           "first_file": first, "files": n_files, "run": key}, side=side))
+                                      "first_file": first, "files": n_files, "run": key}, side=side))
             first += n_files
     return scatter, Ledger.merged("release", (Ledger.from_dict(m["ledger"]) for m in scatter.markers)), shuffle_tasks
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -14,6 +14,7 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.errors import BadRecord, raise_on_bad
 from slimpajama.io import storage
 from slimpajama.io.discover import InputFile
+from slimpajama.io.documents import read_documents
 from slimpajama.io.outputs import STATE_DIR
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import AtomicFile
@@ -70,6 +71,14 @@ class Stage:
 
     def run_task(self, task: Task, out_dir: str) -> TaskResult:
         raise NotImplementedError
+
+    def documents(self, task: Task, errors: Callable[[BadRecord], None] = raise_on_bad, **kw) -> Iterator:
+        """The task's documents as read batches, file after file (the one read loop of every stage that reads
+        documents; `kw`: e.g. with_texts). With ReadOptions it reads as they say (a raw corpus: a bad record goes
+        to `errors`); without, it reads a stage's own output, where a bad record means a damaged file."""
+        options = self.read.reader_kwargs() if self.read is not None else {}
+        for f in task.inputs:
+            yield from read_documents(f, errors, **options, **kw)
 
     @contextlib.contextmanager
     def error_log(self, task: Task, out_dir: str, ledger: Ledger) -> Iterator[ErrorLog]:

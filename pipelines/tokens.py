@@ -23,7 +23,6 @@ from slimpajama.core.ledger import Ledger
 from slimpajama.core.release import SPLITS
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import outputs, storage
-from slimpajama.io.documents import read_documents
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.writers import ParquetShardWriter, atomic_path, sha256_file, write_bytes_atomic
 from slimpajama.tokenize.batch import Encoded, encode_documents, token_dtype
@@ -118,24 +117,23 @@ class TokenizeStage(Stage):
             with atomic_path(storage.join(out_dir, tok_rel)) as tmp, open(tmp, "wb") as out, \
                     ParquetShardWriter(storage.join(out_dir, docs_rel), schema=DOCS_SCHEMA,
                                        compression="zstd") as docs:  # a file users keep: its bytes are pinned
-                for f in task.inputs:
-                    for batch, texts in read_documents(f, errors, with_texts=True, **self.read.reader_kwargs()):
-                        ledger.batch_in(batch)
-                        ledger.batch_out(batch)
-                        encoded = encode_documents(enc, texts, self.threads, self.engine)
-                        guard.check(batch, texts, encoded)
-                        out.write(memoryview(encoded.tokens))  # the flat buffer as it is: no copy, no lists
-                        docs.write(pa.table({"source": batch.column("source"),
-                                             "tokens": encoded.lengths.astype(np.int32)}, schema=DOCS_SCHEMA))
-                        sources = pc.dictionary_encode(batch.column("source"))  # tokens per source, no loop
-                        sums = np.bincount(sources.indices.to_numpy(zero_copy_only=False), encoded.lengths,
-                                           len(sources.dictionary))
-                        for s, n in zip(sources.dictionary.to_pylist(), sums.tolist(), strict=True):
-                            per_source[s] = per_source.get(s, 0) + int(n)
+                for batch, texts in self.documents(task, errors, with_texts=True):
+                    ledger.batch_in(batch)
+                    ledger.batch_out(batch)
+                    encoded = encode_documents(enc, texts, self.threads, self.engine)
+                    guard.check(batch, texts, encoded)
+                    out.write(memoryview(encoded.tokens))  # the flat buffer as it is: no copy, no lists
+                    docs.write(pa.table({"source": batch.column("source"),
+                                         "tokens": encoded.lengths.astype(np.int32)}, schema=DOCS_SCHEMA))
+                    sources = pc.dictionary_encode(batch.column("source"))  # tokens per source, no loop
+                    sums = np.bincount(sources.indices.to_numpy(zero_copy_only=False), encoded.lengths,
+                                       len(sources.dictionary))
+                    for s, n in zip(sources.dictionary.to_pylist(), sums.tolist(), strict=True):
+                        per_source[s] = per_source.get(s, 0) + int(n)
                 guard.finish()
         return TaskResult(outputs=[tok_rel, docs_rel], ledger=ledger, errors_file=errors.written,
-                            extra={"tokens": sum(per_source.values()), "tokens_per_source": per_source,
-                                   "engine": engine.name, "guard_checked": guard.checked})
+                          extra={"tokens": sum(per_source.values()), "tokens_per_source": per_source,
+                                 "engine": engine.name, "guard_checked": guard.checked})
 
 
 class Guard:

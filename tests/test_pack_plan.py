@@ -33,7 +33,7 @@ def plan_task(files, split="train"):
     """The plan task of a split of cache docs files: its tokens files are named by size alone (uint16 tokens)."""
     tokens = tuple(InputFile(f.path + ".tokens.bin", f.rel, n * 2) for f, n in files)
     return Task(split, (), {"cache": {"eos": 0, "dtype": "uint16"}},
-                     side={"docs": tuple(f for f, _ in files), "tokens": tokens})
+                side={"docs": tuple(f for f, _ in files), "tokens": tokens})
 
 
 def plan_split(stage, split_task, out):

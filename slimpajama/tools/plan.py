@@ -225,13 +225,13 @@ def time_document_stages(tokens_per_doc: float, tmp: str, docs: int = CALIBRATIO
     doc_file = InputFile(doc_path, "train/lengths.docs.parquet", os.path.getsize(doc_path))
     tokens_file = InputFile(doc_path, "train/lengths.tokens.bin", int(lens.sum()) * 2)  # the plan reads its size
     runs = {"components": lambda out: ComponentsStage().run_task(Task("c", tuple(edge_files), {"docs": docs}),
-                                                                  out),
+                                                                 out),
             "pack-plan": lambda out: plan_concat(out)}
 
     def plan_concat(out):  # the split's plan task, then its order's
         stage = PlanStage(2048, "concat", defaults.PACK_RANGE, 0)
         (task,), _ = plan_tasks(Task("train", (), {"cache": {"eos": 0, "dtype": "uint16"}},
-                                          side={"docs": (doc_file,), "tokens": (tokens_file,)}), stage)
+                                     side={"docs": (doc_file,), "tokens": (tokens_file,)}), stage)
         rows = stage.run_task(task, out).extra["rows"]
         OrderStage(stage).run_task(Task("train", (), {"rows": rows}), out)
 
