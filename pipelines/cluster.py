@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from slimpajama.core import defaults
 from slimpajama.errors import SlimPajamaError
@@ -24,7 +25,10 @@ def in_driver(nbytes: int, ray_address: str | None = None) -> bool:
 
 
 def node_id() -> str | None:
-    """The Ray node that ran a task (for the audit trail of a cluster run); None outside Ray."""
+    """The Ray node that ran a task (for the audit trail of a cluster run); None outside Ray (where importing
+    it, half a second, would only say so)."""
+    if "ray" not in sys.modules:
+        return None
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

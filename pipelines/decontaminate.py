@@ -117,9 +117,7 @@ class _Fields:
         self.path, self.fields, self.seen = path, fields, set()
 
     def __call__(self, row) -> str:
-        if not isinstance(row, dict):
-            return " ".join(_strings(row))
-        if not self.fields:
+        if not self.fields or not isinstance(row, dict):
             return " ".join(_strings(row))
         present = [f for f in self.fields if f in row]
         self.seen.update(present)
@@ -155,13 +153,12 @@ def read_items(path: str, fields: tuple[str, ...] = ()) -> Iterator[tuple[int, s
             text_of.check(first)
         return
     with open_binary(path) as fh:
-        head = fh.peek(1)[:1] if hasattr(fh, "peek") else b""
-        if suffix == ".json" and head.lstrip()[:1] in (b"[", b"{"):
+        if suffix == ".json":  # one JSON value (an array of rows, or one row), or JSON lines named .json
             data = fh.read()
             try:
                 rows = orjson.loads(data)
             except orjson.JSONDecodeError:
-                rows = None  # JSON lines named .json (as many datasets ship them)
+                rows = None
             if rows is not None:
                 rows = rows if isinstance(rows, list) else [rows]
                 for n, r in enumerate(rows, 1):

@@ -280,6 +280,7 @@ def test_every_evaluation_format_and_field_selection(tmp_path):
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n\n" for r in rows))
     (tmp_path / "b.json").write_text(json.dumps(rows))
     (tmp_path / "c.json").write_text("".join(json.dumps(r) + "\n" for r in rows))  # JSON lines named .json
+    (tmp_path / "c2.json").write_text("\n  " + json.dumps(rows, indent=2))  # pretty-printed, after a blank line
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
     (tmp_path / "e.txt").write_text("first line\n\n  second line  \n")
     with gzip.open(tmp_path / "f.jsonl.gz", "wt") as fh:
@@ -287,12 +288,12 @@ def test_every_evaluation_format_and_field_selection(tmp_path):
     (tmp_path / "README.md").write_text("not an evaluation set")
     every = ["What is the first? one two x", "Second?"]
     assert list(read_items(str(tmp_path / "a.jsonl"))) == [(1, every[0]), (3, every[1])]
-    for name in ("b.json", "c.json", "d.parquet", "f.jsonl.gz"):
+    for name in ("b.json", "c.json", "c2.json", "d.parquet", "f.jsonl.gz"):
         assert [t for _, t in read_items(str(tmp_path / name))] == every, name
         assert [t for _, t in read_items(str(tmp_path / name), ("question",))] == ["What is the first?", "Second?"]
     assert list(read_items(str(tmp_path / "e.txt"))) == [(1, "first line"), (3, "second line")]
     assert [os.path.basename(f) for f in eval_files((str(tmp_path),))] == [
-        "a.jsonl", "b.json", "c.json", "d.parquet", "e.txt", "f.jsonl.gz"]
+        "a.jsonl", "b.json", "c.json", "c2.json", "d.parquet", "e.txt", "f.jsonl.gz"]
 
 
 @pytest.mark.parametrize("setup,message", [

@@ -56,7 +56,7 @@ def test_disk_full_during_a_write_fails_clearly_and_leaves_nothing_trusted(sampl
         return link
 
     monkeypatch.setattr(writers, "tmp_path_for", tmp_on_a_full_disk)
-    with pytest.raises(SlimPajamaError, match=r"shard .* \(output .*\): .*No space left on device.*rerun"):
+    with pytest.raises(SlimPajamaError, match=r"task .* \(output .*\): .*No space left on device.*rerun"):
         execute_task(stage, task, out)
     assert full_links and not any(os.path.lexists(p) for p in full_links)  # temporary files removed
     assert not os.path.exists(os.path.join(out, task.key + ".parquet"))
