@@ -6,8 +6,9 @@
 The corpus is normalized first (not timed). The items: runs of 5-60 words of the corpus's pages with their words
 shuffled (a benchmark's vocabulary in an order no page holds: what the filter must reject), timed twice; then once
 more with 1% of them as they are, retyped (case, line breaks): on web pages those runs are often navigation text
-that thousands of pages share, so most documents are dropped and every match is confirmed. The stage runs twice in the driver (one core: its tasks'
-seconds from their markers), between two bare reads (zstd + orjson of the same raw text on one core). Prints one
+that thousands of pages share, so most documents are dropped and every match is confirmed. The stage runs in the
+driver (one core: its tasks' seconds from their markers), between two bare reads (zstd + orjson of the same raw
+text on one core). Prints one
 JSON line: MB/s of text in per core, the ratio to the bare read, the index's build time and size, peak memory.
 """
 

@@ -17,8 +17,8 @@ INLINE_ENV = "SLIMPAJAMA_INLINE_BYTES"
 
 def in_driver(nbytes: int, ray_address: str | None = None) -> bool:
     """Whether work reading `nbytes` runs in the driver: small work, where starting Ray (docs/benchmarks.md,
-    start-up) would cost more than the work itself. Never for a cluster (--ray-address, $RAY_ADDRESS) or where Ray already runs (its
-    start is paid: the pipeline command, a notebook). $SLIMPAJAMA_INLINE_BYTES sets the size (0: always Ray)."""
+    start-up) would cost more than the work itself. Never for a cluster (--ray-address, $RAY_ADDRESS) or where Ray
+    already runs (its start is paid: the pipeline command, a notebook). $SLIMPAJAMA_INLINE_BYTES sets the size (0: always Ray)."""
     if ray_address or os.environ.get("RAY_ADDRESS") or ray_running():
         return False
     return nbytes <= int(os.environ.get(INLINE_ENV) or defaults.INLINE_BYTES)

@@ -48,7 +48,8 @@ CONTAMINATED = Drop("contaminated", "contam-\ninated", "tab:olive")  # decontami
 DECONTAMINATED = Drop("decontaminated", "decontam.", "tab:brown")  # release: a train text equal to a holdout one
 SAMPLED_OUT = Drop("sampled_out", "sampled\nout", "tab:gray", always=False)  # release --weights below 1
 
-DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "decontaminated", "release")  # what a document stage can read
+# what a document stage can read
+DOCUMENT_INPUTS = ("corpus", "ingested", "normalized", "dedup", "decontaminated", "release")
 
 INGEST = StageInfo("ingest", "ingested", "ingested documents", "slimpajama ingest", DOCUMENT_INPUTS, (BAD_INPUT,),
                    label="ingested")
@@ -66,7 +67,7 @@ RELEASE = StageInfo("release-shuffle", "release", "a SlimPajama release", "slimp
 TOKENIZE = StageInfo("tokenize", "token_cache", "a token cache", "slimpajama tokenize", DOCUMENT_INPUTS,
                      label="released,\ntokenized", folder="tokens", module="tokens")  # (never shadow stdlib tokenize)
 PACK = StageInfo("pack", "packed", "packed shards (split folders)", "slimpajama shards", ("token_cache", "token_root"),
-             folder="shards")
+                 folder="shards")
 STAGES = (INGEST, NORMALIZE, DEDUP, DECONTAMINATE, RELEASE, TOKENIZE, PACK)
 BY_NAME = {s.name: s for s in STAGES}
 BY_OUTPUT = {s.output: s for s in STAGES}

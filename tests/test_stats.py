@@ -74,8 +74,8 @@ def test_cluster_figures(tmp_path):
 CORPUS_KEYS = ["bad_input_records", "bytes", "documents", "files", "files_read", "sampled", "sources"]
 SOURCE_KEYS = ["bytes", "chars", "documents"]
 CHAR_KEYS = ["histogram", "max", "mean", "p10", "p50", "p90", "p99", "quantiles_exact"]
-PIPELINE_ROW_KEYS = ["bad_input", "byte_duplication_rate", "byte_share", "bytes_in", "contaminated", "decontaminated", "docs_in",
-                     "duplicate", "duplicate_of_release", "kept_bytes", "kept_docs", "sampled_out", "short",
+PIPELINE_ROW_KEYS = ["bad_input", "byte_duplication_rate", "byte_share", "bytes_in", "contaminated", "decontaminated",
+                     "docs_in", "duplicate", "duplicate_of_release", "kept_bytes", "kept_docs", "sampled_out", "short",
                      "token_share", "tokens"]
 SHARD_KEYS = ["checksums_ok", "docs", "docs_cut", "docs_cut_fraction", "docs_per_row", "error", "packing",
               "padding_fraction", "padding_per_row", "range", "rows", "seq_len", "tokenizer", "tokens", "tokens_per_source"]

@@ -8,8 +8,8 @@ shorter one is skipped (counted by the caller). `matches_reference` is that defi
 The fast path (its compiled loops in core/wordscan.py): every word is a 64-bit hash, read from the UTF-8 bytes by a
 loop that cleans as it goes. The index holds the key of `g = min(min_words, ngram)` words at every `ngram - g + 1`-th
 position of a long item (each of its `ngram`-word runs holds one of them whole) and at the start of a short one,
-sorted, with the item and position of each; a blocked Bloom filter over the keys (32 bits per key, two bits in one 64-bit word: one cache line per lookup,
-~0.1% false positives); and the items' word hashes and texts. A document's key at each word position is tested
+sorted, with the item and position of each; a blocked Bloom filter over the keys (32 bits per key, two bits in one
+64-bit word: one cache line per lookup, ~0.1% false positives); and the items' word hashes and texts. A document's key at each word position is tested
 against the filter; a pass is looked up in the sorted keys, and each posting's words compared by hash at every
 place the run could start; what is left is confirmed on the words themselves (`_confirmed`, from the matched bytes
 alone), so a hash collision can never drop a document.

@@ -126,7 +126,8 @@ def item_keys(words, woff, g, ngram, min_words):
 @numba.njit(cache=True, nogil=True)
 def fill_filter(keys, filt, shift):
     for m in keys:  # a key is already a mixed hash: its high bits pick the word, its low bits the two bits
-        filt[m >> shift] |= (np.uint64(1) << (m & np.uint64(63))) | (np.uint64(1) << ((m >> np.uint64(6)) & np.uint64(63)))
+        low6 = np.uint64(63)
+        filt[m >> shift] |= (np.uint64(1) << (m & low6)) | (np.uint64(1) << ((m >> np.uint64(6)) & low6))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -131,8 +131,8 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
                    **{d.reason: dropped(s, d.reason) for d in registry.DROPS},  # every stage's drop reasons
                    "kept_docs": out.get("docs_out", 0), "kept_bytes": out.get("bytes_written", out.get("bytes_out", 0)),
                    # duplicates within the run and of an earlier release (--against) alike
-                   "byte_duplication_rate": (round(sum(dropped(s, d.reason, "bytes") for d in registry.DEDUP.drops) / dd["bytes_in"], 6)
-                                             if dd and dd["bytes_in"] else None)}
+                   "byte_duplication_rate": (round(sum(dropped(s, d.reason, "bytes") for d in registry.DEDUP.drops)
+                                                   / dd["bytes_in"], 6) if dd and dd["bytes_in"] else None)}
     kept = sum(r["kept_bytes"] for r in rows.values()) or 1
     for r in rows.values():
         r["byte_share"] = round(r["kept_bytes"] / kept, 6)
@@ -151,7 +151,8 @@ def pipeline_stats(ledgers: dict[str, dict], tokens_per_source: dict[str, int] |
             s: {"docs": v.get("docs_out", 0), "bytes": v.get("bytes_written", v.get("bytes_out", 0))}
             for s, v in sorted(ledgers[stage]["sources"].items())}})
     if tokens_per_source:
-        funnel.append({"stage": registry.TOKENIZE.name, "sources": {s: {"tokens": n} for s, n in sorted(tokens_per_source.items())}})
+        funnel.append({"stage": registry.TOKENIZE.name,
+                       "sources": {s: {"tokens": n} for s, n in sorted(tokens_per_source.items())}})
     return {"stages": sorted(ledgers), "sources": rows, "funnel": funnel,
             "totals": {"docs_in": sum(r["docs_in"] for r in rows.values()), "bytes_in": bytes_in,
                        "kept_docs": sum(r["kept_docs"] for r in rows.values()),
