@@ -24,6 +24,7 @@ from slimpajama.core.contamination import EvalIndex, IndexBuilder, cut, find
 from slimpajama.core.schema import keep_rows
 from slimpajama.errors import SlimPajamaError
 from slimpajama.io import storage
+from slimpajama.io.discover import COMPRESSIONS
 from slimpajama.io.reading import ReadOptions
 from slimpajama.io.streams import open_binary
 from slimpajama.io.writers import ParquetShardWriter, sha256_file, write_bytes_atomic
@@ -36,7 +37,6 @@ from .shared import Shared
 
 CONTAMINATED = registry.CONTAMINATED.reason
 EVAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")
-COMPRESSED = ("", ".zst", ".gz", ".bz2", ".xz")
 PARTS_DIR = "_contamination"
 MATCHES_FILE, SUMMARY_FILE = "contamination.parquet", "contamination.json"
 MATCH_SCHEMA = pa.schema([("eval_file", pa.string()), ("item_row", pa.int64()), ("doc_id", pa.string()),
@@ -63,7 +63,7 @@ def _eval_suffix(name: str) -> str | None:
     low = name.lower()
     if low.endswith(".parquet"):
         return ".parquet"
-    low = next((low[: -len(c)] for c in COMPRESSED if c and low.endswith(c)), low)
+    low = next((low[: -len(c)] for c in COMPRESSIONS if c and low.endswith(c)), low)
     return next((s for s in (".jsonl", ".json", ".txt") if low.endswith(s)), None)
 
 
