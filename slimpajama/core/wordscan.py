@@ -33,6 +33,8 @@ def doc_words(data, i, e, table, out, w, spans):
     token = -1  # where the current token began (-1: in a space run)
     while i < e:
         at = i
+        # cleaned.clean_into's UTF-8 decode, written out: a shared numba function returning (code point, next)
+        # made this loop 3.6x slower (205 -> 57 MB/s)
         c0 = data[i]
         if c0 < 0x80:
             cp, i = c0, i + 1
