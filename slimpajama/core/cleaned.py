@@ -11,9 +11,6 @@ import string
 
 import numba
 import numpy as np
-from numba.cpython.unicode import _get_code_point
-
-from slimpajama.core.jit import entry_point
 
 _ASCII_PUNCT = string.punctuation.encode()
 _UNICODE_ONLY_ASCII_SPACE = re.compile("[\x1c-\x1f]")  # str.isspace but not bytes whitespace
@@ -63,26 +60,6 @@ def clean_table() -> np.ndarray:
         table[python] = PYTHON
         _CLEAN_TABLE = table
     return _CLEAN_TABLE
-
-
-@numba.njit(cache=True, nogil=True)
-def _cleaned_length_jit(text, table, at_least):
-    """len(clean_text(text)), counted only up to `at_least`; -1 where a character only Python cleans occurs."""
-    n, pending = 0, False
-    for i in range(len(text)):
-        v = table[_get_code_point(text, i)]
-        if v == DELETE:
-            continue
-        if v == SPACE:
-            pending = n > 0
-            continue
-        if v == PYTHON:
-            return -1
-        n += 2 if pending else 1
-        pending = False
-        if n >= at_least:
-            break
-    return n
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -154,29 +131,22 @@ def _short_kernel(data, offsets, table, min_chars, short, python):
 
 
 def short_mask(texts, min_chars: int) -> np.ndarray:
-    """`is_short` of every text of an Arrow string array (or a list), read from its UTF-8 buffer without making a
-    Python str: a compiled loop that stops at `min_chars` characters of each cleaned view."""
+    """len(clean_text(text)) < min_chars for every text of an Arrow string array (or a list), read from its UTF-8
+    buffer without making a Python str: a compiled loop that stops at `min_chars` characters of each cleaned view,
+    so a long page costs its first few hundred characters."""
     data, offsets = utf8_buffers(texts)
     short = np.zeros(len(offsets) - 1, dtype=np.bool_)
     python = np.zeros(len(offsets) - 1, dtype=np.bool_)
     _short_kernel(data, offsets, clean_table(), max(int(min_chars), 0), short, python)
     for r in np.flatnonzero(python):  # Σ or İ, or not UTF-8 (a lone surrogate): Python's own lower()
         t = texts[int(r)]
-        short[r] = is_short(t if isinstance(t, str) else t.as_py(), min_chars)
+        short[r] = len(clean_text(t if isinstance(t, str) else t.as_py())) < min_chars
     return short
 
 
-_CLEANED_LENGTH = None
-
-
 def is_short(text: str, min_chars: int) -> bool:
-    """len(clean_text(text)) < min_chars, counted by a compiled loop that stops at `min_chars`: a long page costs
-    its first few hundred characters."""
-    global _CLEANED_LENGTH
-    if _CLEANED_LENGTH is None:
-        _CLEANED_LENGTH = entry_point(_cleaned_length_jit, "", clean_table(), 1)
-    n = _CLEANED_LENGTH(text, clean_table(), min_chars)
-    return (n if n >= 0 else len(clean_text(text))) < min_chars
+    """`short_mask` of one text."""
+    return bool(short_mask([text], min_chars)[0])
 
 
 def char_shingles(cleaned: str, n: int = 13) -> set[str]:
